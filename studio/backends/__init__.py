@@ -1,0 +1,184 @@
+"""Backends: one class per pipeline kind, a registry keyed by `kind`, and the start-up check of models.yaml.
+
+Owns: the `Backend` contract (cheap `__init__`, heavy `load()`, `unload()`, one generator `generate()`),
+the `Request` and event types a backend yields, `register`/`backend_class`, and `check_models`.
+Ignores: storage, the UI and other backends. Heavy libraries (torch, transformers) are imported
+inside `load()` so that `import studio` stays fast.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import ValidationError
+
+from studio.backends.params import Params, explain_validation_error
+from studio.config import ConfigError, ModelSpec, StudioConfig
+
+
+class BackendError(RuntimeError):
+    """A failure worth showing to the user as it is (model missing, prompt too long, ...)."""
+
+
+class ModelNotAvailable(BackendError):
+    """The model's weights are not on this machine; the message says how to get them."""
+
+
+@dataclass
+class Message:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass
+class Request:
+    """Everything a backend needs for one generation; `stop` is polled between steps."""
+
+    prompt: str
+    params: Params
+    history: list[Message] = field(default_factory=list)
+    # Text of an assistant message to extend ("continue"); the backend returns only the new text.
+    continue_from: str | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class Notice:
+    """Something the user should see next to the answer (e.g. turns dropped to fit the context)."""
+
+    text: str
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+Event = TextDelta | Notice | Usage
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """Paths a backend may use: the model cache and the folder models.yaml lives in."""
+
+    model_cache: Path
+    base_dir: Path
+
+
+class Backend(ABC):
+    kind: ClassVar[str]
+    tabs: ClassVar[frozenset[str]]
+    Params: ClassVar[type[Params]]
+
+    def __init__(self, spec: ModelSpec, context: BackendContext) -> None:
+        self.spec = spec
+        self.context = context
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load weights; raise ModelNotAvailable with the fix when they are not here."""
+
+    def unload(self) -> None:
+        """Drop references to weights so memory can be returned."""
+
+    @abstractmethod
+    def generate(self, request: Request) -> Iterator[Event]:
+        """Yield events for one request; stop soon after `request.stop` is set."""
+
+    def memory_bytes(self) -> int:
+        return 0
+
+
+_REGISTRY: dict[str, type[Backend]] = {}
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    """Class decorator: make a backend kind known. Duplicates are a programming error."""
+    if cls.kind in _REGISTRY and _REGISTRY[cls.kind] is not cls:
+        raise ValueError(f"backend kind {cls.kind!r} is already registered by {_REGISTRY[cls.kind].__name__}")
+    _REGISTRY[cls.kind] = cls
+    return cls
+
+
+def unregister(kind: str) -> None:
+    """For tests that register throw-away kinds."""
+    _REGISTRY.pop(kind, None)
+
+
+def known_kinds() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def backend_class(kind: str) -> type[Backend]:
+    try:
+        return _REGISTRY[kind]
+    except KeyError:
+        raise KeyError(f"unknown backend {kind!r}; known backends: {', '.join(known_kinds())}") from None
+
+
+def validate_params(cls: type[Backend], values: dict[str, Any]) -> Params:
+    """Validate user parameters for a backend; raise ValueError with the valid ranges."""
+    try:
+        return cls.Params.model_validate(values)
+    except ValidationError as exc:
+        raise ValueError(explain_validation_error(cls.Params, exc)) from None
+
+
+def check_models(config: StudioConfig) -> None:
+    """Start-up check: every backend exists, serves its tabs, and accepts the model's defaults."""
+    problems: list[str] = []
+    for spec in config.models:
+        where = config.where(spec)
+        try:
+            cls = backend_class(spec.backend)
+        except KeyError as exc:
+            problems.append(f"{where}: field 'backend': {exc.args[0]}")
+            continue
+        extra_tabs = sorted(set(spec.tabs) - cls.tabs)
+        if extra_tabs:
+            problems.append(
+                f"{where}: field 'tabs': backend {spec.backend!r} cannot serve {', '.join(extra_tabs)} "
+                f"(it serves {', '.join(sorted(cls.tabs))})"
+            )
+        try:
+            validate_params(cls, spec.defaults)
+        except ValueError as exc:
+            problems.append(f"{where}: field 'defaults': {exc}")
+    if problems:
+        raise ConfigError("invalid models file:\n  " + "\n  ".join(problems))
+
+
+# Registering the built-in kinds is importing their modules; each imports torch only in load().
+from studio.backends import planned, transformers_chat  # noqa: E402
+
+__all__ = [
+    "Backend",
+    "BackendContext",
+    "BackendError",
+    "Event",
+    "Message",
+    "ModelNotAvailable",
+    "Notice",
+    "Params",
+    "Request",
+    "TextDelta",
+    "Usage",
+    "backend_class",
+    "check_models",
+    "known_kinds",
+    "planned",
+    "register",
+    "transformers_chat",
+    "validate_params",
+]

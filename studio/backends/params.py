@@ -1,0 +1,72 @@
+"""Parameter schemas that backends accept, and error messages that state the valid range.
+
+Owns: `Params` (strict, finite numbers only) and `ChatParams` (the sampling controls of the chat and
+code tabs). The same names are used by the UI, the API and `studio generate --param key=value`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import annotated_types
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Params(BaseModel):
+    """Base for every backend's parameters: unknown names and NaN/Inf are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+class ChatParams(Params):
+    system_prompt: str = Field(default="", max_length=8000)
+    do_sample: bool = True
+    temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    top_k: int = Field(default=50, ge=0, le=1000)
+    repetition_penalty: float = Field(default=1.0, ge=0.5, le=2.0)
+    max_new_tokens: int = Field(default=256, ge=1, le=4096)
+    num_beams: int = Field(default=1, ge=1, le=8)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+
+
+def valid_range(cls: type[Params], name: str) -> str | None:
+    """'between 0 and 2' style text from a field's constraints, or None when it has none."""
+    info = cls.model_fields.get(name)
+    if info is None:
+        return None
+    low = high = None
+    low_open = high_open = False
+    for meta in info.metadata:
+        if isinstance(meta, annotated_types.Ge):
+            low = meta.ge
+        elif isinstance(meta, annotated_types.Gt):
+            low, low_open = meta.gt, True
+        elif isinstance(meta, annotated_types.Le):
+            high = meta.le
+        elif isinstance(meta, annotated_types.Lt):
+            high, high_open = meta.lt, True
+        elif isinstance(meta, annotated_types.MaxLen):
+            return f"at most {meta.max_length} characters"
+    if low is None and high is None:
+        return None
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    return f"in {left}{low}, {high}{right}"
+
+
+def explain_validation_error(cls: type[Params], exc: ValidationError) -> str:
+    parts: list[str] = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "(parameters)"
+        value: Any = err.get("input")
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown parameter {name!r}; known: {', '.join(cls.model_fields)}")
+            continue
+        rng = valid_range(cls, name)
+        if err["type"] == "finite_number":
+            detail = "must be a finite number"
+        else:
+            detail = err["msg"][0].lower() + err["msg"][1:]
+        parts.append(f"{name}={value!r}: {detail}" + (f" (valid: {rng})" if rng else ""))
+    return "; ".join(parts)

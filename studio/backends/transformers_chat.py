@@ -1,0 +1,255 @@
+"""Backend `transformers-chat`: causal language models run in-process with transformers.
+
+Owns: loading (Hub id, local folder, or a GGUF file converted once to safetensors in the model cache),
+building the chat prompt with the tokenizer's chat template, dropping the oldest turns when the
+conversation outgrows the context, streaming tokens, stopping between tokens, and beam search.
+Ignores: storage, validation of user input (the service did it) and which tab asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from studio import sources
+from studio.backends import (
+    Backend,
+    BackendError,
+    Event,
+    Message,
+    ModelNotAvailable,
+    Notice,
+    Request,
+    TextDelta,
+    Usage,
+    register,
+)
+from studio.backends.params import ChatParams
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendError("models.yaml asks for device 'cuda' but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+    return device
+
+
+@register
+class TransformersChat(Backend):
+    kind = "transformers-chat"
+    tabs = frozenset({"chat", "code"})
+    Params = ChatParams
+
+    model: Any = None
+    tokenizer: Any = None
+
+    # -- loading -----------------------------------------------------------------------------------
+    def load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            where = sources.local_path(self.spec, cache=self.context.model_cache, base_dir=self.context.base_dir)
+        except sources.SourceError as exc:
+            raise ModelNotAvailable(str(exc)) from None
+        if isinstance(where, Path) and where.suffix == ".gguf":
+            where = self._converted_gguf(where)
+        device = resolve_device(self.spec.device)
+        dtype = getattr(torch, _DTYPES[self.spec.dtype])
+        hub = isinstance(where, str)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(where)
+            self.model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype).to(device)
+        except OSError as exc:
+            if hub and os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(exc).lower():
+                raise ModelNotAvailable(sources.not_available(self.spec)) from None
+            raise ModelNotAvailable(f"{sources.not_available(self.spec)} ({exc})") from None
+        if self.tokenizer.chat_template is None:
+            raise BackendError(f"model {self.spec.id!r} has no chat template; it is not a chat model")
+        self.model.eval()
+        self.device = device
+
+    def _converted_gguf(self, gguf: Path) -> Path:
+        """Dequantise a GGUF file once and keep a safetensors copy: later loads take a second, not 20."""
+        out = self.context.model_cache / self.spec.id / "converted"
+        if (out / "config.json").exists():
+            return out
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        log.info("converting %s to safetensors once (about 20 s on 2 cores)", gguf.name)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # The tensors are already dequantised to float32; only the GGUF quantizer flag blocks saving.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        tmp = out.with_name("converted.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, out)
+        return out
+
+    def unload(self) -> None:
+        self.model = None
+        self.tokenizer = None
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+
+    def memory_bytes(self) -> int:
+        if self.model is None:
+            return 0
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+
+    @property
+    def context_length(self) -> int:
+        cfg = self.model.config
+        return int(getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 2048))
+
+    # -- prompting ---------------------------------------------------------------------------------
+    def _messages(self, request: Request, history: list[Message]) -> list[dict[str, str]]:
+        params = request.params
+        assert isinstance(params, ChatParams)
+        msgs = [{"role": "system", "content": params.system_prompt}] if params.system_prompt else []
+        msgs += [{"role": m.role, "content": m.content} for m in history]
+        msgs.append({"role": "user", "content": request.prompt})
+        if request.continue_from is not None:
+            msgs.append({"role": "assistant", "content": request.continue_from})
+        return msgs
+
+    def _encode(self, msgs: list[dict[str, str]], cont: bool) -> Any:
+        return self.tokenizer.apply_chat_template(
+            msgs,
+            add_generation_prompt=not cont,
+            continue_final_message=cont,
+            return_tensors="pt",
+            return_dict=True,
+        )
+
+    def fit_to_context(self, request: Request) -> tuple[Any, int]:
+        """Encode the conversation, dropping the oldest turns until it fits; return (inputs, dropped)."""
+        params = request.params
+        assert isinstance(params, ChatParams)
+        budget = self.context_length - params.max_new_tokens
+        history = list(request.history)
+        dropped = 0
+        cont = request.continue_from is not None
+        while True:
+            inputs = self._encode(self._messages(request, history), cont)
+            n = int(inputs["input_ids"].shape[1])
+            if n <= budget:
+                return inputs, dropped
+            if not history:
+                raise BackendError(
+                    f"the message is too long for model {self.spec.id!r}: {n} tokens plus max_new_tokens="
+                    f"{params.max_new_tokens} exceed its context of {self.context_length} tokens; shorten it "
+                    "or lower max_new_tokens"
+                )
+            # Drop a whole exchange (user + assistant) so roles keep alternating.
+            drop = 2 if len(history) >= 2 and history[1].role == "assistant" else 1
+            history = history[drop:]
+            dropped += drop
+
+    # -- generation --------------------------------------------------------------------------------
+    def generate(self, request: Request) -> Iterator[Event]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        if self.model is None:
+            raise BackendError("backend used before load()")
+        params = request.params
+        assert isinstance(params, ChatParams)
+        inputs, dropped = self.fit_to_context(request)
+        if dropped:
+            yield Notice(f"{dropped} oldest message(s) were left out to fit the model's context")
+        inputs = inputs.to(self.device)
+        prompt_len = int(inputs["input_ids"].shape[1])
+
+        stop = request.stop
+        # Set when our consumer goes away (closed tab, error) without the user pressing Stop.
+        abandoned = threading.Event()
+
+        class _StopOnEvent(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                halt = stop.is_set() or abandoned.is_set()
+                return torch.full((input_ids.shape[0],), halt, dtype=torch.bool, device=input_ids.device)
+
+        kwargs: dict[str, Any] = {
+            **inputs,
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": params.do_sample,
+            "num_beams": params.num_beams,
+            "repetition_penalty": params.repetition_penalty,
+            "stopping_criteria": StoppingCriteriaList([_StopOnEvent()]),
+            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        }
+        if params.do_sample:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+        else:  # keep greedy runs free of the model's sampling defaults (and their warnings)
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+
+        if params.num_beams > 1:
+            # transformers cannot stream beam search: the best beam is only known at the end.
+            with torch.inference_mode():
+                out = self.model.generate(**kwargs)
+            new_ids = out[0][prompt_len:]
+            yield TextDelta(self.tokenizer.decode(new_ids, skip_special_tokens=True))
+            yield Usage(prompt_len, int(new_ids.shape[0]))
+            return
+        yield from self._stream(kwargs, prompt_len, abandoned)
+
+    def _stream(self, kwargs: dict[str, Any], prompt_len: int, abandoned: threading.Event) -> Iterator[Event]:
+        import torch
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        counter = _TokenCounter()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    out = self.model.generate(**kwargs, streamer=streamer)
+                counter.n = int(out.shape[1]) - prompt_len
+            except BaseException as exc:  # surfaced in the consumer below
+                failure.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, name=f"generate-{self.spec.id}", daemon=True)
+        worker.start()
+        try:
+            for piece in streamer:
+                if piece:
+                    yield TextDelta(piece)
+        finally:
+            # Reached on normal end, on error, and when the consumer closes us (Stop, closed tab).
+            abandoned.set()
+            worker.join()
+        if failure:
+            raise BackendError(f"generation failed: {failure[0]}") from failure[0]
+        yield Usage(prompt_len, counter.n)
+
+
+class _TokenCounter:
+    n = 0
+

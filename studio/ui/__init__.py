@@ -1,0 +1,47 @@
+"""The Gradio app: `build_app(studio)` composes one `build_<tab>_tab(studio)` per file; `launch` serves it.
+
+Owns: the page layout, the shared GPU queue and the launch settings (monitoring off, the data dir
+blocked from file routes, upload size limit). Ignores: storage, models and torch; handlers only
+translate between Gradio values and `Studio` calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gradio as gr
+
+from studio.service import Studio
+from studio.ui.chat import build_chat_tab
+
+log = logging.getLogger(__name__)
+
+TITLE = "Studio"
+
+
+def build_app(studio: Studio) -> gr.Blocks:
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
+        gr.Markdown(f"## {TITLE}: create with models running on your own machine")
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                build_chat_tab(studio, app)
+    # One generation at a time per process: every model-running event shares the "gpu" id.
+    app.queue(default_concurrency_limit=1, max_size=64)
+    return app
+
+
+def launch(app: gr.Blocks, studio: Studio, *, host: str, port: int, block: bool = True) -> Any:
+    """Serve the app; returns (fastapi app, local url, share url) when not blocking."""
+    result = app.launch(
+        server_name=host,
+        server_port=port,
+        prevent_thread_lock=not block,
+        enable_monitoring=False,
+        blocked_paths=[str(studio.settings.data_dir), str(studio.config.path)],
+        max_file_size="25mb",
+        show_error=True,
+        quiet=not block,
+        footer_links=["api"],
+    )
+    return result

@@ -1,0 +1,221 @@
+"""The Chat tab: conversation list, streaming chat, Stop, regenerate, edit, continue, votes, sampling controls.
+
+Owns: wiring Gradio events to `Studio.chat` and friends, and turning stored turns into chatbot
+messages with their votes. Ignores: validation (the service does it for browser and API alike).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from studio.service import ChatTurn, Studio, StudioError
+
+FEEDBACK = {1: "Like", -1: "Dislike"}
+PARAM_NAMES = ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens",
+               "num_beams", "seed")  # fmt: skip
+
+
+def render(turns: list[ChatTurn], pending: tuple[str, str] | None = None) -> gr.Chatbot:
+    """Stored turns (plus an in-flight one) as chatbot messages with each reply's vote."""
+    messages: list[dict[str, str]] = []
+    feedback: list[str | None] = []
+    for turn in turns:
+        reply = turn.reply
+        if turn.status == "error":
+            reply = f"{reply}\n\n**Error:** {turn.error}".strip()
+        elif turn.status == "stopped":
+            reply = f"{reply} *[stopped]*"
+        messages += [{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": reply}]
+        feedback.append(FEEDBACK.get(turn.rating or 0))
+    if pending is not None:
+        messages += [{"role": "user", "content": pending[0]}, {"role": "assistant", "content": pending[1] or "…"}]
+        feedback.append(None)
+    return gr.Chatbot(value=messages, feedback_value=feedback)
+
+
+def _conversation_choices(studio: Studio, user: str | None) -> list[tuple[str, int]]:
+    return [(f"{title} (#{cid})", cid) for cid, title in studio.conversations(user=user)]
+
+
+def _user(request: gr.Request | None) -> str | None:
+    return getattr(request, "username", None) if request is not None else None
+
+
+def _params(values: tuple[Any, ...], system_prompt: str) -> dict[str, Any]:
+    params = dict(zip(PARAM_NAMES, values, strict=True))
+    if params["seed"] in (None, ""):
+        params["seed"] = None  # blank = a fresh random seed, recorded with the answer
+    elif isinstance(params["seed"], float) and params["seed"].is_integer():
+        params["seed"] = int(params["seed"])
+    params["system_prompt"] = system_prompt or ""
+    return params
+
+
+def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
+    models = studio.models("chat")
+    if not models:
+        gr.Markdown("No model in models.yaml serves the chat tab.")
+        return
+    model_choices = [(f"{m.id} ({m.status})", m.id) for m in models]
+    default = next((m.id for m in models if m.status in ("ready", "loaded")), models[0].id)
+    defaults = studio.default_params(default)
+    run_key = gr.State(lambda: uuid.uuid4().hex)  # identifies this browser session's running job for Stop
+
+    with gr.Row():
+        with gr.Column(scale=1, min_width=220):
+            conversation = gr.Dropdown(label="Conversations", choices=[], value=None, interactive=True,
+                                       elem_id="conversation")  # fmt: skip
+            new_btn = gr.Button("New chat", elem_id="new-chat")
+            title = gr.Textbox(label="Rename to", max_lines=1, elem_id="rename-title")
+            with gr.Row():
+                rename_btn = gr.Button("Rename", size="sm", elem_id="rename")
+                delete_btn = gr.Button("Delete", size="sm", variant="stop", elem_id="delete")
+        with gr.Column(scale=4):
+            model = gr.Dropdown(label="Model", choices=model_choices, value=default, elem_id="model")
+            with gr.Accordion("System prompt", open=False):
+                system_prompt = gr.Textbox(value=defaults.get("system_prompt", ""), lines=3, show_label=False,
+                                           elem_id="system-prompt")  # fmt: skip
+            chatbot = gr.Chatbot(label="Chat", editable="user", height=460, elem_id="chatbot", buttons=["copy"])
+            notice = gr.Markdown(elem_id="notice")
+            message = gr.Textbox(placeholder="Message (Enter to send, Shift+Enter for a new line)", lines=2,
+                                 show_label=False, elem_id="message")  # fmt: skip
+            with gr.Row():
+                send_btn = gr.Button("Send", variant="primary", elem_id="send")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                regen_btn = gr.Button("Regenerate", elem_id="regenerate")
+                continue_btn = gr.Button("Continue", elem_id="continue")
+            with gr.Accordion("Sampling", open=False):
+                with gr.Row():
+                    do_sample = gr.Checkbox(value=defaults["do_sample"], label="Sample (off = greedy)")
+                    num_beams = gr.Slider(1, 8, value=defaults["num_beams"], step=1, label="Beams")
+                    seed = gr.Number(value=defaults["seed"], precision=0, label="Seed (blank = random)")
+                with gr.Row():
+                    temperature = gr.Slider(0.01, 2.0, value=defaults["temperature"], step=0.01, label="Temperature")
+                    top_p = gr.Slider(0.01, 1.0, value=defaults["top_p"], step=0.01, label="Top-p")
+                    top_k = gr.Slider(0, 1000, value=defaults["top_k"], step=1, label="Top-k")
+                with gr.Row():
+                    repetition_penalty = gr.Slider(0.5, 2.0, value=defaults["repetition_penalty"], step=0.01,
+                                                   label="Repetition penalty")  # fmt: skip
+                    max_new_tokens = gr.Slider(1, 4096, value=defaults["max_new_tokens"], step=1,
+                                               label="Max new tokens")  # fmt: skip
+
+    sampling = [do_sample, temperature, top_p, top_k, repetition_penalty, max_new_tokens, num_beams, seed]
+    run_inputs = [conversation, model, system_prompt, run_key, *sampling]
+    run_outputs = [chatbot, conversation, message, notice]
+
+    def run(action: str, turn: int | None, text: str | None, conv: int | None, model_id: str, system: str,
+            key: str, *values: Any, request: gr.Request | None = None) -> Iterator[Any]:  # fmt: skip
+        user = _user(request)
+        turns = studio.conversation(conv, user=user) if conv else []
+        index = len(turns) if action == "send" else (len(turns) - 1 if turn is None else turn)
+        shown = turns[:index]
+        prompt = text if action in ("send", "edit") else (turns[index].prompt if 0 <= index < len(turns) else "")
+        try:
+            updates = studio.chat(model_id=model_id, message=text, params=_params(values, system),
+                                  conversation_id=conv, action=action, turn_index=turn, user=user,  # type: ignore[arg-type]
+                                  run_key=key)  # fmt: skip
+            final = None
+            for update in updates:
+                if update.done:
+                    final = update
+                    break
+                status = f"Loading {model_id}…" if update.status == "loading" else " ".join(update.notices)
+                yield render(shown, (prompt or "", update.text)), gr.update(), gr.update(), status
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        assert final is not None
+        conv_id = final.conversation_id
+        notes = list(final.notices) + (["Stopped."] if final.status == "stopped" else [])
+        yield (render(studio.conversation(conv_id, user=user)) if conv_id else render([]),
+               gr.Dropdown(choices=_conversation_choices(studio, user), value=conv_id),
+               "" if final.status != "error" else gr.update(), " ".join(notes))  # fmt: skip
+        if final.status == "error":
+            raise gr.Error(final.error or "generation failed")
+
+    # Gradio injects `request` / event data by position, so they come before `*args`.
+    def send(request: gr.Request, text: str, *args: Any) -> Iterator[Any]:
+        yield from run("send", None, text, *args, request=request)
+
+    def regenerate(request: gr.Request, *args: Any) -> Iterator[Any]:
+        yield from run("regenerate", None, None, *args, request=request)
+
+    def keep_going(request: gr.Request, *args: Any) -> Iterator[Any]:
+        yield from run("continue", None, None, *args, request=request)
+
+    def edit(request: gr.Request, data: gr.EditData, *args: Any) -> Iterator[Any]:
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        yield from run("edit", index // 2, str(data.value), *args, request=request)
+
+    gpu = {"concurrency_id": "gpu", "concurrency_limit": 1}
+    send_btn.click(send, [message, *run_inputs], run_outputs, api_name="chat", **gpu)
+    message.submit(send, [message, *run_inputs], run_outputs, api_visibility="private", **gpu)
+    regen_btn.click(regenerate, run_inputs, run_outputs, api_name="regenerate", **gpu)
+    chatbot.retry(regenerate, run_inputs, run_outputs, api_visibility="private", **gpu)
+    continue_btn.click(keep_going, run_inputs, run_outputs, api_name="continue", **gpu)
+    chatbot.edit(edit, run_inputs, run_outputs, api_visibility="private", **gpu)
+    # Not queued behind the generation it has to stop.
+    stop_btn.click(lambda key: None if studio.cancel(key) else None, run_key, None, queue=False,
+                   api_visibility="private")  # fmt: skip
+
+    def vote(data: gr.LikeData, conv: int | None, request: gr.Request) -> str:
+        user = _user(request)
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        turns = studio.conversation(conv, user=user) if conv else []
+        if not 0 <= index // 2 < len(turns):
+            return "That message is not saved yet; vote again when it has finished."
+        value = {True: "up", False: "down"}.get(data.liked) if isinstance(data.liked, bool) else None
+        studio.rate(turns[index // 2].generation_id, value, user=user)
+        return ""
+
+    chatbot.like(vote, [conversation], notice, api_visibility="private")
+
+    def rate_api(generation_id: float, value: str, request: gr.Request) -> str:
+        try:
+            studio.rate(int(generation_id), None if value in ("", "none") else value, user=_user(request))
+        except (StudioError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        return "ok"
+
+    gr.api(rate_api, api_name="rate")
+
+    def open_conversation(conv: int | None, request: gr.Request) -> Any:
+        return render(studio.conversation(conv, user=_user(request))) if conv else render([])
+
+    conversation.input(open_conversation, conversation, chatbot, api_visibility="private")
+
+    def new_chat() -> tuple[Any, Any, str]:
+        return gr.Dropdown(value=None), render([]), ""
+
+    new_btn.click(new_chat, None, [conversation, chatbot, notice], api_visibility="private")
+
+    def rename(conv: int | None, new_title: str, request: gr.Request) -> tuple[Any, str]:
+        if not conv:
+            raise gr.Error("Open a conversation first.")
+        try:
+            studio.rename_conversation(conv, new_title, user=_user(request))
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        return gr.Dropdown(choices=_conversation_choices(studio, _user(request)), value=conv), ""
+
+    rename_btn.click(rename, [conversation, title], [conversation, title], api_name="rename_conversation")
+
+    def delete(conv: int | None, request: gr.Request) -> tuple[Any, Any]:
+        if conv:
+            studio.delete_conversation(conv, user=_user(request))
+        return gr.Dropdown(choices=_conversation_choices(studio, _user(request)), value=None), render([])
+
+    delete_btn.click(delete, conversation, [conversation, chatbot], api_name="delete_conversation")
+
+    def on_load(request: gr.Request) -> tuple[Any, Any, Any]:
+        """Reopen the most recent conversation, with its votes, when the page (re)loads."""
+        choices = _conversation_choices(studio, _user(request))
+        latest = choices[0][1] if choices else None
+        fresh = [(f"{m.id} ({m.status})", m.id) for m in studio.models("chat")]
+        return (gr.Dropdown(choices=choices, value=latest), open_conversation(latest, request),
+                gr.Dropdown(choices=fresh))  # fmt: skip
+
+    app.load(on_load, None, [conversation, chatbot, model], api_visibility="private")
