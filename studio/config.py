@@ -102,7 +102,9 @@ class Settings:
     model_cache: Path
 
     @classmethod
-    def from_env(cls, *, models_file: str | Path | None = None, data_dir: str | Path | None = None) -> Settings:
+    def from_env(
+        cls, *, models_file: str | Path | None = None, data_dir: str | Path | None = None
+    ) -> Settings:
         data = Path(data_dir or os.environ.get("STUDIO_DATA_DIR") or _default_data_dir()).expanduser()
         models = Path(models_file or os.environ.get("STUDIO_MODELS") or DEFAULT_MODELS_FILE).expanduser()
         db_url = os.environ.get("STUDIO_DATABASE_URL") or f"sqlite:///{data / 'studio.db'}"

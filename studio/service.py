@@ -22,6 +22,7 @@ from sqlmodel import Session
 from studio import sources, storage
 from studio.backends import (
     BackendContext,
+    BackendError,
     Message,
     Notice,
     Request,
@@ -78,13 +79,17 @@ class ModelInfo:
 
 
 class Studio:
-    def __init__(self, config: StudioConfig, settings: Settings, *, engine: Engine | None = None, max_loaded: int = 2):
+    def __init__(
+        self, config: StudioConfig, settings: Settings, *, engine: Engine | None = None, max_loaded: int = 2
+    ):
         check_models(config)
         self.config = config
         self.settings = settings
         self.engine = engine or storage.make_engine(settings.database_url)
         context = BackendContext(model_cache=settings.model_cache, base_dir=config.path.parent)
-        self.manager = ModelManager(config, lambda spec: backend_class(spec.backend)(spec, context), max_loaded=max_loaded)
+        self.manager = ModelManager(
+            config, lambda spec: backend_class(spec.backend)(spec, context), max_loaded=max_loaded
+        )
         self._user_ids: dict[str, int] = {}
         self._runs: dict[str, threading.Event] = {}
 
@@ -116,7 +121,9 @@ class Studio:
         except KeyError as exc:
             raise StudioError(exc.args[0]) from None
         if tab is not None and tab not in spec.tabs:
-            raise StudioError(f"model {model_id!r} does not serve the {tab} tab (it serves {', '.join(spec.tabs)})")
+            raise StudioError(
+                f"model {model_id!r} does not serve the {tab} tab (it serves {', '.join(spec.tabs)})"
+            )
         return spec
 
     def _params(self, spec: Any, params: dict[str, Any] | None) -> Any:
@@ -139,7 +146,9 @@ class Studio:
         if not message.strip():
             raise StudioError("the message is empty; type something to send")
         if len(message) > MAX_PROMPT_CHARS:
-            raise StudioError(f"the message is {len(message)} characters long; the limit is {MAX_PROMPT_CHARS}")
+            raise StudioError(
+                f"the message is {len(message)} characters long; the limit is {MAX_PROMPT_CHARS}"
+            )
         return message
 
     def user_id(self, name: str | None) -> int:
@@ -181,16 +190,27 @@ class Studio:
             target = turns[index]
             prompt = self._prompt(message) if action == "edit" else target.prompt
             continue_from = target.output_text if action == "continue" else None
-        history = [m for t in turns[:index] for m in (Message("user", t.prompt), Message("assistant", t.output_text))]
+        history = [
+            m for t in turns[:index] for m in (Message("user", t.prompt), Message("assistant", t.output_text))
+        ]
         parent = turns[index].id if index < len(turns) else None
         request = Request(prompt=prompt, params=validated, history=history, continue_from=continue_from)
         row = storage.Generation(
-            user_id=uid, conversation_id=conversation_id, turn_index=index, parent_id=parent, action=action,
-            tab=tab, model_id=model_id, prompt=prompt, params=validated.model_dump(),
+            user_id=uid,
+            conversation_id=conversation_id,
+            turn_index=index,
+            parent_id=parent,
+            action=action,
+            tab=tab,
+            model_id=model_id,
+            prompt=prompt,
+            params=validated.model_dump(),
             history=[{"role": m.role, "content": m.content} for m in history],
             seed=getattr(validated, "seed", None),
-        )  # fmt: skip
-        yield from self._run(spec, request, row, supersede=index if index < len(turns) else None, run_key=run_key)
+        )
+        yield from self._run(
+            spec, request, row, supersede=index if index < len(turns) else None, run_key=run_key
+        )
 
     def _turns_for(self, conversation_id: int | None, uid: int) -> list[storage.Generation]:
         if conversation_id is None:
@@ -201,7 +221,13 @@ class Studio:
             return storage.active_turns(session, conversation_id=conversation_id)
 
     def _run(
-        self, spec: Any, request: Request, row: storage.Generation, *, supersede: int | None, run_key: str | None
+        self,
+        spec: Any,
+        request: Request,
+        row: storage.Generation,
+        *,
+        supersede: int | None,
+        run_key: str | None,
     ) -> Iterator[ChatUpdate]:
         prefix = request.continue_from or ""
         pieces: list[str] = []
@@ -221,12 +247,16 @@ class Studio:
                         if isinstance(event, TextDelta):
                             first_token = first_token or time.perf_counter()
                             pieces.append(event.text)
-                            yield ChatUpdate(prefix + "".join(pieces), conversation_id=row.conversation_id,
-                                             notices=notices)  # fmt: skip
+                            yield ChatUpdate(
+                                prefix + "".join(pieces), conversation_id=row.conversation_id, notices=notices
+                            )
                         elif isinstance(event, Notice):
                             notices.append(event.text)
                         elif isinstance(event, Usage):
-                            row.prompt_tokens, row.completion_tokens = event.prompt_tokens, event.completion_tokens
+                            row.prompt_tokens, row.completion_tokens = (
+                                event.prompt_tokens,
+                                event.completion_tokens,
+                            )
                 finally:
                     stream.close()  # ends the backend's worker if we were closed early
             status = "stopped" if request.stop.is_set() else "ok"
@@ -235,7 +265,12 @@ class Studio:
             raise
         except Exception as exc:
             status, error = "error", str(exc) or type(exc).__name__
-            log.warning("generation with %s failed: %s", spec.id, error, exc_info=not isinstance(exc, ValueError))
+            log.warning(
+                "generation with %s failed: %s",
+                spec.id,
+                error,
+                exc_info=not isinstance(exc, (ValueError, BackendError)),
+            )
         finally:
             self._runs.pop(key, None)
             row.output_text = prefix + "".join(pieces)
@@ -243,15 +278,23 @@ class Studio:
             row.duration_ms = (time.perf_counter() - started) * 1000
             row.first_token_ms = (first_token - started) * 1000 if first_token else None
             saved = self._save(row, supersede)
-        yield ChatUpdate(row.output_text, done=True, status=status, generation_id=saved.id,
-                         conversation_id=saved.conversation_id, error=error, notices=notices)  # fmt: skip
+        yield ChatUpdate(
+            row.output_text,
+            done=True,
+            status=status,
+            generation_id=saved.id,
+            conversation_id=saved.conversation_id,
+            error=error,
+            notices=notices,
+        )
 
     def _save(self, row: storage.Generation, supersede: int | None) -> storage.Generation:
         with Session(self.engine) as session:
             if row.conversation_id is None and row.tab in ("chat", "code"):
                 title = " ".join(row.prompt.split())[:60]
-                conv = storage.create_conversation(session, user_id=row.user_id, title=title,
-                                                   model_id=row.model_id, tab=row.tab)  # fmt: skip
+                conv = storage.create_conversation(
+                    session, user_id=row.user_id, title=title, model_id=row.model_id, tab=row.tab
+                )
                 row.conversation_id = conv.id
             return storage.record_generation(session, generation=row, supersede_from=supersede)
 
@@ -263,8 +306,15 @@ class Studio:
         stop.set()
         return True
 
-    def generate(self, *, tab: str, model_id: str, prompt: str, params: dict[str, Any] | None = None,
-                 user: str | None = None) -> dict[str, Any]:  # fmt: skip
+    def generate(
+        self,
+        *,
+        tab: str,
+        model_id: str,
+        prompt: str,
+        params: dict[str, Any] | None = None,
+        user: str | None = None,
+    ) -> dict[str, Any]:
         """One complete generation for scripts (CLI, API): returns the stored result."""
         if tab not in ("chat", "code"):
             raise StudioError(f"the {tab} tab is not available in this version; available: chat, code")
@@ -276,10 +326,17 @@ class Studio:
             row = storage.get_generation(session, generation_id=final.generation_id)
             assert row is not None
             return {
-                "generation_id": row.id, "tab": row.tab, "model": row.model_id, "text": row.output_text,
-                "files": row.files, "params": row.params, "status": row.status, "error": row.error,
-                "conversation_id": row.conversation_id, "notices": row.notices,
-            }  # fmt: skip
+                "generation_id": row.id,
+                "tab": row.tab,
+                "model": row.model_id,
+                "text": row.output_text,
+                "files": row.files,
+                "params": row.params,
+                "status": row.status,
+                "error": row.error,
+                "conversation_id": row.conversation_id,
+                "notices": row.notices,
+            }
 
     # -- conversations and ratings -------------------------------------------------------------------
     def conversation(self, conversation_id: int, *, user: str | None = None) -> list[ChatTurn]:
@@ -288,7 +345,9 @@ class Studio:
         with Session(self.engine) as session:
             votes = storage.ratings_for(session, generation_ids=[t.id for t in turns if t.id], user_id=uid)
         return [
-            ChatTurn(t.id or 0, t.prompt, t.output_text, votes.get(t.id or 0), t.status, t.error, list(t.notices))
+            ChatTurn(
+                t.id or 0, t.prompt, t.output_text, votes.get(t.id or 0), t.status, t.error, list(t.notices)
+            )
             for t in turns
         ]
 
@@ -301,13 +360,16 @@ class Studio:
         if not isinstance(title, str) or not title.strip():
             raise StudioError("a conversation needs a non-empty title")
         with Session(self.engine) as session:
-            if not storage.rename_conversation(session, conversation_id=conversation_id,
-                                               user_id=self.user_id(user), title=title.strip()):  # fmt: skip
+            if not storage.rename_conversation(
+                session, conversation_id=conversation_id, user_id=self.user_id(user), title=title.strip()
+            ):
                 raise StudioError(f"conversation {conversation_id} does not exist")
 
     def delete_conversation(self, conversation_id: int, *, user: str | None = None) -> None:
         with Session(self.engine) as session:
-            if not storage.delete_conversation(session, conversation_id=conversation_id, user_id=self.user_id(user)):
+            if not storage.delete_conversation(
+                session, conversation_id=conversation_id, user_id=self.user_id(user)
+            ):
                 raise StudioError(f"conversation {conversation_id} does not exist")
 
     def rate(self, generation_id: int, vote: str | int | None, *, user: str | None = None) -> None:
@@ -322,18 +384,29 @@ class Studio:
                 raise StudioError(f"generation {generation_id} does not exist")
             storage.set_rating(session, generation_id=generation_id, user_id=uid, value=values[vote])
 
-    def history(self, *, user: str | None = None, tab: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    def history(
+        self, *, user: str | None = None, tab: str | None = None, limit: int = 20
+    ) -> list[dict[str, Any]]:
         with Session(self.engine) as session:
             rows = storage.list_generations(session, user_id=self.user_id(user), tab=tab, limit=limit)
-            votes = storage.ratings_for(session, generation_ids=[r.id for r in rows if r.id], user_id=self.user_id(user))
+            votes = storage.ratings_for(
+                session, generation_ids=[r.id for r in rows if r.id], user_id=self.user_id(user)
+            )
             return [
-                {"generation_id": r.id, "created_at": r.created_at.isoformat(timespec="seconds"), "tab": r.tab,
-                 "model": r.model_id, "status": r.status, "prompt": r.prompt, "text": r.output_text,
-                 "error": r.error, "rating": votes.get(r.id or 0)}  # fmt: skip
+                {
+                    "generation_id": r.id,
+                    "created_at": r.created_at.isoformat(timespec="seconds"),
+                    "tab": r.tab,
+                    "model": r.model_id,
+                    "status": r.status,
+                    "prompt": r.prompt,
+                    "text": r.output_text,
+                    "error": r.error,
+                    "rating": votes.get(r.id or 0),
+                }
                 for r in rows
             ]
 
     def close(self) -> None:
         self.manager.unload_all()
         self.engine.dispose()
-

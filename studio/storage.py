@@ -110,7 +110,9 @@ def get_or_create_user(session: Session, *, name: str) -> User:
 
 
 # -- conversations ---------------------------------------------------------------------------------
-def create_conversation(session: Session, *, user_id: int, title: str, model_id: str, tab: str = "chat") -> Conversation:
+def create_conversation(
+    session: Session, *, user_id: int, title: str, model_id: str, tab: str = "chat"
+) -> Conversation:
     conv = Conversation(user_id=user_id, title=title[:200], model_id=model_id, tab=tab)
     session.add(conv)
     session.flush()  # assigns the id inside the caller's transaction
@@ -122,7 +124,9 @@ def get_conversation(session: Session, *, conversation_id: int, user_id: int) ->
     return conv if conv is not None and conv.user_id == user_id else None
 
 
-def list_conversations(session: Session, *, user_id: int, tab: str = "chat", limit: int = 100) -> list[Conversation]:
+def list_conversations(
+    session: Session, *, user_id: int, tab: str = "chat", limit: int = 100
+) -> list[Conversation]:
     query = (
         select(Conversation)
         .where(Conversation.user_id == user_id, Conversation.tab == tab)
@@ -148,8 +152,8 @@ def delete_conversation(session: Session, *, conversation_id: int, user_id: int)
     if conv is None:
         return False
     gen_ids = select(Generation.id).where(Generation.conversation_id == conversation_id)
-    session.exec(delete(Rating).where(col(Rating.generation_id).in_(gen_ids)))  # type: ignore[call-overload]
-    session.exec(delete(Generation).where(col(Generation.conversation_id) == conversation_id))  # type: ignore[call-overload]
+    session.exec(delete(Rating).where(col(Rating.generation_id).in_(gen_ids)))
+    session.exec(delete(Generation).where(col(Generation.conversation_id) == conversation_id))
     session.delete(conv)
     session.commit()
     return True
@@ -165,7 +169,9 @@ def active_turns(session: Session, *, conversation_id: int) -> list[Generation]:
 
 
 # -- generations -----------------------------------------------------------------------------------
-def record_generation(session: Session, *, generation: Generation, supersede_from: int | None = None) -> Generation:
+def record_generation(
+    session: Session, *, generation: Generation, supersede_from: int | None = None
+) -> Generation:
     """Write one finished generation (any status) in one commit.
 
     With `supersede_from`, active turns of the conversation at or after that index stop being
@@ -200,7 +206,9 @@ def get_generation(session: Session, *, generation_id: int) -> Generation | None
 def list_generations(
     session: Session, *, user_id: int | None = None, tab: str | None = None, limit: int = 50
 ) -> list[Generation]:
-    query = select(Generation).order_by(col(Generation.created_at).desc(), col(Generation.id).desc()).limit(limit)
+    query = (
+        select(Generation).order_by(col(Generation.created_at).desc(), col(Generation.id).desc()).limit(limit)
+    )
     if user_id is not None:
         query = query.where(Generation.user_id == user_id)
     if tab is not None:

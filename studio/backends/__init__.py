@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -89,11 +89,11 @@ class Backend(ABC):
     def load(self) -> None:
         """Load weights; raise ModelNotAvailable with the fix when they are not here."""
 
-    def unload(self) -> None:
+    def unload(self) -> None:  # noqa: B027 - optional hook; most backends only drop references
         """Drop references to weights so memory can be returned."""
 
     @abstractmethod
-    def generate(self, request: Request) -> Iterator[Event]:
+    def generate(self, request: Request) -> Generator[Event, None, None]:
         """Yield events for one request; stop soon after `request.stop` is set."""
 
     def memory_bytes(self) -> int:

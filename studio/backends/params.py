@@ -35,7 +35,8 @@ def valid_range(cls: type[Params], name: str) -> str | None:
     info = cls.model_fields.get(name)
     if info is None:
         return None
-    low = high = None
+    low: Any = None
+    high: Any = None
     low_open = high_open = False
     for meta in info.metadata:
         if isinstance(meta, annotated_types.Ge):

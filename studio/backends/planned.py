@@ -7,7 +7,7 @@ implemented yet. Each is replaced by a real module when its tab lands (issues: i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from pydantic import Field
 
@@ -49,7 +49,7 @@ class _Planned(Backend):
             f"but does not run yet; the {', '.join(sorted(self.tabs))} tab arrives in a later release"
         )
 
-    def generate(self, request: Request) -> Iterator[Event]:
+    def generate(self, request: Request) -> Generator[Event, None, None]:
         raise BackendError(f"backend {self.kind!r} is not implemented yet")
 
 

@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,9 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise BackendError("models.yaml asks for device 'cuda' but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+        raise BackendError(
+            "models.yaml asks for device 'cuda' but torch sees no CUDA GPU; use 'cpu' or 'auto'"
+        )
     return device
 
 
@@ -61,7 +63,9 @@ class TransformersChat(Backend):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         try:
-            where = sources.local_path(self.spec, cache=self.context.model_cache, base_dir=self.context.base_dir)
+            where = sources.local_path(
+                self.spec, cache=self.context.model_cache, base_dir=self.context.base_dir
+            )
         except sources.SourceError as exc:
             raise ModelNotAvailable(str(exc)) from None
         if isinstance(where, Path) and where.suffix == ".gguf":
@@ -71,9 +75,10 @@ class TransformersChat(Backend):
         hub = isinstance(where, str)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(where)
-            self.model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype).to(device)
+            model: Any = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
+            self.model = model.to(device)
         except OSError as exc:
-            if hub and os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(exc).lower():
+            if (hub and os.environ.get("HF_HUB_OFFLINE") == "1") or "offline" in str(exc).lower():
                 raise ModelNotAvailable(sources.not_available(self.spec)) from None
             raise ModelNotAvailable(f"{sources.not_available(self.spec)} ({exc})") from None
         if self.tokenizer.chat_template is None:
@@ -91,7 +96,9 @@ class TransformersChat(Backend):
 
         log.info("converting %s to safetensors once (about 20 s on 2 cores)", gguf.name)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
         # The tensors are already dequantised to float32; only the GGUF quantizer flag blocks saving.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
@@ -122,7 +129,8 @@ class TransformersChat(Backend):
     @property
     def context_length(self) -> int:
         cfg = self.model.config
-        return int(getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 2048))
+        length: Any = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 2048)
+        return int(length)
 
     # -- prompting ---------------------------------------------------------------------------------
     def _messages(self, request: Request, history: list[Message]) -> list[dict[str, str]]:
@@ -169,7 +177,7 @@ class TransformersChat(Backend):
             dropped += drop
 
     # -- generation --------------------------------------------------------------------------------
-    def generate(self, request: Request) -> Iterator[Event]:
+    def generate(self, request: Request) -> Generator[Event, None, None]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -218,7 +226,9 @@ class TransformersChat(Backend):
             return
         yield from self._stream(kwargs, prompt_len, abandoned)
 
-    def _stream(self, kwargs: dict[str, Any], prompt_len: int, abandoned: threading.Event) -> Iterator[Event]:
+    def _stream(
+        self, kwargs: dict[str, Any], prompt_len: int, abandoned: threading.Event
+    ) -> Generator[Event, None, None]:
         import torch
         from transformers import TextIteratorStreamer
 
@@ -252,4 +262,3 @@ class TransformersChat(Backend):
 
 class _TokenCounter:
     n = 0
-

@@ -21,7 +21,7 @@ PARAM_NAMES = ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty
 
 def render(turns: list[ChatTurn], pending: tuple[str, str] | None = None) -> gr.Chatbot:
     """Stored turns (plus an in-flight one) as chatbot messages with each reply's vote."""
-    messages: list[dict[str, str]] = []
+    messages: list[Any] = []  # MessageDicts; Gradio accepts plain dicts
     feedback: list[str | None] = []
     for turn in turns:
         reply = turn.reply
@@ -150,7 +150,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         index = data.index if isinstance(data.index, int) else data.index[0]
         yield from run("edit", index // 2, str(data.value), *args, request=request)
 
-    gpu = {"concurrency_id": "gpu", "concurrency_limit": 1}
+    gpu: dict[str, Any] = {"concurrency_id": "gpu", "concurrency_limit": 1}
     send_btn.click(send, [message, *run_inputs], run_outputs, api_name="chat", **gpu)
     message.submit(send, [message, *run_inputs], run_outputs, api_visibility="private", **gpu)
     regen_btn.click(regenerate, run_inputs, run_outputs, api_name="regenerate", **gpu)

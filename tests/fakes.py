@@ -1,0 +1,51 @@
+"""A fake chat backend for fast UI, service and storage tests; never the proof that a model works."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+
+from studio.backends import Backend, BackendError, Notice, Request, TextDelta, Usage, register
+from studio.backends.params import ChatParams
+
+
+@register
+class FakeChat(Backend):
+    """Echoes the prompt word by word. Prompts containing 'FAIL' raise; 'SLOW' waits for Stop."""
+
+    kind = "fake-chat"
+    tabs = frozenset({"chat", "code"})
+    Params = ChatParams
+    loads = 0
+    unloads = 0
+
+    def load(self) -> None:
+        if "missing" in self.spec.source:
+            raise BackendError(
+                f"model {self.spec.id!r} is not downloaded; run `studio models pull {self.spec.id}`"
+            )
+        type(self).loads += 1
+        self.loaded = True
+
+    def unload(self) -> None:
+        type(self).unloads += 1
+        self.loaded = False
+
+    def generate(self, request: Request) -> Generator[TextDelta | Notice | Usage, None, None]:
+        assert isinstance(request.params, ChatParams)
+        if "FAIL" in request.prompt:
+            raise BackendError("the fake model failed on purpose")
+        if len(request.history) > 6:
+            yield Notice("2 oldest message(s) were left out to fit the model's context")
+        words = f"echo: {request.prompt}".split()
+        if "SLOW" in request.prompt:
+            words = words * 1000
+        sent = 0
+        for word in words[: request.params.max_new_tokens]:
+            if request.stop.is_set():
+                break
+            if "SLOW" in request.prompt:
+                threading.Event().wait(0.005)
+            yield TextDelta(word + " ")
+            sent += 1
+        yield Usage(prompt_tokens=len(request.prompt.split()), completion_tokens=sent)

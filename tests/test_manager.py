@@ -1,0 +1,42 @@
+"""ModelManager: load on first use, LRU eviction of idle models, in-use protection, one load per model."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from studio.backends import BackendError
+from tests.fakes import FakeChat
+
+
+def test_lru_eviction_and_in_use_protection(make_studio) -> None:
+    studio = make_studio(max_loaded=1)
+    manager = studio.manager
+    unloads = FakeChat.unloads
+    with manager.use("fake") as backend:
+        assert backend.loaded
+        # The only slot is busy: a second model cannot evict it.
+        with pytest.raises(BackendError, match="busy"), manager.use("fake-2"):
+            pass
+    assert manager.loaded() == ["fake"]
+    with manager.use("fake-2"):
+        pass
+    assert manager.loaded() == ["fake-2"] and FakeChat.unloads == unloads + 1
+    assert manager.unload("fake-2") and manager.loaded() == []
+
+
+def test_concurrent_first_use_loads_once(make_studio) -> None:
+    studio = make_studio(max_loaded=2)
+    before = FakeChat.loads
+    threads = [threading.Thread(target=studio.manager.preload, args=("fake",)) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert FakeChat.loads == before + 1
+
+
+def test_unknown_model(make_studio) -> None:
+    with pytest.raises(KeyError, match="known models: fake, fake-2"), make_studio().manager.use("nope"):
+        pass

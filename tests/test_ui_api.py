@@ -1,0 +1,118 @@
+"""The Gradio app served for real (fake backend): API endpoints and server-side validation for API callers."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from gradio_client import Client
+from sqlmodel import Session, select
+
+from studio import storage
+from studio.service import Studio
+from studio.ui import build_app, launch
+
+SAMPLING = [False, 0.7, 0.9, 50, 1.0, 16, 1, None]  # do_sample .. seed, as in the Sampling panel
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Studio, str]]:
+    from studio import Settings
+    from tests.conftest import FAKE_MODELS, write_models
+
+    folder = tmp_path_factory.mktemp("served")
+    studio = Studio.from_settings(
+        Settings.from_env(models_file=write_models(folder, FAKE_MODELS), data_dir=folder / "d")
+    )
+    app = build_app(studio)
+    port = free_port()
+    launch(app, studio, host="127.0.0.1", port=port, block=False)
+    yield studio, f"http://127.0.0.1:{port}/"
+    app.close()
+    studio.close()
+
+
+@pytest.fixture(scope="module")
+def client(served) -> Client:
+    return Client(served[1], verbose=False)
+
+
+def count(studio: Studio) -> int:
+    with Session(studio.engine) as s:
+        return len(s.exec(select(storage.Generation)).all())
+
+
+def test_chat_endpoint_streams_and_stores(served, client: Client) -> None:
+    studio, _ = served
+    before = count(studio)
+    chatbot, conversation, textbox, _notice = client.predict(
+        "hello api", None, "fake", "", *SAMPLING, api_name="/chat"
+    )
+    assert count(studio) == before + 1
+    conv_id = conversation["value"]
+    messages = chatbot["value"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert "echo: hello api" in messages[1]["content"][0]["text"] and textbox == ""
+    # A second call continues the same conversation; regenerate and continue work over the API too.
+    client.predict("again", conv_id, "fake", "", *SAMPLING, api_name="/chat")
+    client.predict(conv_id, "fake", "", *SAMPLING, api_name="/regenerate")
+    client.predict(conv_id, "fake", "", *SAMPLING, api_name="/continue")
+    turns = studio.conversation(conv_id)
+    assert [t.prompt for t in turns] == ["hello api", "again"] and count(studio) == before + 4
+    assert client.predict(turns[-1].generation_id, "up", api_name="/rate") == "ok"
+    assert studio.conversation(conv_id)[-1].rating == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "sampling", "expected"),
+    [
+        ("   ", SAMPLING, "message is empty"),
+        ("hi", [False, 0.7, 0.9, 50, 1.0, 16, 1, -5], "seed=-5"),
+        ("hi", [False, 0.7, 0.9, 50, 1.0, 16, 1, 2**33], "seed=8589934592"),
+    ],
+)
+def test_api_callers_get_clear_errors_and_no_row(
+    served, client: Client, message: str, sampling: list, expected: str
+) -> None:
+    studio, _ = served
+    before = count(studio)
+    with pytest.raises(Exception, match=expected):
+        client.predict(message, None, "fake", "", *sampling, api_name="/chat")
+    assert count(studio) == before
+
+
+def test_raw_http_nan_is_refused_on_the_server(served) -> None:
+    """A hand-written request can carry NaN (the browser and gradio_client cannot)."""
+    studio, url = served
+    before = count(studio)
+    body = '{"data": ["hi", null, "fake", "", false, NaN, 0.9, 50, 1.0, 16, 1, null]}'
+    with httpx.Client(base_url=url, timeout=30) as http:
+        event = http.post("gradio_api/call/chat", content=body, headers={"content-type": "application/json"})
+        assert event.status_code == 200, event.text
+        stream = http.get(f"gradio_api/call/chat/{event.json()['event_id']}").text
+    assert "event: error" in stream and "complete" not in stream.split("event: error")[0]
+    assert count(studio) == before
+
+
+def test_rate_endpoint_validates(served, client: Client) -> None:
+    with pytest.raises(Exception, match="does not exist"):
+        client.predict(999999, "up", api_name="/rate")
+    with pytest.raises(Exception, match="'up', 'down'"):
+        client.predict(1, "sideways", api_name="/rate")
+
+
+def test_the_data_dir_is_not_served(served) -> None:
+    studio, url = served
+    db = studio.settings.data_dir / "studio.db"
+    assert db.exists()
+    with httpx.Client(base_url=url, timeout=10) as http:
+        for route in (f"gradio_api/file={db}", f"file={db}", f"gradio_api/file={studio.config.path}"):
+            assert http.get(route).status_code in (403, 404), route
