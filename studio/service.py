@@ -9,11 +9,9 @@ Ignores: Gradio types, SQL details (storage) and model internals (backends).
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import Engine
@@ -34,48 +32,14 @@ from studio.backends import (
 )
 from studio.config import Settings, StudioConfig, load_config
 from studio.manager import ModelManager
+from studio.results import ChatTurn, ChatUpdate, ModelInfo, StudioError
+from studio.validation import model_for, params_for, prompt_text
 
 log = logging.getLogger(__name__)
 
-MAX_PROMPT_CHARS = 100_000
+__all__ = ["ChatTurn", "ChatUpdate", "ModelInfo", "Studio", "StudioError"]
+
 Action = Literal["send", "regenerate", "edit", "continue"]
-
-
-class StudioError(ValueError):
-    """Bad input or a refused operation, worded for the user."""
-
-
-@dataclass
-class ChatUpdate:
-    """One step of a chat turn; the last one has `done=True` and the stored generation id."""
-
-    text: str
-    done: bool = False
-    status: str = "running"  # loading | running | ok | error | stopped
-    generation_id: int | None = None
-    conversation_id: int | None = None
-    error: str | None = None
-    notices: list[str] = field(default_factory=list)
-
-
-@dataclass
-class ChatTurn:
-    generation_id: int
-    prompt: str
-    reply: str
-    rating: int | None
-    status: str
-    error: str | None
-    notices: list[str]
-
-
-@dataclass
-class ModelInfo:
-    id: str
-    tabs: list[str]
-    backend: str
-    status: str
-    description: str
 
 
 class Studio:
@@ -111,45 +75,8 @@ class Studio:
         return sources.status(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
 
     def default_params(self, model_id: str) -> dict[str, Any]:
-        spec = self._spec(model_id, None)
+        spec = model_for(self.config, model_id, None)
         return validate_params(backend_class(spec.backend), spec.defaults).model_dump()
-
-    # -- validation --------------------------------------------------------------------------------
-    def _spec(self, model_id: str, tab: str | None) -> Any:
-        try:
-            spec = self.config.model(model_id)
-        except KeyError as exc:
-            raise StudioError(exc.args[0]) from None
-        if tab is not None and tab not in spec.tabs:
-            raise StudioError(
-                f"model {model_id!r} does not serve the {tab} tab (it serves {', '.join(spec.tabs)})"
-            )
-        return spec
-
-    def _params(self, spec: Any, params: dict[str, Any] | None) -> Any:
-        if params is not None and not isinstance(params, dict):
-            raise StudioError("params must be a mapping of parameter names to values")
-        cls = backend_class(spec.backend)
-        try:
-            validated = validate_params(cls, {**spec.defaults, **(params or {})})
-        except ValueError as exc:
-            raise StudioError(f"invalid parameters: {exc}") from None
-        if getattr(validated, "seed", "absent") is None:
-            # Record the seed actually used, so any answer can be reproduced.
-            validated = validated.model_copy(update={"seed": random.randrange(2**31)})
-        return validated
-
-    @staticmethod
-    def _prompt(message: Any) -> str:
-        if not isinstance(message, str):
-            raise StudioError("the message must be text")
-        if not message.strip():
-            raise StudioError("the message is empty; type something to send")
-        if len(message) > MAX_PROMPT_CHARS:
-            raise StudioError(
-                f"the message is {len(message)} characters long; the limit is {MAX_PROMPT_CHARS}"
-            )
-        return message
 
     def user_id(self, name: str | None) -> int:
         name = name or "local"
@@ -173,14 +100,14 @@ class Studio:
         tab: str = "chat",
     ) -> Iterator[ChatUpdate]:
         """Run one chat turn and stream its text. Validation errors raise StudioError before any row."""
-        spec = self._spec(model_id, tab)
-        validated = self._params(spec, params)
+        spec = model_for(self.config, model_id, tab)
+        validated = params_for(spec, params)
         uid = self.user_id(user)
         turns = self._turns_for(conversation_id, uid)
         if action not in ("send", "regenerate", "edit", "continue"):
             raise StudioError(f"unknown action {action!r}")
         if action == "send":
-            prompt, index, continue_from = self._prompt(message), len(turns), None
+            prompt, index, continue_from = prompt_text(message), len(turns), None
         else:
             if not turns:
                 raise StudioError(f"nothing to {action}: the conversation has no turns yet")
@@ -188,7 +115,7 @@ class Studio:
             if not 0 <= index < len(turns):
                 raise StudioError(f"turn {index} does not exist; the conversation has {len(turns)} turn(s)")
             target = turns[index]
-            prompt = self._prompt(message) if action == "edit" else target.prompt
+            prompt = prompt_text(message) if action == "edit" else target.prompt
             continue_from = target.output_text if action == "continue" else None
         history = [
             m for t in turns[:index] for m in (Message("user", t.prompt), Message("assistant", t.output_text))

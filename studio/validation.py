@@ -1,0 +1,51 @@
+"""Input validation shared by every caller (browser, API, CLI): one place, on the server.
+
+Owns: resolving a model id for a tab, merging and validating parameters against the backend's
+Params (recording a random seed when none was given) and checking prompts.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from studio.backends import Params, backend_class, validate_params
+from studio.config import ModelSpec, StudioConfig
+from studio.results import StudioError
+
+MAX_PROMPT_CHARS = 100_000
+
+
+def model_for(config: StudioConfig, model_id: str, tab: str | None) -> ModelSpec:
+    try:
+        spec = config.model(model_id)
+    except KeyError as exc:
+        raise StudioError(exc.args[0]) from None
+    if tab is not None and tab not in spec.tabs:
+        serves = ", ".join(spec.tabs)
+        raise StudioError(f"model {model_id!r} does not serve the {tab} tab (it serves {serves})")
+    return spec
+
+
+def params_for(spec: ModelSpec, params: dict[str, Any] | None) -> Params:
+    """Model defaults overlaid with the caller's values, validated; a blank seed becomes a real one."""
+    if params is not None and not isinstance(params, dict):
+        raise StudioError("params must be a mapping of parameter names to values")
+    try:
+        validated = validate_params(backend_class(spec.backend), {**spec.defaults, **(params or {})})
+    except ValueError as exc:
+        raise StudioError(f"invalid parameters: {exc}") from None
+    if getattr(validated, "seed", "absent") is None:
+        # Record the seed actually used, so any answer can be reproduced.
+        validated = validated.model_copy(update={"seed": random.randrange(2**31)})
+    return validated
+
+
+def prompt_text(message: Any) -> str:
+    if not isinstance(message, str):
+        raise StudioError("the message must be text")
+    if not message.strip():
+        raise StudioError("the message is empty; type something to send")
+    if len(message) > MAX_PROMPT_CHARS:
+        raise StudioError(f"the message is {len(message)} characters long; the limit is {MAX_PROMPT_CHARS}")
+    return message
