@@ -37,7 +37,7 @@ from studio.validation import model_for, params_for, prompt_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChatTurn", "ChatUpdate", "ModelInfo", "Studio", "StudioError"]
+__all__ = ["Action", "ChatTurn", "ChatUpdate", "ModelInfo", "Studio", "StudioError"]
 
 Action = Literal["send", "regenerate", "edit", "continue"]
 
@@ -77,6 +77,11 @@ class Studio:
     def default_params(self, model_id: str) -> dict[str, Any]:
         spec = model_for(self.config, model_id, None)
         return validate_params(backend_class(spec.backend), spec.defaults).model_dump()
+
+    @staticmethod
+    def check_prompt(message: Any) -> str:
+        """Raise StudioError for a message `chat` would refuse (lets the UI refuse before queueing)."""
+        return prompt_text(message)
 
     def user_id(self, name: str | None) -> int:
         name = name or "local"
@@ -174,6 +179,8 @@ class Studio:
                         if isinstance(event, TextDelta):
                             first_token = first_token or time.perf_counter()
                             pieces.append(event.text)
+                            if request.stop.is_set():
+                                continue  # drain what was already generated without streaming it
                             yield ChatUpdate(
                                 prefix + "".join(pieces), conversation_id=row.conversation_id, notices=notices
                             )

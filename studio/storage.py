@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, Column, Engine, UniqueConstraint, event, func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select
 
 
@@ -101,11 +102,17 @@ def make_engine(url: str) -> Engine:
 # -- users -------------------------------------------------------------------------------------
 def get_or_create_user(session: Session, *, name: str) -> User:
     user = session.exec(select(User).where(User.name == name)).first()
-    if user is None:
+    if user is not None:
+        return user
+    try:
         user = User(name=name)
         session.add(user)
         session.commit()
-        session.refresh(user)
+    except IntegrityError:
+        # Another request created the same user between our read and our write: use theirs.
+        session.rollback()
+        return session.exec(select(User).where(User.name == name)).one()
+    session.refresh(user)
     return user
 
 

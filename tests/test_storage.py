@@ -95,3 +95,29 @@ def test_data_survives_reopening_the_file(tmp_path: Path) -> None:
     with Session(eng) as s:
         assert [g.prompt for g in storage.list_generations(s)] == ["kept"]
     eng.dispose()
+
+
+def test_concurrent_first_requests_share_one_user(tmp_path: Path) -> None:
+    """Page load and a first message can both create the default user at once (seen in the browser)."""
+    import threading
+
+    eng = storage.make_engine(f"sqlite:///{tmp_path / 'race.db'}")
+    ids: list[int | None] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def create() -> None:
+        barrier.wait()
+        try:
+            with Session(eng) as s:
+                ids.append(storage.get_or_create_user(s, name="local").id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    eng.dispose()
+    assert not errors and len(ids) == 6 and len(set(ids)) == 1

@@ -116,3 +116,17 @@ def test_the_data_dir_is_not_served(served) -> None:
     with httpx.Client(base_url=url, timeout=10) as http:
         for route in (f"gradio_api/file={db}", f"file={db}", f"gradio_api/file={studio.config.path}"):
             assert http.get(route).status_code in (403, 404), route
+
+
+def test_a_failed_generation_is_stored_and_reported_in_the_notice(served, client: Client) -> None:
+    """Validation errors raise (nothing stored); a generation that fails is stored and reported inline."""
+    studio, _ = served
+    before = count(studio)
+    chatbot, conversation, textbox, notice = client.predict(
+        "please FAIL", None, "fake", "", *SAMPLING, api_name="/chat"
+    )
+    assert count(studio) == before + 1
+    assert notice == "Error: the fake model failed on purpose"
+    assert textbox == {"__type__": "update"}, "the message box is left as it is (not cleared)"
+    assert "**Error:** the fake model failed on purpose" in chatbot["value"][-1]["content"][0]["text"]
+    assert studio.conversation(conversation["value"])[-1].status == "error"

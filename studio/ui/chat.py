@@ -1,4 +1,4 @@
-"""The Chat tab: conversation list, streaming chat, Stop, regenerate, edit, continue, votes, sampling controls.
+"""The Chat tab: conversations, streaming chat, Stop, regenerate, edit, continue, votes, sampling.
 
 Owns: wiring Gradio events to `Studio.chat` and friends, and turning stored turns into chatbot
 messages with their votes. Ignores: validation (the service does it for browser and API alike).
@@ -12,11 +12,19 @@ from typing import Any
 
 import gradio as gr
 
-from studio.service import ChatTurn, Studio, StudioError
+from studio.service import Action, ChatTurn, Studio, StudioError
 
 FEEDBACK = {1: "Like", -1: "Dislike"}
-PARAM_NAMES = ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens",
-               "num_beams", "seed")  # fmt: skip
+PARAM_NAMES = (
+    "do_sample",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "max_new_tokens",
+    "num_beams",
+    "seed",
+)
 
 
 def render(turns: list[ChatTurn], pending: tuple[str, str] | None = None) -> gr.Chatbot:
@@ -32,7 +40,10 @@ def render(turns: list[ChatTurn], pending: tuple[str, str] | None = None) -> gr.
         messages += [{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": reply}]
         feedback.append(FEEDBACK.get(turn.rating or 0))
     if pending is not None:
-        messages += [{"role": "user", "content": pending[0]}, {"role": "assistant", "content": pending[1] or "…"}]
+        messages += [
+            {"role": "user", "content": pending[0]},
+            {"role": "assistant", "content": pending[1] or "…"},
+        ]
         feedback.append(None)
     return gr.Chatbot(value=messages, feedback_value=feedback)
 
@@ -67,8 +78,9 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
 
     with gr.Row():
         with gr.Column(scale=1, min_width=220):
-            conversation = gr.Dropdown(label="Conversations", choices=[], value=None, interactive=True,
-                                       elem_id="conversation")  # fmt: skip
+            conversation = gr.Dropdown(
+                label="Conversations", choices=[], value=None, interactive=True, elem_id="conversation"
+            )
             new_btn = gr.Button("New chat", elem_id="new-chat")
             title = gr.Textbox(label="Rename to", max_lines=1, elem_id="rename-title")
             with gr.Row():
@@ -77,12 +89,22 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         with gr.Column(scale=4):
             model = gr.Dropdown(label="Model", choices=model_choices, value=default, elem_id="model")
             with gr.Accordion("System prompt", open=False):
-                system_prompt = gr.Textbox(value=defaults.get("system_prompt", ""), lines=3, show_label=False,
-                                           elem_id="system-prompt")  # fmt: skip
-            chatbot = gr.Chatbot(label="Chat", editable="user", height=460, elem_id="chatbot", buttons=["copy"])
+                system_prompt = gr.Textbox(
+                    value=defaults.get("system_prompt", ""),
+                    lines=3,
+                    show_label=False,
+                    elem_id="system-prompt",
+                )
+            chatbot = gr.Chatbot(
+                label="Chat", editable="user", height=460, elem_id="chatbot", buttons=["copy"]
+            )
             notice = gr.Markdown(elem_id="notice")
-            message = gr.Textbox(placeholder="Message (Enter to send, Shift+Enter for a new line)", lines=2,
-                                 show_label=False, elem_id="message")  # fmt: skip
+            message = gr.Textbox(
+                placeholder="Message (Enter to send, Shift+Enter for a new line)",
+                lines=2,
+                show_label=False,
+                elem_id="message",
+            )
             with gr.Row():
                 send_btn = gr.Button("Send", variant="primary", elem_id="send")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -94,30 +116,62 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
                     num_beams = gr.Slider(1, 8, value=defaults["num_beams"], step=1, label="Beams")
                     seed = gr.Number(value=defaults["seed"], precision=0, label="Seed (blank = random)")
                 with gr.Row():
-                    temperature = gr.Slider(0.01, 2.0, value=defaults["temperature"], step=0.01, label="Temperature")
+                    temperature = gr.Slider(
+                        0.01, 2.0, value=defaults["temperature"], step=0.01, label="Temperature"
+                    )
                     top_p = gr.Slider(0.01, 1.0, value=defaults["top_p"], step=0.01, label="Top-p")
                     top_k = gr.Slider(0, 1000, value=defaults["top_k"], step=1, label="Top-k")
                 with gr.Row():
-                    repetition_penalty = gr.Slider(0.5, 2.0, value=defaults["repetition_penalty"], step=0.01,
-                                                   label="Repetition penalty")  # fmt: skip
-                    max_new_tokens = gr.Slider(1, 4096, value=defaults["max_new_tokens"], step=1,
-                                               label="Max new tokens")  # fmt: skip
+                    repetition_penalty = gr.Slider(
+                        0.5, 2.0, value=defaults["repetition_penalty"], step=0.01, label="Repetition penalty"
+                    )
+                    max_new_tokens = gr.Slider(
+                        1, 4096, value=defaults["max_new_tokens"], step=1, label="Max new tokens"
+                    )
 
     sampling = [do_sample, temperature, top_p, top_k, repetition_penalty, max_new_tokens, num_beams, seed]
+
+    def model_defaults(model_id: str) -> list[Any]:
+        """Show the chosen model's models.yaml defaults, or its first reply would use the previous model's."""
+        try:
+            params = studio.default_params(model_id)
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        return [params[name] for name in PARAM_NAMES]
+
+    model.input(model_defaults, model, sampling, api_visibility="private")
     run_inputs = [conversation, model, system_prompt, run_key, *sampling]
     run_outputs = [chatbot, conversation, message, notice]
 
-    def run(action: str, turn: int | None, text: str | None, conv: int | None, model_id: str, system: str,
-            key: str, *values: Any, request: gr.Request | None = None) -> Iterator[Any]:  # fmt: skip
+    def run(
+        action: Action,
+        turn: int | None,
+        text: str | None,
+        conv: int | None,
+        model_id: str,
+        system: str,
+        key: str,
+        *values: Any,
+        request: gr.Request | None = None,
+    ) -> Iterator[Any]:
         user = _user(request)
         turns = studio.conversation(conv, user=user) if conv else []
         index = len(turns) if action == "send" else (len(turns) - 1 if turn is None else turn)
         shown = turns[:index]
-        prompt = text if action in ("send", "edit") else (turns[index].prompt if 0 <= index < len(turns) else "")
+        prompt = (
+            text if action in ("send", "edit") else (turns[index].prompt if 0 <= index < len(turns) else "")
+        )
         try:
-            updates = studio.chat(model_id=model_id, message=text, params=_params(values, system),
-                                  conversation_id=conv, action=action, turn_index=turn, user=user,  # type: ignore[arg-type]
-                                  run_key=key)  # fmt: skip
+            updates = studio.chat(
+                model_id=model_id,
+                message=text,
+                params=_params(values, system),
+                conversation_id=conv,
+                action=action,
+                turn_index=turn,
+                user=user,
+                run_key=key,
+            )
             final = None
             for update in updates:
                 if update.done:
@@ -130,11 +184,17 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         assert final is not None
         conv_id = final.conversation_id
         notes = list(final.notices) + (["Stopped."] if final.status == "stopped" else [])
-        yield (render(studio.conversation(conv_id, user=user)) if conv_id else render([]),
-               gr.Dropdown(choices=_conversation_choices(studio, user), value=conv_id),
-               "" if final.status != "error" else gr.update(), " ".join(notes))  # fmt: skip
         if final.status == "error":
-            raise gr.Error(final.error or "generation failed")
+            # Stored and shown inline; a toast rather than gr.Error, whose overlay would hide the chat and
+            # the message box the user needs to fix. API callers read it from the notice output.
+            notes.append(f"Error: {final.error}")
+            gr.Warning(final.error or "generation failed")
+        yield (
+            render(studio.conversation(conv_id, user=user)) if conv_id else render([]),
+            gr.Dropdown(choices=_conversation_choices(studio, user), value=conv_id),
+            "" if final.status != "error" else gr.update(),
+            " ".join(notes),
+        )
 
     # Gradio injects `request` / event data by position, so they come before `*args`.
     def send(request: gr.Request, text: str, *args: Any) -> Iterator[Any]:
@@ -150,16 +210,44 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         index = data.index if isinstance(data.index, int) else data.index[0]
         yield from run("edit", index // 2, str(data.value), *args, request=request)
 
+    # In the browser, refuse what the service would refuse before the run starts: a run that fails puts
+    # Gradio's "Error" overlay over the chatbot, the conversation list and the message box (the toast alone
+    # is enough). API callers call the runs directly and still get the service's errors.
+    def check_message(text: Any) -> None:
+        try:
+            studio.check_prompt(text)
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def check_turns(action: str) -> Any:
+        def check(conv: int | None, request: gr.Request) -> None:
+            if not conv or not studio.conversation(conv, user=_user(request)):
+                raise gr.Error(f"nothing to {action}: the conversation has no turns yet")
+
+        return check
+
     gpu: dict[str, Any] = {"concurrency_id": "gpu", "concurrency_limit": 1}
-    send_btn.click(send, [message, *run_inputs], run_outputs, api_name="chat", **gpu)
-    message.submit(send, [message, *run_inputs], run_outputs, api_visibility="private", **gpu)
-    regen_btn.click(regenerate, run_inputs, run_outputs, api_name="regenerate", **gpu)
+    private: dict[str, Any] = {"api_visibility": "private"}
+    send_btn.click(check_message, message, None, **private).success(
+        send, [message, *run_inputs], run_outputs, api_name="chat", **gpu
+    )
+    message.submit(check_message, message, None, **private).success(
+        send, [message, *run_inputs], run_outputs, **private, **gpu
+    )
+    regen_btn.click(check_turns("regenerate"), conversation, None, **private).success(
+        regenerate, run_inputs, run_outputs, api_name="regenerate", **gpu
+    )
     chatbot.retry(regenerate, run_inputs, run_outputs, api_visibility="private", **gpu)
-    continue_btn.click(keep_going, run_inputs, run_outputs, api_name="continue", **gpu)
+    continue_btn.click(check_turns("continue"), conversation, None, **private).success(
+        keep_going, run_inputs, run_outputs, api_name="continue", **gpu
+    )
     chatbot.edit(edit, run_inputs, run_outputs, api_visibility="private", **gpu)
+
     # Not queued behind the generation it has to stop.
-    stop_btn.click(lambda key: None if studio.cancel(key) else None, run_key, None, queue=False,
-                   api_visibility="private")  # fmt: skip
+    def stop(key: str) -> None:
+        studio.cancel(key)
+
+    stop_btn.click(stop, run_key, None, queue=False, api_visibility="private")
 
     def vote(data: gr.LikeData, conv: int | None, request: gr.Request) -> str:
         user = _user(request)
@@ -191,6 +279,9 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         return gr.Dropdown(value=None), render([]), ""
 
     new_btn.click(new_chat, None, [conversation, chatbot, notice], api_visibility="private")
+    # The chatbot's trash icon only empties the view; without this the next message would silently continue
+    # the hidden conversation (and send its history to the model).
+    chatbot.clear(new_chat, None, [conversation, chatbot, notice], api_visibility="private")
 
     def rename(conv: int | None, new_title: str, request: gr.Request) -> tuple[Any, str]:
         if not conv:
@@ -215,7 +306,10 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         choices = _conversation_choices(studio, _user(request))
         latest = choices[0][1] if choices else None
         fresh = [(f"{m.id} ({m.status})", m.id) for m in studio.models("chat")]
-        return (gr.Dropdown(choices=choices, value=latest), open_conversation(latest, request),
-                gr.Dropdown(choices=fresh))  # fmt: skip
+        return (
+            gr.Dropdown(choices=choices, value=latest),
+            open_conversation(latest, request),
+            gr.Dropdown(choices=fresh),
+        )
 
     app.load(on_load, None, [conversation, chatbot, model], api_visibility="private")
