@@ -206,10 +206,15 @@ def _serve(studio: Any, args: argparse.Namespace) -> int:
     from studio.ui import build_app, launch
 
     app = build_app(studio)
-    if not args.no_preload:
-        threading.Thread(target=_warm_default_chat_model, args=(studio,), daemon=True).start()
+    warm = _import_model_libraries if args.no_preload else _warm_default_chat_model
+    threading.Thread(target=warm, args=(studio,), daemon=True).start()
     launch(app, studio, host=args.host, port=args.port, block=True)
     return 0
+
+
+def _import_model_libraries(studio: Any) -> None:
+    """Import torch and transformers while the server idles: about 2-3 s the first message would wait."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
 
 def _warm_default_chat_model(studio: Any) -> None:

@@ -223,7 +223,7 @@ class Studio:
         )
 
     def _save(self, row: storage.Generation, supersede: int | None) -> storage.Generation:
-        with Session(self.engine) as session:
+        with Session(self.engine, expire_on_commit=False) as session:
             if row.conversation_id is None and row.tab in ("chat", "code"):
                 title = " ".join(row.prompt.split())[:60]
                 conv = storage.create_conversation(

@@ -201,8 +201,7 @@ def record_generation(
             conv.model_id = generation.model_id
             session.add(conv)
     session.add(generation)
-    session.commit()
-    session.refresh(generation)
+    session.commit()  # the id is assigned by the flush; no refresh round-trip needed
     return generation
 
 

@@ -213,7 +213,7 @@ class TransformersChat(Backend):
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
         else:  # keep greedy runs free of the model's sampling defaults (and their warnings)
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        if params.seed is not None:
+        if params.do_sample and params.seed is not None:  # greedy and beam search do not draw
             torch.manual_seed(params.seed)
 
         if params.num_beams > 1:

@@ -6,6 +6,7 @@ messages with their votes. Ignores: validation (the service does it for browser 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -27,25 +28,30 @@ PARAM_NAMES = (
 )
 
 
-def render(turns: list[ChatTurn], pending: tuple[str, str] | None = None) -> gr.Chatbot:
-    """Stored turns (plus an in-flight one) as chatbot messages with each reply's vote."""
-    messages: list[Any] = []  # MessageDicts; Gradio accepts plain dicts
-    feedback: list[str | None] = []
+# While streaming, send at most this many chatbot updates a second: each one costs Gradio a few
+# milliseconds (benchmarks/chat_overhead.py), more than a token of a small model takes.
+UPDATES_PER_SECOND = 20
+
+
+def messages(turns: list[ChatTurn], pending: tuple[str, str] | None = None) -> list[dict[str, str]]:
+    """Stored turns (plus an in-flight one) as chatbot messages."""
+    out: list[dict[str, str]] = []
     for turn in turns:
         reply = turn.reply
         if turn.status == "error":
             reply = f"{reply}\n\n**Error:** {turn.error}".strip()
         elif turn.status == "stopped":
             reply = f"{reply} *[stopped]*"
-        messages += [{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": reply}]
-        feedback.append(FEEDBACK.get(turn.rating or 0))
+        out += [{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": reply}]
     if pending is not None:
-        messages += [
-            {"role": "user", "content": pending[0]},
-            {"role": "assistant", "content": pending[1] or "…"},
-        ]
-        feedback.append(None)
-    return gr.Chatbot(value=messages, feedback_value=feedback)
+        out += [{"role": "user", "content": pending[0]}, {"role": "assistant", "content": pending[1] or "…"}]
+    return out
+
+
+def render(turns: list[ChatTurn]) -> gr.Chatbot:
+    """The chatbot with each reply's stored vote shown on its thumbs."""
+    feedback = [FEEDBACK.get(turn.rating or 0) for turn in turns]
+    return gr.Chatbot(value=messages(turns), feedback_value=feedback)  # type: ignore[arg-type]
 
 
 def _conversation_choices(studio: Studio, user: str | None) -> list[tuple[str, int]]:
@@ -173,16 +179,24 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
                 run_key=key,
             )
             final = None
+            last_sent, last_status = 0.0, None
             for update in updates:
                 if update.done:
                     final = update
                     break
+                now = time.monotonic()
+                if now - last_sent < 1 / UPDATES_PER_SECOND and update.status == "running" and last_sent:
+                    continue
                 status = f"Loading {model_id}…" if update.status == "loading" else " ".join(update.notices)
-                yield render(shown, (prompt or "", update.text)), gr.update(), gr.update(), status
+                pending = messages(shown, (prompt or "", update.text))
+                yield pending, gr.skip(), gr.skip(), status if status != last_status else gr.skip()
+                last_sent, last_status = now, status
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
-        assert final is not None
+        assert final is not None and final.generation_id is not None
         conv_id = final.conversation_id
+        # The new turn replaces turn `index` and everything after it (see Studio.chat).
+        done = ChatTurn(final.generation_id, prompt or "", final.text, None, final.status, final.error, [])
         notes = list(final.notices) + (["Stopped."] if final.status == "stopped" else [])
         if final.status == "error":
             # Stored and shown inline; a toast rather than gr.Error, whose overlay would hide the chat and
@@ -190,9 +204,11 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
             notes.append(f"Error: {final.error}")
             gr.Warning(final.error or "generation failed")
         yield (
-            render(studio.conversation(conv_id, user=user)) if conv_id else render([]),
-            gr.Dropdown(choices=_conversation_choices(studio, user), value=conv_id),
-            "" if final.status != "error" else gr.update(),
+            render([*shown, done]),
+            gr.Dropdown(choices=_conversation_choices(studio, user), value=conv_id)
+            if conv != conv_id
+            else gr.skip(),
+            "" if final.status != "error" else gr.skip(),
             " ".join(notes),
         )
 
