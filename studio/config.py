@@ -42,12 +42,16 @@ class ModelSpec(BaseModel):
     description: str = ""
     defaults: dict[str, Any] = Field(default_factory=dict)
 
-    # Line of this entry in models.yaml, so later checks can point at it too.
+    # Lines of this entry and of each of its fields in models.yaml, so later checks can point at them.
     _line: int = PrivateAttr(default=0)
+    _field_lines: dict[str, int] = PrivateAttr(default_factory=dict)
 
     @property
     def line(self) -> int:
         return self._line
+
+    def line_of(self, field: str) -> int:
+        return self._field_lines.get(field, self._line)
 
 
 class StudioConfig(BaseModel):
@@ -82,9 +86,10 @@ class StudioConfig(BaseModel):
     def for_tab(self, tab: str) -> list[ModelSpec]:
         return [s for s in self.models if tab in s.tabs]
 
-    def where(self, spec: ModelSpec) -> str:
-        """'models.yaml line 7: model 'x'' for error messages."""
-        return f"{self._path} line {spec.line}: model {spec.id!r}"
+    def where(self, spec: ModelSpec, field: str | None = None) -> str:
+        """'models.yaml line 7: model 'x'' for error messages (the field's line when given)."""
+        line = spec.line_of(field) if field else spec.line
+        return f"{self._path} line {line}: model {spec.id!r}"
 
 
 def _default_data_dir() -> Path:
@@ -178,4 +183,6 @@ def load_config(path: str | Path | None = None) -> StudioConfig:
     if isinstance(models_node, yaml.SequenceNode):
         for spec, node in zip(config.models, models_node.value, strict=False):
             spec._line = node.start_mark.line + 1
+            if isinstance(node, yaml.MappingNode):
+                spec._field_lines = {k.value: k.start_mark.line + 1 for k, _ in node.value}
     return config

@@ -47,11 +47,11 @@ def test_unknown_backend_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         check(tmp_path, GOOD.replace("transformers-chat", "transfomers-chat"))
     msg = str(err.value)
-    assert "model 'a'" in msg and "'backend'" in msg and "transformers-chat" in msg and "line 2" in msg
+    assert "model 'a'" in msg and "'backend'" in msg and "transformers-chat" in msg and "line 4" in msg
 
 
 def test_tab_the_backend_cannot_serve(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"model 'a'.*'tabs'.*cannot serve image"):
+    with pytest.raises(ConfigError, match=r"line 3: model 'a'.*'tabs'.*cannot serve image"):
         check(tmp_path, GOOD.replace("[chat]", "[chat, image]"))
 
 
@@ -70,7 +70,7 @@ def test_unknown_tab_name(tmp_path: Path) -> None:
     ],
 )
 def test_invalid_defaults_are_refused_at_start_up(tmp_path: Path, defaults: str, expected: str) -> None:
-    with pytest.raises(ConfigError, match=r"model 'a': field 'defaults': " + expected):
+    with pytest.raises(ConfigError, match=r"line 6: model 'a': field 'defaults': " + expected):
         check(tmp_path, GOOD + f"    defaults: {defaults}\n")
 
 

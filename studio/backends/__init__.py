@@ -139,22 +139,21 @@ def check_models(config: StudioConfig) -> None:
     """Start-up check: every backend exists, serves its tabs, and accepts the model's defaults."""
     problems: list[str] = []
     for spec in config.models:
-        where = config.where(spec)
         try:
             cls = backend_class(spec.backend)
         except KeyError as exc:
-            problems.append(f"{where}: field 'backend': {exc.args[0]}")
+            problems.append(f"{config.where(spec, 'backend')}: field 'backend': {exc.args[0]}")
             continue
         extra_tabs = sorted(set(spec.tabs) - cls.tabs)
         if extra_tabs:
             problems.append(
-                f"{where}: field 'tabs': backend {spec.backend!r} cannot serve {', '.join(extra_tabs)} "
-                f"(it serves {', '.join(sorted(cls.tabs))})"
+                f"{config.where(spec, 'tabs')}: field 'tabs': backend {spec.backend!r} cannot serve "
+                f"{', '.join(extra_tabs)} (it serves {', '.join(sorted(cls.tabs))})"
             )
         try:
             validate_params(cls, spec.defaults)
         except ValueError as exc:
-            problems.append(f"{where}: field 'defaults': {exc}")
+            problems.append(f"{config.where(spec, 'defaults')}: field 'defaults': {exc}")
     if problems:
         raise ConfigError("invalid models file:\n  " + "\n  ".join(problems))
 
