@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own health checks, every start
     settings = Settings.from_env(models_file=args.models, data_dir=args.data_dir)
     try:
         if args.command == "models":
