@@ -13,21 +13,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-STABLE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "GRADIO_ANALYTICS_ENABLED": "False",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
-os.environ.update(STABLE_ENV)
-
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
     sys.path.insert(0, str(REPO))
+
+from studio.testing import OFFLINE_ENV  # noqa: E402  (light: imports no heavy library)
+
+os.environ.update(OFFLINE_ENV)
 
 BUNDLED_ID = "smollm2-135m"
 

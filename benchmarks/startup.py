@@ -30,8 +30,8 @@ from pathlib import Path
 
 from _common import (
     BUNDLED_ID,
+    OFFLINE_ENV,
     REPO,
-    STABLE_ENV,
     bundled_weights,
     default_model_cache,
     free_port,
@@ -100,7 +100,7 @@ print("RESULT " + json.dumps({"seconds": time.perf_counter() - t}))
 
 
 def env_for(data_dir: Path, cache: Path) -> dict[str, str]:
-    env = {**os.environ, **STABLE_ENV}
+    env = {**os.environ, **OFFLINE_ENV}
     env.update(STUDIO_DATA_DIR=str(data_dir), STUDIO_MODEL_CACHE=str(cache), PYTHONPATH=str(REPO))
     env.pop("STUDIO_MODELS", None)
     env.pop("STUDIO_DATABASE_URL", None)

@@ -10,6 +10,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Set before torch, transformers, huggingface_hub or gradio are imported (PLATFORM_NOTES): offline Hub
+# lookups then fail at once instead of retrying for ~47 s, no telemetry threads start, and torch uses one
+# thread (2 threads on 2 shared cores run tiny models 40-70x slower under any other load).
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"

@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import os
 
-# Before anything imports torch, transformers, huggingface_hub or gradio (PLATFORM_NOTES: offline
-# failures otherwise retry for ~47 s, and 2 torch threads on 2 shared cores are 40-70x slower).
-for _name, _value in {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "GRADIO_ANALYTICS_ENABLED": "False",
-    "OMP_NUM_THREADS": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
-    os.environ[_name] = _value
+from studio.testing import OFFLINE_ENV  # light: imports no heavy library
 
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+os.environ.update(OFFLINE_ENV)  # before anything imports torch, transformers or gradio
 
-import pytest  # noqa: E402
+from collections.abc import Iterator
+from pathlib import Path
 
-from studio import Settings  # noqa: E402
-from studio.service import Studio  # noqa: E402
-from tests import fakes  # noqa: E402, F401  (registers the fake backend kinds)
+import pytest
+
+from studio import Settings
+from studio.service import Studio
+from tests import fakes  # noqa: F401  (registers the fake backend kinds)
 
 
 def write_models(folder: Path, body: str) -> Path:
