@@ -6,7 +6,6 @@ messages with their votes. Ignores: validation (the service does it for browser 
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,62 +13,17 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Action, ChatTurn, Studio, StudioError
-
-FEEDBACK = {1: "Like", -1: "Dislike"}
-PARAM_NAMES = (
-    "do_sample",
-    "temperature",
-    "top_p",
-    "top_k",
-    "repetition_penalty",
-    "max_new_tokens",
-    "num_beams",
-    "seed",
+from studio.ui.common import (
+    PARAM_NAMES,
+    Throttle,
+    conversation_choices,
+    messages,
+    params_from,
+    render,
+    sampling_panel,
+    user_of,
+    vote_value,
 )
-
-
-# While streaming, send at most this many chatbot updates a second: each one costs Gradio a few
-# milliseconds (benchmarks/chat_overhead.py), more than a token of a small model takes.
-UPDATES_PER_SECOND = 20
-
-
-def messages(turns: list[ChatTurn], pending: tuple[str, str] | None = None) -> list[dict[str, str]]:
-    """Stored turns (plus an in-flight one) as chatbot messages."""
-    out: list[dict[str, str]] = []
-    for turn in turns:
-        reply = turn.reply
-        if turn.status == "error":
-            reply = f"{reply}\n\n**Error:** {turn.error}".strip()
-        elif turn.status == "stopped":
-            reply = f"{reply} *[stopped]*"
-        out += [{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": reply}]
-    if pending is not None:
-        out += [{"role": "user", "content": pending[0]}, {"role": "assistant", "content": pending[1] or "…"}]
-    return out
-
-
-def render(turns: list[ChatTurn]) -> gr.Chatbot:
-    """The chatbot with each reply's stored vote shown on its thumbs."""
-    feedback = [FEEDBACK.get(turn.rating or 0) for turn in turns]
-    return gr.Chatbot(value=messages(turns), feedback_value=feedback)  # type: ignore[arg-type]
-
-
-def _conversation_choices(studio: Studio, user: str | None) -> list[tuple[str, int]]:
-    return [(f"{title} (#{cid})", cid) for cid, title in studio.conversations(user=user)]
-
-
-def _user(request: gr.Request | None) -> str | None:
-    return getattr(request, "username", None) if request is not None else None
-
-
-def _params(values: tuple[Any, ...], system_prompt: str) -> dict[str, Any]:
-    params = dict(zip(PARAM_NAMES, values, strict=True))
-    if params["seed"] in (None, ""):
-        params["seed"] = None  # blank = a fresh random seed, recorded with the answer
-    elif isinstance(params["seed"], float) and params["seed"].is_integer():
-        params["seed"] = int(params["seed"])
-    params["system_prompt"] = system_prompt or ""
-    return params
 
 
 def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
@@ -116,26 +70,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
                 regen_btn = gr.Button("Regenerate", elem_id="regenerate")
                 continue_btn = gr.Button("Continue", elem_id="continue")
-            with gr.Accordion("Sampling", open=False):
-                with gr.Row():
-                    do_sample = gr.Checkbox(value=defaults["do_sample"], label="Sample (off = greedy)")
-                    num_beams = gr.Slider(1, 8, value=defaults["num_beams"], step=1, label="Beams")
-                    seed = gr.Number(value=defaults["seed"], precision=0, label="Seed (blank = random)")
-                with gr.Row():
-                    temperature = gr.Slider(
-                        0.01, 2.0, value=defaults["temperature"], step=0.01, label="Temperature"
-                    )
-                    top_p = gr.Slider(0.01, 1.0, value=defaults["top_p"], step=0.01, label="Top-p")
-                    top_k = gr.Slider(0, 1000, value=defaults["top_k"], step=1, label="Top-k")
-                with gr.Row():
-                    repetition_penalty = gr.Slider(
-                        0.5, 2.0, value=defaults["repetition_penalty"], step=0.01, label="Repetition penalty"
-                    )
-                    max_new_tokens = gr.Slider(
-                        1, 4096, value=defaults["max_new_tokens"], step=1, label="Max new tokens"
-                    )
-
-    sampling = [do_sample, temperature, top_p, top_k, repetition_penalty, max_new_tokens, num_beams, seed]
+            sampling = sampling_panel(defaults)
 
     def model_defaults(model_id: str) -> list[Any]:
         """Show the chosen model's models.yaml defaults, or its first reply would use the previous model's."""
@@ -160,7 +95,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         *values: Any,
         request: gr.Request | None = None,
     ) -> Iterator[Any]:
-        user = _user(request)
+        user = user_of(request)
         turns = studio.conversation(conv, user=user) if conv else []
         index = len(turns) if action == "send" else (len(turns) - 1 if turn is None else turn)
         shown = turns[:index]
@@ -171,7 +106,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
             updates = studio.chat(
                 model_id=model_id,
                 message=text,
-                params=_params(values, system),
+                params=params_from(values, system),
                 conversation_id=conv,
                 action=action,
                 turn_index=turn,
@@ -179,18 +114,17 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
                 run_key=key,
             )
             final = None
-            last_sent, last_status = 0.0, None
+            throttle, last_status = Throttle(), None
             for update in updates:
                 if update.done:
                     final = update
                     break
-                now = time.monotonic()
-                if now - last_sent < 1 / UPDATES_PER_SECOND and update.status == "running" and last_sent:
+                if update.status == "running" and not throttle.ready():
                     continue
                 status = f"Loading {model_id}…" if update.status == "loading" else " ".join(update.notices)
                 pending = messages(shown, (prompt or "", update.text))
                 yield pending, gr.skip(), gr.skip(), status if status != last_status else gr.skip()
-                last_sent, last_status = now, status
+                last_status = status
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
         assert final is not None and final.generation_id is not None
@@ -205,7 +139,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
             gr.Warning(final.error or "generation failed")
         yield (
             render([*shown, done]),
-            gr.Dropdown(choices=_conversation_choices(studio, user), value=conv_id)
+            gr.Dropdown(choices=conversation_choices(studio, user), value=conv_id)
             if conv != conv_id
             else gr.skip(),
             "" if final.status != "error" else gr.skip(),
@@ -237,7 +171,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
 
     def check_turns(action: str) -> Any:
         def check(conv: int | None, request: gr.Request) -> None:
-            if not conv or not studio.conversation(conv, user=_user(request)):
+            if not conv or not studio.conversation(conv, user=user_of(request)):
                 raise gr.Error(f"nothing to {action}: the conversation has no turns yet")
 
         return check
@@ -266,20 +200,19 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
     stop_btn.click(stop, run_key, None, queue=False, api_visibility="private")
 
     def vote(data: gr.LikeData, conv: int | None, request: gr.Request) -> str:
-        user = _user(request)
+        user = user_of(request)
         index = data.index if isinstance(data.index, int) else data.index[0]
         turns = studio.conversation(conv, user=user) if conv else []
         if not 0 <= index // 2 < len(turns):
             return "That message is not saved yet; vote again when it has finished."
-        value = {True: "up", False: "down"}.get(data.liked) if isinstance(data.liked, bool) else None
-        studio.rate(turns[index // 2].generation_id, value, user=user)
+        studio.rate(turns[index // 2].generation_id, vote_value(data.liked), user=user)
         return ""
 
     chatbot.like(vote, [conversation], notice, api_visibility="private")
 
     def rate_api(generation_id: float, value: str, request: gr.Request) -> str:
         try:
-            studio.rate(int(generation_id), None if value in ("", "none") else value, user=_user(request))
+            studio.rate(int(generation_id), None if value in ("", "none") else value, user=user_of(request))
         except (StudioError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
         return "ok"
@@ -287,7 +220,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
     gr.api(rate_api, api_name="rate")
 
     def open_conversation(conv: int | None, request: gr.Request) -> Any:
-        return render(studio.conversation(conv, user=_user(request))) if conv else render([])
+        return render(studio.conversation(conv, user=user_of(request))) if conv else render([])
 
     conversation.input(open_conversation, conversation, chatbot, api_visibility="private")
 
@@ -303,23 +236,23 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         if not conv:
             raise gr.Error("Open a conversation first.")
         try:
-            studio.rename_conversation(conv, new_title, user=_user(request))
+            studio.rename_conversation(conv, new_title, user=user_of(request))
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
-        return gr.Dropdown(choices=_conversation_choices(studio, _user(request)), value=conv), ""
+        return gr.Dropdown(choices=conversation_choices(studio, user_of(request)), value=conv), ""
 
     rename_btn.click(rename, [conversation, title], [conversation, title], api_name="rename_conversation")
 
     def delete(conv: int | None, request: gr.Request) -> tuple[Any, Any]:
         if conv:
-            studio.delete_conversation(conv, user=_user(request))
-        return gr.Dropdown(choices=_conversation_choices(studio, _user(request)), value=None), render([])
+            studio.delete_conversation(conv, user=user_of(request))
+        return gr.Dropdown(choices=conversation_choices(studio, user_of(request)), value=None), render([])
 
     delete_btn.click(delete, conversation, [conversation, chatbot], api_name="delete_conversation")
 
     def on_load(request: gr.Request) -> tuple[Any, Any, Any]:
         """Reopen the most recent conversation, with its votes, when the page (re)loads."""
-        choices = _conversation_choices(studio, _user(request))
+        choices = conversation_choices(studio, user_of(request))
         latest = choices[0][1] if choices else None
         fresh = [(f"{m.id} ({m.status})", m.id) for m in studio.models("chat")]
         return (

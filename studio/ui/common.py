@@ -1,0 +1,111 @@
+"""Pieces the conversational tabs (Chat, Code) share: messages and votes, sampling controls, throttling.
+
+Owns: turning stored turns into chatbot messages with their votes, the Sampling panel and reading it
+back into parameters, the conversation list's choices and who the user is. Ignores: everything the
+service decides (validation, storage, models).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gradio as gr
+
+from studio.service import ChatTurn, Studio
+
+FEEDBACK = {1: "Like", -1: "Dislike"}
+PARAM_NAMES = (
+    "do_sample",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "max_new_tokens",
+    "num_beams",
+    "seed",
+)
+
+
+# While streaming, send at most this many chatbot updates a second: each one costs Gradio a few
+# milliseconds (benchmarks/chat_overhead.py), more than a token of a small model takes.
+UPDATES_PER_SECOND = 20
+
+
+def messages(turns: list[ChatTurn], pending: tuple[str, str] | None = None) -> list[dict[str, str]]:
+    """Stored turns (plus an in-flight one) as chatbot messages."""
+    out: list[dict[str, str]] = []
+    for turn in turns:
+        reply = turn.reply
+        if turn.status == "error":
+            reply = f"{reply}\n\n**Error:** {turn.error}".strip()
+        elif turn.status == "stopped":
+            reply = f"{reply} *[stopped]*"
+        out += [{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": reply}]
+    if pending is not None:
+        out += [{"role": "user", "content": pending[0]}, {"role": "assistant", "content": pending[1] or "…"}]
+    return out
+
+
+def render(turns: list[ChatTurn]) -> gr.Chatbot:
+    """The chatbot with each reply's stored vote shown on its thumbs."""
+    feedback = [FEEDBACK.get(turn.rating or 0) for turn in turns]
+    return gr.Chatbot(value=messages(turns), feedback_value=feedback)  # type: ignore[arg-type]
+
+
+def conversation_choices(studio: Studio, user: str | None, tab: str = "chat") -> list[tuple[str, int]]:
+    return [(f"{title} (#{cid})", cid) for cid, title in studio.conversations(user=user, tab=tab)]
+
+
+def user_of(request: gr.Request | None) -> str | None:
+    return getattr(request, "username", None) if request is not None else None
+
+
+def params_from(values: tuple[Any, ...], system_prompt: str) -> dict[str, Any]:
+    params = dict(zip(PARAM_NAMES, values, strict=True))
+    if params["seed"] in (None, ""):
+        params["seed"] = None  # blank = a fresh random seed, recorded with the answer
+    elif isinstance(params["seed"], float) and params["seed"].is_integer():
+        params["seed"] = int(params["seed"])
+    params["system_prompt"] = system_prompt or ""
+    return params
+
+
+def sampling_panel(defaults: dict[str, Any]) -> list[Any]:
+    """The Sampling accordion; returns its controls in PARAM_NAMES order."""
+    with gr.Accordion("Sampling", open=False):
+        with gr.Row():
+            do_sample = gr.Checkbox(value=defaults["do_sample"], label="Sample (off = greedy)")
+            num_beams = gr.Slider(1, 8, value=defaults["num_beams"], step=1, label="Beams")
+            seed = gr.Number(value=defaults["seed"], precision=0, label="Seed (blank = random)")
+        with gr.Row():
+            temperature = gr.Slider(0.01, 2.0, value=defaults["temperature"], step=0.01, label="Temperature")
+            top_p = gr.Slider(0.01, 1.0, value=defaults["top_p"], step=0.01, label="Top-p")
+            top_k = gr.Slider(0, 1000, value=defaults["top_k"], step=1, label="Top-k")
+        with gr.Row():
+            repetition_penalty = gr.Slider(
+                0.5, 2.0, value=defaults["repetition_penalty"], step=0.01, label="Repetition penalty"
+            )
+            max_new_tokens = gr.Slider(
+                1, 4096, value=defaults["max_new_tokens"], step=1, label="Max new tokens"
+            )
+    return [do_sample, temperature, top_p, top_k, repetition_penalty, max_new_tokens, num_beams, seed]
+
+
+class Throttle:
+    """Let through the first update, then at most UPDATES_PER_SECOND a second."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if self.last and now - self.last < 1 / UPDATES_PER_SECOND:
+            return False
+        self.last = now
+        return True
+
+
+def vote_value(liked: Any) -> str | None:
+    """gr.LikeData.liked -> 'up' / 'down' / None (a vote taken back)."""
+    return {True: "up", False: "down"}.get(liked) if isinstance(liked, bool) else None
