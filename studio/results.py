@@ -7,6 +7,7 @@ vote) and `ModelInfo`. Plain dataclasses, so the UI and CLI never see storage ro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class StudioError(ValueError):
@@ -35,6 +36,7 @@ class ChatTurn:
     status: str
     error: str | None
     notices: list[str]
+    params: dict[str, Any] = field(default_factory=dict)  # everything the turn ran with (reuse settings)
 
 
 @dataclass

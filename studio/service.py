@@ -30,10 +30,11 @@ from studio.backends import (
     check_models,
     validate_params,
 )
+from studio.code_service import CodeTab, code_result, stored_language
 from studio.config import Settings, StudioConfig, load_config
 from studio.manager import ModelManager
 from studio.results import ChatTurn, ChatUpdate, ModelInfo, StudioError
-from studio.validation import model_for, params_for, prompt_text
+from studio.validation import TAB_DEFAULTS, model_for, params_for, prompt_text
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ __all__ = ["Action", "ChatTurn", "ChatUpdate", "ModelInfo", "Studio", "StudioErr
 Action = Literal["send", "regenerate", "edit", "continue"]
 
 
-class Studio:
+class Studio(CodeTab):
     def __init__(
         self, config: StudioConfig, settings: Settings, *, engine: Engine | None = None, max_loaded: int = 2
     ):
@@ -74,9 +75,11 @@ class Studio:
             return "loaded"
         return sources.status(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
 
-    def default_params(self, model_id: str) -> dict[str, Any]:
+    def default_params(self, model_id: str, tab: str | None = None) -> dict[str, Any]:
+        """The parameters a run starts from: the backend's, the model's, then the tab's (code: cooler)."""
         spec = model_for(self.config, model_id, None)
-        return validate_params(backend_class(spec.backend), spec.defaults).model_dump()
+        values = {**spec.defaults, **TAB_DEFAULTS.get(tab or "", {})}
+        return validate_params(backend_class(spec.backend), values).model_dump()
 
     @staticmethod
     def check_prompt(message: Any) -> str:
@@ -103,10 +106,11 @@ class Studio:
         user: str | None = None,
         run_key: str | None = None,
         tab: str = "chat",
+        extras: dict[str, Any] | None = None,
     ) -> Iterator[ChatUpdate]:
         """Run one chat turn and stream its text. Validation errors raise StudioError before any row."""
         spec = model_for(self.config, model_id, tab)
-        validated = params_for(spec, params)
+        validated = params_for(spec, params, tab)
         uid = self.user_id(user)
         turns = self._turns_for(conversation_id, uid)
         if action not in ("send", "regenerate", "edit", "continue"):
@@ -126,7 +130,14 @@ class Studio:
             m for t in turns[:index] for m in (Message("user", t.prompt), Message("assistant", t.output_text))
         ]
         parent = turns[index].id if index < len(turns) else None
-        request = Request(prompt=prompt, params=validated, history=history, continue_from=continue_from)
+        # Pasted code can outgrow the context by itself: the code tab cuts it, with a notice, not refuses.
+        request = Request(
+            prompt=prompt,
+            params=validated,
+            history=history,
+            continue_from=continue_from,
+            truncate_prompt=tab == "code",
+        )
         row = storage.Generation(
             user_id=uid,
             conversation_id=conversation_id,
@@ -136,7 +147,7 @@ class Studio:
             tab=tab,
             model_id=model_id,
             prompt=prompt,
-            params=validated.model_dump(),
+            params={**validated.model_dump(), **(extras or {})},
             history=[{"role": m.role, "content": m.content} for m in history],
             seed=getattr(validated, "seed", None),
         )
@@ -253,7 +264,12 @@ class Studio:
         if tab not in ("chat", "code"):
             raise StudioError(f"the {tab} tab is not available in this version; available: chat, code")
         final = None
-        for update in self.chat(model_id=model_id, message=prompt, params=params, user=user, tab=tab):
+        if tab == "code":
+            settings, params = self.split_code_params(params)
+            updates = self.code(model_id=model_id, text=prompt, settings=settings, params=params, user=user)
+        else:
+            updates = self.chat(model_id=model_id, message=prompt, params=params, user=user, tab=tab)
+        for update in updates:
             final = update
         assert final is not None and final.generation_id is not None
         with Session(self.engine) as session:
@@ -270,7 +286,16 @@ class Studio:
                 "error": row.error,
                 "conversation_id": row.conversation_id,
                 "notices": row.notices,
-            }
+            } | (self._code_fields(row) if row.tab == "code" else {})
+
+    @staticmethod
+    def _code_fields(row: storage.Generation) -> dict[str, Any]:
+        result = code_result(row.output_text, stored_language(row.params))
+        return {
+            "code": [{"language": b.language, "text": b.text} for b in result.blocks],
+            "syntax_check": result.check.message if result.check else None,
+            "code_notice": result.notice or None,
+        }
 
     # -- conversations and ratings -------------------------------------------------------------------
     def conversation(self, conversation_id: int, *, user: str | None = None) -> list[ChatTurn]:
@@ -280,7 +305,14 @@ class Studio:
             votes = storage.ratings_for(session, generation_ids=[t.id for t in turns if t.id], user_id=uid)
         return [
             ChatTurn(
-                t.id or 0, t.prompt, t.output_text, votes.get(t.id or 0), t.status, t.error, list(t.notices)
+                t.id or 0,
+                t.prompt,
+                t.output_text,
+                votes.get(t.id or 0),
+                t.status,
+                t.error,
+                list(t.notices),
+                dict(t.params),
             )
             for t in turns
         ]

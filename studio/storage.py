@@ -183,6 +183,8 @@ def record_generation(
 
     With `supersede_from`, active turns of the conversation at or after that index stop being
     active: they were regenerated, edited away or continued. They stay in the table (nothing lost).
+    The row is not re-read after the commit (it would cost a round trip per turn): open the session with
+    `expire_on_commit=False` to use the returned row after the session closes.
     """
     if generation.conversation_id is not None and supersede_from is not None:
         for old in session.exec(

@@ -15,6 +15,9 @@ from studio.results import StudioError
 
 MAX_PROMPT_CHARS = 100_000
 
+# Per-tab defaults layered over a model's own: code wants a cool, focused sampler.
+TAB_DEFAULTS: dict[str, dict[str, Any]] = {"code": {"temperature": 0.2, "top_p": 0.95}}
+
 
 def model_for(config: StudioConfig, model_id: str, tab: str | None) -> ModelSpec:
     try:
@@ -27,12 +30,13 @@ def model_for(config: StudioConfig, model_id: str, tab: str | None) -> ModelSpec
     return spec
 
 
-def params_for(spec: ModelSpec, params: dict[str, Any] | None) -> Params:
+def params_for(spec: ModelSpec, params: dict[str, Any] | None, tab: str | None = None) -> Params:
     """Model defaults overlaid with the caller's values, validated; a blank seed becomes a real one."""
     if params is not None and not isinstance(params, dict):
         raise StudioError("params must be a mapping of parameter names to values")
     try:
-        validated = validate_params(backend_class(spec.backend), {**spec.defaults, **(params or {})})
+        values = {**spec.defaults, **TAB_DEFAULTS.get(tab or "", {}), **(params or {})}
+        validated = validate_params(backend_class(spec.backend), values)
     except ValueError as exc:
         raise StudioError(f"invalid parameters: {exc}") from None
     if getattr(validated, "seed", "absent") is None:

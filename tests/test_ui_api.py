@@ -130,3 +130,45 @@ def test_a_failed_generation_is_stored_and_reported_in_the_notice(served, client
     assert textbox == {"__type__": "update"}, "the message box is left as it is (not cleared)"
     assert "**Error:** the fake model failed on purpose" in chatbot["value"][-1]["content"][0]["text"]
     assert studio.conversation(conversation["value"])[-1].status == "error"
+
+
+CODE_SETTINGS = ["write", "python", "javascript", "", ""]  # mode, language, source language, error, template
+
+
+def test_code_endpoint_runs_a_code_turn(served, client: Client) -> None:
+    studio, _ = served
+    before = count(studio)
+    outputs = client.predict(
+        "a function that adds", None, "fake", *CODE_SETTINGS, *SAMPLING, api_name="/code"
+    )
+    chatbot, conversation, _text, _notice, _code, _check, _explanation, _download, mode, _template = outputs
+    assert count(studio) == before + 1
+    turns = studio.conversation(conversation["value"])
+    assert turns[-1].params["code"] == {
+        "mode": "write",
+        "language": "python",
+        "source_language": None,
+        "error": "",
+        "template": None,
+        "input": "a function that adds",
+    }
+    assert chatbot["value"][0]["content"][0]["text"] == "a function that adds", "shown as typed"
+    assert mode == "follow-up"
+
+
+@pytest.mark.parametrize(
+    ("text", "settings", "expected"),
+    [
+        ("  ", CODE_SETTINGS, "empty"),
+        ("x", ["write", "cobol", "javascript", "", ""], "cobol"),
+        ("x", ["write", "python", "javascript", "", "Do {what}: {input}"], "what"),
+    ],
+)
+def test_code_endpoint_refuses_bad_input(
+    served, client: Client, text: str, settings: list, expected: str
+) -> None:
+    studio, _ = served
+    before = count(studio)
+    with pytest.raises(Exception, match=expected):
+        client.predict(text, None, "fake", *settings, *SAMPLING, api_name="/code")
+    assert count(studio) == before

@@ -45,6 +45,8 @@ class Request:
     # Text of an assistant message to extend ("continue"); the backend returns only the new text.
     continue_from: str | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    # Cut an over-long prompt to fit the context (with a Notice) instead of refusing it.
+    truncate_prompt: bool = False
 
 
 @dataclass

@@ -133,12 +133,12 @@ class TransformersChat(Backend):
         return int(length)
 
     # -- prompting ---------------------------------------------------------------------------------
-    def _messages(self, request: Request, history: list[Message]) -> list[dict[str, str]]:
+    def _messages(self, request: Request, history: list[Message], prompt: str) -> list[dict[str, str]]:
         params = request.params
         assert isinstance(params, ChatParams)
         msgs = [{"role": "system", "content": params.system_prompt}] if params.system_prompt else []
         msgs += [{"role": m.role, "content": m.content} for m in history]
-        msgs.append({"role": "user", "content": request.prompt})
+        msgs.append({"role": "user", "content": prompt})
         if request.continue_from is not None:
             msgs.append({"role": "assistant", "content": request.continue_from})
         return msgs
@@ -152,19 +152,31 @@ class TransformersChat(Backend):
             return_dict=True,
         )
 
-    def fit_to_context(self, request: Request) -> tuple[Any, int]:
-        """Encode the conversation, dropping the oldest turns until it fits; return (inputs, dropped)."""
+    def fit_to_context(self, request: Request) -> tuple[Any, list[str]]:
+        """Encode the conversation so it fits the context: drop the oldest turns, then (when the request
+        allows it) cut the message itself. Returns the inputs and notices saying what was left out."""
         params = request.params
         assert isinstance(params, ChatParams)
         budget = self.context_length - params.max_new_tokens
         history = list(request.history)
+        prompt = request.prompt
         dropped = 0
+        notices: list[str] = []
         cont = request.continue_from is not None
         while True:
-            inputs = self._encode(self._messages(request, history), cont)
+            inputs = self._encode(self._messages(request, history, prompt), cont)
             n = int(inputs["input_ids"].shape[1])
             if n <= budget:
-                return inputs, dropped
+                if dropped:
+                    notices.insert(0, f"{dropped} oldest message(s) were left out to fit the model's context")
+                return inputs, notices
+            if not history and request.truncate_prompt and prompt == request.prompt:
+                prompt, kept, total = self._truncated(prompt, n - budget)
+                notices.append(
+                    f"the input was cut to fit the model's context ({self.context_length} tokens): "
+                    f"{kept} of its {total} tokens were kept"
+                )
+                continue
             if not history:
                 raise BackendError(
                     f"the message is too long for model {self.spec.id!r}: {n} tokens plus max_new_tokens="
@@ -176,6 +188,18 @@ class TransformersChat(Backend):
             history = history[drop:]
             dropped += drop
 
+    def _truncated(self, prompt: str, overflow: int) -> tuple[str, int, int]:
+        """Keep the head of an over-long prompt (templates put the instructions first)."""
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        marker = "\n[... the rest of the input was cut to fit the context]"
+        keep = len(ids) - overflow - len(self.tokenizer(marker, add_special_tokens=False)["input_ids"]) - 8
+        if keep <= 0:
+            raise BackendError(
+                f"model {self.spec.id!r} cannot fit this request even with its input cut; "
+                "lower max_new_tokens"
+            )
+        return self.tokenizer.decode(ids[:keep]) + marker, keep, len(ids)
+
     # -- generation --------------------------------------------------------------------------------
     def generate(self, request: Request) -> Generator[Event, None, None]:
         import torch
@@ -185,9 +209,9 @@ class TransformersChat(Backend):
             raise BackendError("backend used before load()")
         params = request.params
         assert isinstance(params, ChatParams)
-        inputs, dropped = self.fit_to_context(request)
-        if dropped:
-            yield Notice(f"{dropped} oldest message(s) were left out to fit the model's context")
+        inputs, notices = self.fit_to_context(request)
+        for notice in notices:
+            yield Notice(notice)
         inputs = inputs.to(self.device)
         prompt_len = int(inputs["input_ids"].shape[1])
 

@@ -14,6 +14,7 @@ import gradio as gr
 
 from studio.service import Studio
 from studio.ui.chat import build_chat_tab
+from studio.ui.code import build_code_tab
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +24,11 @@ TITLE = "Studio"
 def build_app(studio: Studio) -> gr.Blocks:
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
         gr.Markdown(f"## {TITLE}: create with models running on your own machine")
-        with gr.Tabs(), gr.Tab("Chat", id="chat"):
-            build_chat_tab(studio, app)
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                build_chat_tab(studio, app)
+            with gr.Tab("Code", id="code"):
+                build_code_tab(studio, app)
     # One generation at a time per process: every model-running event shares the "gpu" id.
     app.queue(default_concurrency_limit=1, max_size=64)
     return app

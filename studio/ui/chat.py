@@ -22,7 +22,7 @@ from studio.ui.common import (
     render,
     sampling_panel,
     user_of,
-    vote_value,
+    vote_handler,
 )
 
 
@@ -199,16 +199,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
 
     stop_btn.click(stop, run_key, None, queue=False, api_visibility="private")
 
-    def vote(data: gr.LikeData, conv: int | None, request: gr.Request) -> str:
-        user = user_of(request)
-        index = data.index if isinstance(data.index, int) else data.index[0]
-        turns = studio.conversation(conv, user=user) if conv else []
-        if not 0 <= index // 2 < len(turns):
-            return "That message is not saved yet; vote again when it has finished."
-        studio.rate(turns[index // 2].generation_id, vote_value(data.liked), user=user)
-        return ""
-
-    chatbot.like(vote, [conversation], notice, api_visibility="private")
+    chatbot.like(vote_handler(studio), [conversation], notice, api_visibility="private")
 
     def rate_api(generation_id: float, value: str, request: gr.Request) -> str:
         try:

@@ -109,3 +109,18 @@ class Throttle:
 def vote_value(liked: Any) -> str | None:
     """gr.LikeData.liked -> 'up' / 'down' / None (a vote taken back)."""
     return {True: "up", False: "down"}.get(liked) if isinstance(liked, bool) else None
+
+
+def vote_handler(studio: Studio) -> Any:
+    """A chatbot `.like` handler: store the vote on the generation behind the clicked reply."""
+
+    def vote(data: gr.LikeData, conv: int | None, request: gr.Request) -> str:
+        user = user_of(request)
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        turns = studio.conversation(conv, user=user) if conv else []
+        if not 0 <= index // 2 < len(turns):
+            return "That message is not saved yet; vote again when it has finished."
+        studio.rate(turns[index // 2].generation_id, vote_value(data.liked), user=user)
+        return ""
+
+    return vote
