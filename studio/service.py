@@ -236,7 +236,9 @@ class Studio(CodeTab):
     def _save(self, row: storage.Generation, supersede: int | None) -> storage.Generation:
         with Session(self.engine, expire_on_commit=False) as session:
             if row.conversation_id is None and row.tab in ("chat", "code"):
-                title = " ".join(row.prompt.split())[:60]
+                # Titled by what the user typed (a code turn's prompt is the filled-in template).
+                typed = (row.params.get("code") or {}).get("input") or row.prompt
+                title = " ".join(typed.split())[:60]
                 conv = storage.create_conversation(
                     session, user_id=row.user_id, title=title, model_id=row.model_id, tab=row.tab
                 )

@@ -62,7 +62,8 @@ def test_follow_up_turns_keep_the_conversation(tiny_studio: Studio) -> None:
     second = rows(tiny_studio)[-1]
     assert second.prompt == "add type hints" and second.history[0]["content"] == rows(tiny_studio)[0].prompt
     assert len(tiny_studio.conversation(conv)) == 2
-    assert tiny_studio.conversations(tab="code")[0][0] == conv and tiny_studio.conversations(tab="chat") == []
+    assert tiny_studio.conversations(tab="code") == [(conv, "a function that adds")], "titled as typed"
+    assert tiny_studio.conversations(tab="chat") == []
     tiny_studio.rate(second.id or 0, "up")
     assert tiny_studio.conversation(conv)[-1].rating == 1
     regen = list(tiny_studio.code(model_id="tiny", conversation_id=conv, action="regenerate"))[-1]

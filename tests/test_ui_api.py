@@ -172,3 +172,15 @@ def test_code_endpoint_refuses_bad_input(
     with pytest.raises(Exception, match=expected):
         client.predict(text, None, "fake", *settings, *SAMPLING, api_name="/code")
     assert count(studio) == before
+
+
+def test_code_delete_clears_the_session_and_its_panes(served, client: Client) -> None:
+    studio, _ = served
+    outputs = client.predict("to delete", None, "fake", *CODE_SETTINGS, *SAMPLING, api_name="/code")
+    conv = outputs[1]["value"]
+    conversation, chatbot, code, check, explanation, download, notice = client.predict(
+        conv, api_name="/code_delete"
+    )
+    assert conversation["value"] is None and chatbot["value"] == []
+    assert (code, check, explanation, notice) == ("", "", "", "") and download["visible"] is False
+    assert conv not in [cid for cid, _ in studio.conversations(tab="code")]

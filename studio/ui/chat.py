@@ -21,6 +21,7 @@ from studio.ui.common import (
     params_from,
     render,
     sampling_panel,
+    turns_required,
     user_of,
     vote_handler,
 )
@@ -169,13 +170,6 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
 
-    def check_turns(action: str) -> Any:
-        def check(conv: int | None, request: gr.Request) -> None:
-            if not conv or not studio.conversation(conv, user=user_of(request)):
-                raise gr.Error(f"nothing to {action}: the conversation has no turns yet")
-
-        return check
-
     gpu: dict[str, Any] = {"concurrency_id": "gpu", "concurrency_limit": 1}
     private: dict[str, Any] = {"api_visibility": "private"}
     send_btn.click(check_message, message, None, **private).success(
@@ -184,13 +178,13 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
     message.submit(check_message, message, None, **private).success(
         send, [message, *run_inputs], run_outputs, **private, **gpu
     )
-    regen_btn.click(check_turns("regenerate"), conversation, None, **private).success(
-        regenerate, run_inputs, run_outputs, api_name="regenerate", **gpu
-    )
+    regen_btn.click(
+        turns_required(studio, "regenerate", "conversation"), conversation, None, **private
+    ).success(regenerate, run_inputs, run_outputs, api_name="regenerate", **gpu)
     chatbot.retry(regenerate, run_inputs, run_outputs, api_visibility="private", **gpu)
-    continue_btn.click(check_turns("continue"), conversation, None, **private).success(
-        keep_going, run_inputs, run_outputs, api_name="continue", **gpu
-    )
+    continue_btn.click(
+        turns_required(studio, "continue", "conversation"), conversation, None, **private
+    ).success(keep_going, run_inputs, run_outputs, api_name="continue", **gpu)
     chatbot.edit(edit, run_inputs, run_outputs, api_visibility="private", **gpu)
 
     # Not queued behind the generation it has to stop.

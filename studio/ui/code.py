@@ -25,6 +25,7 @@ from studio.ui.common import (
     params_from,
     render,
     sampling_panel,
+    turns_required,
     user_of,
     vote_handler,
 )
@@ -253,13 +254,6 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
         except (StudioError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
 
-    def check_turns(action: str) -> Any:
-        def check(conv: int | None, request: gr.Request) -> None:
-            if not conv or not studio.conversation(conv, user=user_of(request)):
-                raise gr.Error(f"nothing to {action}: the session has no turns yet")
-
-        return check
-
     gpu: dict[str, Any] = {"concurrency_id": "gpu", "concurrency_limit": 1}
     private: dict[str, Any] = {"api_visibility": "private"}
     send_checks = [text, mode, language, source_language, error, template]
@@ -267,13 +261,13 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
         run_btn.click(check_send, send_checks, None, **private).success(
             send, [text, *run_inputs], run_outputs, api_name="code", **gpu
         ),
-        regen_btn.click(check_turns("regenerate"), conversation, None, **private).success(
-            regenerate, run_inputs, run_outputs, api_name="code_regenerate", **gpu
-        ),
+        regen_btn.click(
+            turns_required(studio, "regenerate", "session"), conversation, None, **private
+        ).success(regenerate, run_inputs, run_outputs, api_name="code_regenerate", **gpu),
         chatbot.retry(regenerate, run_inputs, run_outputs, **private, **gpu),
-        continue_btn.click(check_turns("continue"), conversation, None, **private).success(
-            keep_going, run_inputs, run_outputs, api_name="code_continue", **gpu
-        ),
+        continue_btn.click(
+            turns_required(studio, "continue", "session"), conversation, None, **private
+        ).success(keep_going, run_inputs, run_outputs, api_name="code_continue", **gpu),
     ]
     for ran in runs:  # the answer switched the mode to Follow-up: show that mode's controls
         ran.success(mode_controls, mode, [text, error, source_language, template], api_visibility="private")
@@ -355,14 +349,20 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
     # the hidden session (and send its history to the model).
     chatbot.clear(new_session, None, new_outputs, api_visibility="private")
 
-    def delete(conv: int | None, request: gr.Request) -> tuple[Any, Any]:
+    def delete(conv: int | None, request: gr.Request) -> tuple[Any, ...]:
+        """Delete a session and clear every pane that showed it."""
         if conv:
             studio.delete_conversation(conv, user=user_of(request))
-        return gr.Dropdown(
-            choices=conversation_choices(studio, user_of(request), "code"), value=None
-        ), render([])
+        choices = conversation_choices(studio, user_of(request), "code")
+        cleared = ("", "", "", gr.DownloadButton(value=None, visible=False), "")
+        return (gr.Dropdown(choices=choices, value=None), render([]), *cleared)
 
-    delete_btn.click(delete, conversation, [conversation, chatbot], api_name="code_delete")
+    delete_btn.click(
+        delete,
+        conversation,
+        [conversation, chatbot, code_view, check, explanation, download, notice],
+        api_name="code_delete",
+    )
 
     def on_load(request: gr.Request) -> Any:
         return gr.Dropdown(choices=conversation_choices(studio, user_of(request), "code"))

@@ -124,3 +124,14 @@ def vote_handler(studio: Studio) -> Any:
         return ""
 
     return vote
+
+
+def turns_required(studio: Studio, action: str, noun: str) -> Any:
+    """A pre-check for Regenerate/Continue: a toast, before queueing, when there is nothing to redo
+    (a failed run would put Gradio's error overlay over every output instead)."""
+
+    def check(conv: int | None, request: gr.Request) -> None:
+        if not conv or not studio.conversation(conv, user=user_of(request)):
+            raise gr.Error(f"nothing to {action}: the {noun} has no turns yet")
+
+    return check

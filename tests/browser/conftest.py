@@ -1,9 +1,12 @@
 """Browser tier fixtures: one Studio server and one Chromium per session, a fresh page per test.
 
 The server runs the real app (`studio.ui.build_app` + `studio.ui.launch`) on a free loopback port with
-two tiny random-weight chat models built in code: `tiny` (12 new tokens, the default) and `long` (4000
-new tokens and a large context, so Stop has something to interrupt). Chromium is Debian's, driven by
-Playwright without `playwright install`.
+two tiny random-weight chat models built in code: `tiny` (12 new tokens, the Chat tab's default, also in
+the Code tab) and `long` (4000 new tokens and a large context, so Stop has something to interrupt). The
+Code tab's default is `scripted`: a stand-in backend (`ScriptedChat`, below) that streams a fixed Markdown
+answer with a fenced Python block, because random weights almost never write fences. It checks the UI's
+wiring only; the real backend in the Code tab is covered by one test here and by the other tiers.
+Chromium is Debian's, driven by Playwright without `playwright install`.
 """
 
 from __future__ import annotations
@@ -12,13 +15,17 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+
+from studio.backends import Backend, Request, TextDelta, Usage, register, unregister
+from studio.backends.params import ChatParams
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -39,6 +46,74 @@ _IDLE_JS = """() => document.querySelector('#chatbot [data-testid=status-tracker
         const tracker = document.querySelector(sel + ' [data-testid=status-tracker]');
         return tracker === null || tracker.classList.contains('hide');
     })"""
+
+
+# What the scripted model answers: a first answer, and a refinement when the prompt asks for type hints.
+SCRIPTED_CODE = (
+    "def fizzbuzz(n):\n"
+    '    """FizzBuzz from 1 to n."""\n'
+    "    out = []\n"
+    "    for i in range(1, n + 1):\n"
+    '        out.append("Fizz" * (i % 3 == 0) + "Buzz" * (i % 5 == 0) or str(i))\n'
+    "    return out"
+)
+SCRIPTED_HINTED_CODE = (
+    "def fizzbuzz(n: int) -> list[str]:\n"
+    '    """FizzBuzz from 1 to n."""\n'
+    "    out: list[str] = []\n"
+    "    for i in range(1, n + 1):\n"
+    '        out.append("Fizz" * (i % 3 == 0) + "Buzz" * (i % 5 == 0) or str(i))\n'
+    "    return out"
+)
+SCRIPTED_EXPLANATION = "It counts from 1 to n and replaces multiples of 3 and 5 with Fizz and Buzz."
+SCRIPTED_HINTED_EXPLANATION = "The same function, now with type hints on the argument and the result."
+
+
+def scripted_answer(code: str, explanation: str) -> str:
+    return f"Here is the function:\n\n```python\n{code}\n```\n\n{explanation}\n"
+
+
+class ScriptedChat(Backend):
+    """Streams a fixed Markdown answer word by word (whitespace kept), honouring `request.stop`.
+
+    A prompt that mentions type hints gets the hinted version. While `gate` holds an unset Event, the
+    stream pauses inside the code block (after one visible update) until a test sets it, so a test can
+    look at the page mid-stream.
+    """
+
+    kind = "scripted-chat"
+    tabs = frozenset({"chat", "code"})
+    Params = ChatParams
+    gate: ClassVar[threading.Event | None] = None
+    PAUSE_AFTER = "fizzbuzz("  # the first piece of the code block
+
+    def load(self) -> None:
+        pass
+
+    def generate(self, request: Request) -> Generator[TextDelta | Usage, None, None]:
+        if "type hints" in request.prompt:
+            answer = scripted_answer(SCRIPTED_HINTED_CODE, SCRIPTED_HINTED_EXPLANATION)
+        else:
+            answer = scripted_answer(SCRIPTED_CODE, SCRIPTED_EXPLANATION)
+        if request.continue_from is not None:
+            answer = " More."
+        sent = 0
+        for piece in re.split(r"(?<=\s)(?=\S)", answer):
+            if request.stop.is_set():
+                break
+            gate = type(self).gate
+            if gate is not None and piece.startswith(self.PAUSE_AFTER):
+                # Let the UI's throttle pass this piece (at most 20 updates a second), then wait for the test.
+                request.stop.wait(0.12)
+                yield TextDelta(piece)
+                sent += 1
+                deadline = time.monotonic() + TIMEOUT_MS / 1000
+                while not gate.wait(0.02) and not request.stop.is_set() and time.monotonic() < deadline:
+                    pass
+                continue
+            yield TextDelta(piece)
+            sent += 1
+        yield Usage(prompt_tokens=len(request.prompt.split()), completion_tokens=sent)
 
 
 @dataclass
@@ -64,7 +139,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     from studio import Settings, Studio
     from studio.testing import build_tiny_chat_model
 
+    register(ScriptedChat)  # for this server only; unregistered at the end
     tmp = tmp_path_factory.mktemp("browser")
+    scripted = tmp / "scripted"
+    scripted.mkdir()  # the scripted backend reads nothing; a local source only has to exist
     tiny = build_tiny_chat_model(tmp / "tiny")
     long = build_tiny_chat_model(tmp / "long", context=4352)
     # Greedy decoding of a random tied-embedding model repeats its last prompt token ("\n", invisible in the
@@ -72,6 +150,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     models_file = tmp / "models.yaml"
     models_file.write_text(
         "models:\n"
+        "  - id: scripted\n"
+        "    tabs: [code]\n"
+        "    backend: scripted-chat\n"
+        f"    source: {scripted}\n"
         "  - id: tiny\n"
         "    tabs: [chat, code]\n"
         "    backend: transformers-chat\n"
@@ -95,6 +177,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     finally:
         app.close()
         service.close()
+        unregister(ScriptedChat.kind)
 
 
 @pytest.fixture(scope="session")
@@ -150,7 +233,7 @@ class ChatPage:
         if latest:  # a deterministic sign that the load event has finished
             selected = re.compile(rf"\(#{latest[0][0]}\)$")
             expect(self.page.locator("#conversation input")).to_have_value(selected)
-        self.wait_idle()
+        self.page.wait_for_function(_IDLE_JS, timeout=TIMEOUT_MS)  # the Chat tab's, also from CodePage
 
     def wait_idle(self) -> None:
         self.page.wait_for_function(_IDLE_JS, timeout=TIMEOUT_MS)
@@ -204,9 +287,9 @@ class ChatPage:
 
         return self.run(click)
 
-    def choose(self, dropdown_id: str, option: str | re.Pattern[str]) -> None:
+    def choose(self, dropdown_id: str, option: str | re.Pattern[str], *, exact: bool = False) -> None:
         self.page.locator(f"#{dropdown_id} input").click()
-        self.page.get_by_role("option", name=option).click()
+        self.page.get_by_role("option", name=option, exact=exact).click()
 
     # -- storage -----------------------------------------------------------------------------------
     def generation_count(self) -> int:
@@ -246,12 +329,104 @@ def chat(browser_context: Any, server: Server, request: pytest.FixtureRequest) -
         chat_page.new_chat()
         yield chat_page
     finally:
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            shot = Path(os.environ.get("STUDIO_BROWSER_ARTIFACTS", "/tmp")) / f"{request.node.name}.png"
-            try:
-                page.screenshot(path=str(shot), full_page=True)
-                print(f"screenshot of the failed page: {shot}")
-            except Exception as exc:  # the page may be gone; the test failure matters more
-                print(f"no screenshot: {exc}")
+        _screenshot_if_failed(page, request)
+        page.close()
+
+
+def _screenshot_if_failed(page: Any, request: pytest.FixtureRequest) -> None:
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        shot = Path(os.environ.get("STUDIO_BROWSER_ARTIFACTS", "/tmp")) / f"{request.node.name}.png"
+        try:
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot of the failed page: {shot}")
+        except Exception as exc:  # the page may be gone; the test failure matters more
+            print(f"no screenshot: {exc}")
+
+
+# Like _IDLE_JS, for the Code tab's outputs.
+_CODE_IDLE_JS = """() => document.querySelector('#code-chatbot [data-testid=status-tracker]') !== null
+    && ['#code-chatbot', '#code-conversation', '#code-notice', '#code-view', '#code-check',
+        '#code-explanation', '#code-mode', '#code-input'].every(sel => {
+        const tracker = document.querySelector(sel + ' [data-testid=status-tracker]');
+        return tracker === null || tracker.classList.contains('hide');
+    })"""
+
+
+class CodePage(ChatPage):
+    """The Code tab as a user sees it (opened from the Chat tab the page starts on)."""
+
+    def _loaded(self) -> None:
+        super()._loaded()  # the Chat tab's load event, which also fills the Code sessions list
+        self.page.get_by_role("tab", name="Code", exact=True).click()
+        self.page.locator("#code-input textarea").wait_for()
+        self.wait_idle()
+
+    def wait_idle(self) -> None:
+        self.page.wait_for_function(_CODE_IDLE_JS, timeout=TIMEOUT_MS)
+
+    @property
+    def user_messages(self) -> Any:
+        return self.page.locator("#code-chatbot [data-testid=user]")
+
+    @property
+    def bot_messages(self) -> Any:
+        return self.page.locator("#code-chatbot [data-testid=bot]")
+
+    def bot_buttons(self, index: int = -1) -> Any:
+        bars = self.page.locator("#code-chatbot .message-buttons-left")
+        return bars.last if index == -1 else bars.nth(index)
+
+    def conversation_id(self) -> int | None:
+        label = self.page.locator("#code-conversation input").input_value()
+        match = re.search(r"\(#(\d+)\)$", label)
+        return int(match.group(1)) if match else None
+
+    def code_text(self) -> str:
+        """The code view's text, line by line as CodeMirror shows it."""
+        return str(
+            self.page.evaluate(
+                "() => Array.from(document.querySelectorAll('#code-view .cm-line'))"
+                ".map(line => line.textContent).join('\\n')"
+            )
+        )
+
+    def new_session(self) -> None:
+        from playwright.sync_api import expect
+
+        self.page.locator("#code-new").click()
+        expect(self.page.locator("#code-chatbot .message-row")).to_have_count(0)
+        expect(self.page.locator("#code-conversation input")).to_have_value("")
+        self.wait_idle()
+
+    def send(self, text: str) -> Any:
+        def click() -> None:
+            self.page.locator("#code-input textarea").fill(text)
+            self.page.locator("#code-run").click()
+
+        return self.run(click)
+
+    def download(self) -> tuple[str, str]:
+        """Click Download: (the suggested file name, the file's text)."""
+        with self.page.expect_download() as info:
+            self.page.locator("#code-download").click()
+        download = info.value
+        return download.suggested_filename, Path(download.path()).read_text(encoding="utf-8")
+
+    def code_conversations(self) -> list[int]:
+        return [cid for cid, _ in self.studio.conversations(tab="code")]
+
+
+@pytest.fixture
+def code(browser_context: Any, server: Server, request: pytest.FixtureRequest) -> Iterator[CodePage]:
+    """A fresh tab on the app with the Code tab open on a new session."""
+    page = browser_context.new_page()
+    code_page = CodePage(page, server)
+    try:
+        code_page.open()
+        code_page.new_session()
+        yield code_page
+    finally:
+        ScriptedChat.gate = None
+        _screenshot_if_failed(page, request)
         page.close()
