@@ -27,6 +27,17 @@ class ConfigError(ValueError):
     """A configuration problem, worded for the person who has to fix the file."""
 
 
+class LoraSpec(BaseModel):
+    """A LoRA offered for an image model: where its weights are and the scale it starts at."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    source: str = Field(min_length=1)  # Hub id, local folder or .safetensors file (relative to models.yaml)
+    weight_name: str | None = None  # the file inside a Hub repo or folder, when it has several
+    scale: float = Field(default=1.0, ge=0.0, le=2.0, allow_inf_nan=False)
+
+
 class ModelSpec(BaseModel):
     """One entry of `models:`; `defaults` is checked against the backend's Params by `check_models`."""
 
@@ -41,6 +52,7 @@ class ModelSpec(BaseModel):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     description: str = ""
     defaults: dict[str, Any] = Field(default_factory=dict)
+    loras: list[LoraSpec] = Field(default_factory=list)  # image models only
 
     # Lines of this entry and of each of its fields in models.yaml, so later checks can point at them.
     _line: int = PrivateAttr(default=0)

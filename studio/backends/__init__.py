@@ -47,6 +47,8 @@ class Request:
     stop: threading.Event = field(default_factory=threading.Event)
     # Cut an over-long prompt to fit the context (with a Notice) instead of refusing it.
     truncate_prompt: bool = False
+    # Image-to-image: the starting picture (a PIL image, already validated and converted to RGB).
+    init_image: Any = None
 
 
 @dataclass
@@ -67,7 +69,24 @@ class Usage:
     completion_tokens: int
 
 
-Event = TextDelta | Notice | Usage
+@dataclass
+class Progress:
+    """One step of a multi-step generation (a denoising step), for progress bars."""
+
+    step: int
+    total: int
+
+
+@dataclass
+class ImageOutput:
+    """One finished picture (a PIL image) and the seed that reproduces it on its own."""
+
+    image: Any
+    seed: int
+    index: int
+
+
+Event = TextDelta | Notice | Usage | Progress | ImageOutput
 
 
 @dataclass(frozen=True)
@@ -168,10 +187,12 @@ __all__ = [
     "BackendContext",
     "BackendError",
     "Event",
+    "ImageOutput",
     "Message",
     "ModelNotAvailable",
     "Notice",
     "Params",
+    "Progress",
     "Request",
     "TextDelta",
     "Usage",

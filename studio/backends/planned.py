@@ -23,7 +23,11 @@ class ImageParams(Params):
     height: int = Field(default=512, ge=64, le=2048, multiple_of=8)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     num_images: int = Field(default=1, ge=1, le=8)
-    scheduler: str = "default"
+    # default | euler | euler_a | dpmpp_2m | ddim | unipc | lcm
+    scheduler: str = Field(default="default", pattern=r"^(default|euler|euler_a|dpmpp_2m|ddim|unipc|lcm)$")
+    strength: float = Field(default=0.75, gt=0.0, le=1.0)  # image-to-image only: how far from the init image
+    lora: str | None = None  # id of one of the model's `loras:` in models.yaml
+    lora_scale: float = Field(default=1.0, ge=0.0, le=2.0)
 
 
 class SpeechParams(Params):
