@@ -175,7 +175,8 @@ def _with_studio(args: argparse.Namespace, settings: Settings) -> int:
             result = studio.generate(
                 tab=args.tab, model_id=model, prompt=args.prompt, params=dict(args.param)
             )
-            print(json.dumps(result, indent=2) if args.json else result["text"])
+            # Text tabs print the answer; media tabs print the saved files, one per line.
+            print(json.dumps(result, indent=2) if args.json else result["text"] or "\n".join(result["files"]))
             if result["status"] == "error":
                 print(f"error: {result['error']}", file=sys.stderr)
                 return 1

@@ -90,6 +90,16 @@ def code_result(text: str, language: str, *, final: bool = True) -> CodeResult:
     return CodeResult(code, lang.id, lang.extension, lang.highlight, blocks, explanation, check, notice)
 
 
+def code_fields(row: storage.Generation) -> dict[str, Any]:
+    """The Code-tab fields of a stored answer, for `studio generate code --json`."""
+    result = code_result(row.output_text, stored_language(row.params))
+    return {
+        "code": [{"language": b.language, "text": b.text} for b in result.blocks],
+        "syntax_check": result.check.message if result.check else None,
+        "code_notice": result.notice or None,
+    }
+
+
 class CodeTab:
     """Mixed into `Studio`: the Code tab's entry point on top of `Studio.chat`."""
 

@@ -30,20 +30,21 @@ from studio.backends import (
     check_models,
     validate_params,
 )
-from studio.code_service import CodeTab, code_result, stored_language
+from studio.code_service import CodeTab, code_fields
 from studio.config import Settings, StudioConfig, load_config
+from studio.image_service import ImageTab, ImageUpdate
 from studio.manager import ModelManager
 from studio.results import ChatTurn, ChatUpdate, ModelInfo, StudioError
 from studio.validation import TAB_DEFAULTS, model_for, params_for, prompt_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Action", "ChatTurn", "ChatUpdate", "ModelInfo", "Studio", "StudioError"]
+__all__ = ["Action", "ChatTurn", "ChatUpdate", "ImageUpdate", "ModelInfo", "Studio", "StudioError"]
 
 Action = Literal["send", "regenerate", "edit", "continue"]
 
 
-class Studio(CodeTab):
+class Studio(CodeTab, ImageTab):
     def __init__(
         self, config: StudioConfig, settings: Settings, *, engine: Engine | None = None, max_loaded: int = 2
     ):
@@ -263,8 +264,10 @@ class Studio(CodeTab):
         user: str | None = None,
     ) -> dict[str, Any]:
         """One complete generation for scripts (CLI, API): returns the stored result."""
+        if tab == "image":
+            return self.generate_image_result(model_id=model_id, prompt=prompt, params=params, user=user)
         if tab not in ("chat", "code"):
-            raise StudioError(f"the {tab} tab is not available in this version; available: chat, code")
+            raise StudioError(f"the {tab} tab is not available in this version; available: chat, code, image")
         final = None
         if tab == "code":
             settings, params = self.split_code_params(params)
@@ -288,16 +291,7 @@ class Studio(CodeTab):
                 "error": row.error,
                 "conversation_id": row.conversation_id,
                 "notices": row.notices,
-            } | (self._code_fields(row) if row.tab == "code" else {})
-
-    @staticmethod
-    def _code_fields(row: storage.Generation) -> dict[str, Any]:
-        result = code_result(row.output_text, stored_language(row.params))
-        return {
-            "code": [{"language": b.language, "text": b.text} for b in result.blocks],
-            "syntax_check": result.check.message if result.check else None,
-            "code_notice": result.notice or None,
-        }
+            } | (code_fields(row) if row.tab == "code" else {})
 
     # -- conversations and ratings -------------------------------------------------------------------
     def conversation(self, conversation_id: int, *, user: str | None = None) -> list[ChatTurn]:
@@ -351,6 +345,13 @@ class Studio(CodeTab):
             if gen is None or gen.user_id != uid:
                 raise StudioError(f"generation {generation_id} does not exist")
             storage.set_rating(session, generation_id=generation_id, user_id=uid, value=values[vote])
+
+    def rating(self, generation_id: int, *, user: str | None = None) -> int | None:
+        """The user's vote on a generation: +1, -1 or None."""
+        uid = self.user_id(user)
+        with Session(self.engine) as session:
+            votes = storage.ratings_for(session, generation_ids=[generation_id], user_id=uid)
+        return votes.get(generation_id)
 
     def history(
         self, *, user: str | None = None, tab: str | None = None, limit: int = 20

@@ -9,6 +9,7 @@ user's Hub model takes. Random weights answer with gibberish: assert structure, 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 # Set before torch, transformers, huggingface_hub or gradio are imported (PLATFORM_NOTES): offline Hub
 # lookups then fail at once instead of retrying for ~47 s, no telemetry threads start, and torch uses one
@@ -84,4 +85,153 @@ def build_tiny_chat_model(folder: str | Path, *, context: int = 256, seed: int =
     model.generation_config.eos_token_id = fast.eos_token_id
     model.generation_config.pad_token_id = fast.pad_token_id
     model.save_pretrained(folder)
+    return folder
+
+
+# -- image: a tiny Stable Diffusion pipeline and a LoRA for it -------------------------------------------
+
+# CLIP's BPE marks the end of a word with "</w>"; every merge result must be in the vocabulary.
+_SD_MERGES = [
+    ("a", "t</w>"), ("c", "at</w>"), ("d", "o"), ("do", "g</w>"), ("r", "e"), ("re", "d</w>"),
+    ("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>"), ("o", "n</w>"), ("s", "k"),
+    ("sk", "y</w>"),
+]  # fmt: skip
+
+
+def _byte_alphabet() -> list[str]:
+    """The 256 printable stand-ins byte-level BPE uses for raw bytes (as in GPT-2 and CLIP)."""
+    visible = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    visible += list(range(ord("®"), ord("ÿ") + 1))
+    chars = [chr(b) for b in visible]
+    extra = 0
+    for b in range(256):
+        if b not in visible:
+            chars.append(chr(256 + extra))
+            extra += 1
+    return chars
+
+
+def _write_tiny_clip_tokenizer(folder: Path) -> int:
+    """A CLIPTokenizer from a hand-written vocab.json + merges.txt; returns the vocabulary size."""
+    import json
+
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    alphabet = _byte_alphabet()
+    tokens = alphabet + [c + "</w>" for c in alphabet] + ["".join(pair) for pair in _SD_MERGES]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(tokens))}
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    merges = "#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in _SD_MERGES) + "\n"
+    (folder / "merges.txt").write_text(merges, encoding="utf-8")
+    # transformers 5 builds the tokenizer from these two files (its constructor takes in-memory vocab/merges).
+    tokenizer = CLIPTokenizer.from_pretrained(folder, model_max_length=77)
+    tokenizer.save_pretrained(folder)
+    return len(vocab)
+
+
+def build_tiny_sd_pipeline(folder: str | Path, *, seed: int = 0) -> Path:
+    """Save a tiny random-weight StableDiffusionPipeline into `folder` (created) and return it.
+
+    Sized like diffusers' own `get_dummy_components` (UNet and VAE with 32/64 channels, a 5-layer CLIP text
+    encoder of width 32); `AutoPipelineForText2Image.from_pretrained(folder)` loads it offline, and 64x64 in
+    2 steps takes well under a second on one CPU thread. The VAE downsamples by 2, not 8 as real SD does.
+    """
+    import tempfile
+
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab_size = _write_tiny_clip_tokenizer(Path(tmp))
+        tokenizer = CLIPTokenizer.from_pretrained(tmp)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            hidden_size=32,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=5,
+            vocab_size=vocab_size,
+            max_position_embeddings=77,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_lora(folder: str | Path, pipeline_folder: str | Path, *, rank: int = 4, seed: int = 0) -> Path:
+    """Save a random LoRA for the UNet of `build_tiny_sd_pipeline(pipeline_folder)` into `folder`.
+
+    LoRA on the attention projections with a non-zero `lora_B` (a trained LoRA's up-projection; a fresh one
+    starts at zero and would change nothing), written by `save_lora_weights` as
+    `pytorch_lora_weights.safetensors`, so `pipe.load_lora_weights(folder)` accepts it. Needs `peft`.
+    """
+    import torch
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    unet: Any = UNet2DConditionModel.from_pretrained(Path(pipeline_folder) / "unet")
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=rank,
+        init_lora_weights="gaussian",
+        target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+    )
+    unet.add_adapter(config)
+    with torch.no_grad():
+        for name, param in unet.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=layers, safe_serialization=True)
     return folder

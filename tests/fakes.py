@@ -5,8 +5,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Generator
 
-from studio.backends import Backend, BackendError, Notice, Request, TextDelta, Usage, register
+from studio.backends import (
+    Backend,
+    BackendError,
+    ImageOutput,
+    Notice,
+    Progress,
+    Request,
+    TextDelta,
+    Usage,
+    register,
+)
 from studio.backends.params import ChatParams
+from studio.backends.planned import ImageParams
 
 
 @register
@@ -49,3 +60,34 @@ class FakeChat(Backend):
             yield TextDelta(word + " ")
             sent += 1
         yield Usage(prompt_tokens=len(request.prompt.split()), completion_tokens=sent)
+
+
+@register
+class FakeImage(Backend):
+    """Solid-colour pictures whose colour depends on the seed; 'FAIL' raises, 'SLOW' waits for Stop."""
+
+    kind = "fake-image"
+    tabs = frozenset({"image"})
+    Params = ImageParams
+
+    def load(self) -> None:
+        pass
+
+    def generate(self, request: Request) -> Generator[Progress | ImageOutput, None, None]:
+        from PIL import Image
+
+        params = request.params
+        assert isinstance(params, ImageParams) and params.seed is not None
+        if "FAIL" in request.prompt:
+            raise BackendError("the fake painter failed on purpose")
+        steps = 10_000 if "SLOW" in request.prompt else params.steps
+        for step in range(1, steps + 1):
+            if request.stop.is_set():
+                return
+            if "SLOW" in request.prompt:
+                threading.Event().wait(0.002)
+            yield Progress(step, steps)
+        for i in range(params.num_images):
+            seed = params.seed + i
+            colour = (seed % 256, (seed // 256) % 256, 128 if request.init_image is None else 7)
+            yield ImageOutput(Image.new("RGB", (params.width, params.height), colour), seed, i)

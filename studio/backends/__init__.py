@@ -180,7 +180,7 @@ def check_models(config: StudioConfig) -> None:
 
 
 # Registering the built-in kinds is importing their modules; each imports torch only in load().
-from studio.backends import planned, transformers_chat  # noqa: E402
+from studio.backends import diffusers_image, planned, transformers_chat  # noqa: E402
 
 __all__ = [
     "Backend",
@@ -198,6 +198,7 @@ __all__ = [
     "Usage",
     "backend_class",
     "check_models",
+    "diffusers_image",
     "known_kinds",
     "planned",
     "register",

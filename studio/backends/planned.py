@@ -1,8 +1,10 @@
 """Backend kinds that models.yaml already lists but this release does not run yet.
 
-Owns: the parameter schemas of the image, speech and music backends (so their `defaults:` in
-models.yaml are validated at start-up today) and a `load()` that says plainly that the kind is not
-implemented yet. Each is replaced by a real module when its tab lands (issues: image, audio).
+Owns: the parameter schemas of the speech and music backends (so their `defaults:` in models.yaml are
+validated at start-up today) and a `load()` that says plainly that the kind is not implemented yet. Each
+is replaced by a real module when its tab lands (issue: audio). The image tab has landed:
+`studio.backends.diffusers_image` runs kind `diffusers` and owns `ImageParams` (re-exported here so older
+imports keep working).
 """
 
 from __future__ import annotations
@@ -12,22 +14,10 @@ from collections.abc import Generator
 from pydantic import Field
 
 from studio.backends import Backend, BackendError, Event, Request, register
+from studio.backends.diffusers_image import ImageParams
 from studio.backends.params import Params
 
-
-class ImageParams(Params):
-    negative_prompt: str = Field(default="", max_length=4000)
-    steps: int = Field(default=25, ge=1, le=150)
-    guidance: float = Field(default=7.0, ge=0.0, le=30.0)
-    width: int = Field(default=512, ge=64, le=2048, multiple_of=8)
-    height: int = Field(default=512, ge=64, le=2048, multiple_of=8)
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
-    num_images: int = Field(default=1, ge=1, le=8)
-    # default | euler | euler_a | dpmpp_2m | ddim | unipc | lcm
-    scheduler: str = Field(default="default", pattern=r"^(default|euler|euler_a|dpmpp_2m|ddim|unipc|lcm)$")
-    strength: float = Field(default=0.75, gt=0.0, le=1.0)  # image-to-image only: how far from the init image
-    lora: str | None = None  # id of one of the model's `loras:` in models.yaml
-    lora_scale: float = Field(default=1.0, ge=0.0, le=2.0)
+__all__ = ["ImageParams", "MusicParams", "SpeechParams"]
 
 
 class SpeechParams(Params):
@@ -55,13 +45,6 @@ class _Planned(Backend):
 
     def generate(self, request: Request) -> Generator[Event, None, None]:
         raise BackendError(f"backend {self.kind!r} is not implemented yet")
-
-
-@register
-class DiffusersPlanned(_Planned):
-    kind = "diffusers"
-    tabs = frozenset({"image"})
-    Params = ImageParams
 
 
 @register

@@ -15,6 +15,7 @@ import gradio as gr
 from studio.service import Studio
 from studio.ui.chat import build_chat_tab
 from studio.ui.code import build_code_tab
+from studio.ui.image import build_image_tab
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ def build_app(studio: Studio) -> gr.Blocks:
                 build_chat_tab(studio, app)
             with gr.Tab("Code", id="code"):
                 build_code_tab(studio, app)
+            with gr.Tab("Image", id="image"):
+                build_image_tab(studio, app)
     # One generation at a time per process: every model-running event shares the "gpu" id.
     app.queue(default_concurrency_limit=1, max_size=64)
     return app
@@ -36,12 +39,19 @@ def build_app(studio: Studio) -> gr.Blocks:
 
 def launch(app: gr.Blocks, studio: Studio, *, host: str, port: int, block: bool = True) -> Any:
     """Serve the app; returns (fastapi app, local url, share url) when not blocking."""
+    settings = studio.settings
+    settings.media_dir.mkdir(parents=True, exist_ok=True)
+    # Only generated media is served; the database, the model cache and the config never are.
+    database = settings.database_url.removeprefix("sqlite:///")
+    blocked = [database, f"{database}-wal", f"{database}-shm"]
+    blocked += [str(settings.model_cache), str(studio.config.path)]
     result = app.launch(
         server_name=host,
         server_port=port,
         prevent_thread_lock=not block,
         enable_monitoring=False,
-        blocked_paths=[str(studio.settings.data_dir), str(studio.config.path)],
+        allowed_paths=[str(settings.media_dir)],
+        blocked_paths=blocked,
         max_file_size="25mb",
         show_error=True,
         quiet=not block,

@@ -1,0 +1,341 @@
+"""Backend `diffusers`: text-to-image and image-to-image with a diffusers pipeline run in-process.
+
+Owns: loading a pipeline (Hub id or local folder) with `AutoPipelineForText2Image`, the image-to-image
+pipeline built from it on first use (same components, no second copy), the scheduler chosen per request,
+one reproducible seed per picture, progress per denoising step, stopping between steps, and LoRAs from the
+model's `loras:` in models.yaml (loaded once each, switched and scaled per request).
+Ignores: storage, validation of user input (the service did it) and which tab asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import threading
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from studio import sources
+from studio.backends import (
+    Backend,
+    BackendError,
+    Event,
+    ImageOutput,
+    ModelNotAvailable,
+    Notice,
+    Progress,
+    Request,
+    register,
+)
+from studio.backends.params import Params
+from studio.backends.transformers_chat import resolve_device
+from studio.config import LoraSpec
+
+log = logging.getLogger(__name__)
+
+SCHEDULERS = ("default", "euler", "euler_a", "dpmpp_2m", "ddim", "unipc", "lcm")
+
+# ImageParams.scheduler name -> diffusers class; "default" is the scheduler the model was saved with.
+_SCHEDULER_CLASSES = {
+    "euler": "EulerDiscreteScheduler",
+    "euler_a": "EulerAncestralDiscreteScheduler",
+    "dpmpp_2m": "DPMSolverMultistepScheduler",
+    "ddim": "DDIMScheduler",
+    "unipc": "UniPCMultistepScheduler",
+    "lcm": "LCMScheduler",
+}
+
+_SEED_SPACE = 2**32  # seeds stay valid ImageParams.seed values: image i uses (seed + i) mod 2**32
+
+
+class ImageParams(Params):
+    negative_prompt: str = Field(default="", max_length=4000)
+    steps: int = Field(default=25, ge=1, le=150)
+    guidance: float = Field(default=7.0, ge=0.0, le=30.0)
+    width: int = Field(default=512, ge=64, le=2048, multiple_of=8)
+    height: int = Field(default=512, ge=64, le=2048, multiple_of=8)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    num_images: int = Field(default=1, ge=1, le=8)
+    # default | euler | euler_a | dpmpp_2m | ddim | unipc | lcm
+    scheduler: str = Field(default="default", pattern=r"^(default|euler|euler_a|dpmpp_2m|ddim|unipc|lcm)$")
+    strength: float = Field(default=0.75, gt=0.0, le=1.0)  # image-to-image only: how far from the init image
+    lora: str | None = None  # id of one of the model's `loras:` in models.yaml
+    lora_scale: float = Field(default=1.0, ge=0.0, le=2.0)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+@register
+class DiffusersImage(Backend):
+    kind = "diffusers"
+    tabs = frozenset({"image"})
+    Params = ImageParams
+
+    pipe: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.device = "cpu"
+        self._img2img: Any = None
+        self._scheduler_class: Any = None
+        self._scheduler_config: Any = None
+        self._loaded_loras: set[str] = set()
+        # One generation at a time: the scheduler, active LoRA and interrupt flag live on the pipeline.
+        self._lock = threading.Lock()
+
+    # -- loading -----------------------------------------------------------------------------------
+    def load(self) -> None:
+        import torch
+        from diffusers import AutoPipelineForText2Image
+
+        try:
+            where = sources.local_path(
+                self.spec, cache=self.context.model_cache, base_dir=self.context.base_dir
+            )
+        except sources.SourceError as exc:
+            raise ModelNotAvailable(str(exc)) from None
+        if isinstance(where, Path) and where.is_file():
+            raise BackendError(
+                f"model {self.spec.id!r}: the diffusers backend loads a pipeline folder (with model_index.json) "
+                f"or a Hub id, not a single file ({where.name})"
+            )
+        device = resolve_device(self.spec.device)
+        dtype = getattr(torch, self.spec.dtype)
+        if device == "cpu" and dtype == torch.float16:
+            # diffusers refuses to run float16 pipelines well on the CPU (slow or unsupported kernels).
+            log.warning("model %s: float16 is not usable on the CPU; loading it as float32", self.spec.id)
+            dtype = torch.float32
+        hub = isinstance(where, str)
+        try:
+            pipe: Any = AutoPipelineForText2Image.from_pretrained(where, dtype=dtype)
+        except OSError as exc:
+            if hub and (os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(exc).lower()):
+                raise ModelNotAvailable(sources.not_available(self.spec)) from None
+            if hub:
+                raise ModelNotAvailable(f"{sources.not_available(self.spec)} ({_short(exc)})") from None
+            raise ModelNotAvailable(
+                f"model {self.spec.id!r}: {where} is not a diffusers pipeline folder ({_short(exc)})"
+            ) from None
+        except ValueError as exc:  # e.g. AutoPipeline knows no text-to-image pipeline for this model
+            raise BackendError(
+                f"model {self.spec.id!r} is not a text-to-image pipeline diffusers can run: {_short(exc)}"
+            ) from None
+        pipe = pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        self.pipe = pipe
+        self.device = device
+        # Schedulers are rebuilt from the saved configuration, so "default" always means the model's own.
+        self._scheduler_class = type(pipe.scheduler)
+        self._scheduler_config = pipe.scheduler.config
+        self._img2img = None
+        self._loaded_loras = set()
+
+    def unload(self) -> None:
+        self.pipe = None
+        self._img2img = None
+        self._loaded_loras = set()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+
+    def memory_bytes(self) -> int:
+        if self.pipe is None:
+            return 0
+        import torch
+
+        total = 0
+        for component in self.pipe.components.values():
+            if isinstance(component, torch.nn.Module):
+                total += sum(p.numel() * p.element_size() for p in component.parameters())
+        return total
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return int(getattr(self.pipe, "vae_scale_factor", 8) or 8)
+
+    def img2img_pipeline(self) -> Any:
+        """The image-to-image pipeline over the same components (built once, shares every module)."""
+        if self._img2img is None:
+            from diffusers import AutoPipelineForImage2Image
+
+            try:
+                pipe: Any = AutoPipelineForImage2Image.from_pipe(self.pipe)
+            except ValueError as exc:
+                raise BackendError(f"model {self.spec.id!r} cannot do image-to-image: {_short(exc)}") from None
+            pipe.set_progress_bar_config(disable=True)
+            self._img2img = pipe
+        return self._img2img
+
+    # -- per-request set-up ------------------------------------------------------------------------
+    def _scheduler(self, name: str) -> Any:
+        if name == "default":
+            return self._scheduler_class.from_config(self._scheduler_config)
+        try:
+            class_name = _SCHEDULER_CLASSES[name]
+        except KeyError:
+            raise BackendError(f"unknown scheduler {name!r}; known: {', '.join(SCHEDULERS)}") from None
+        import diffusers
+
+        return getattr(diffusers, class_name).from_config(self._scheduler_config)
+
+    def _lora_spec(self, lora_id: str | None) -> LoraSpec | None:
+        if lora_id is None:
+            return None
+        for lora in self.spec.loras:
+            if lora.id == lora_id:
+                return lora
+        known = ", ".join(repr(lo.id) for lo in self.spec.loras) or "none"
+        raise BackendError(f"model {self.spec.id!r} has no LoRA {lora_id!r}; its LoRAs: {known}")
+
+    def _lora_location(self, lora: LoraSpec) -> tuple[str, str | None]:
+        """Where `load_lora_weights` finds the LoRA: (folder or Hub id, weight file name or None)."""
+        src = sources.parse_source(lora.source, self.context.base_dir)
+        if isinstance(src, sources.PipSource):
+            raise BackendError(f"LoRA {lora.id!r}: pip: sources are not supported for LoRAs")
+        if isinstance(src, sources.LocalSource):
+            if not src.path.exists():
+                raise BackendError(f"LoRA {lora.id!r} of model {self.spec.id!r}: {src.path} does not exist")
+            if src.path.is_file():
+                return str(src.path.parent), lora.weight_name or src.path.name
+            return str(src.path), lora.weight_name
+        return src.repo_id, lora.weight_name
+
+    def _use_lora(self, lora: LoraSpec | None, scale: float) -> None:
+        """Activate one LoRA at `scale`, or none; each LoRA's weights are loaded on first use only."""
+        if lora is None:
+            if self._loaded_loras:
+                self.pipe.disable_lora()
+            return
+        from diffusers.utils import USE_PEFT_BACKEND
+
+        if not USE_PEFT_BACKEND:
+            raise BackendError("LoRAs need the `peft` package; install it with `pip install peft`")
+        if lora.id not in self._loaded_loras:
+            where, weight_name = self._lora_location(lora)
+            try:
+                self.pipe.load_lora_weights(where, weight_name=weight_name, adapter_name=lora.id)
+            except OSError as exc:
+                if os.environ.get("HF_HUB_OFFLINE") == "1" and not Path(where).exists():
+                    raise BackendError(
+                        f"LoRA {lora.id!r} ({lora.source}) is not downloaded and the Hub is offline"
+                    ) from None
+                raise BackendError(f"LoRA {lora.id!r} could not be loaded: {_short(exc)}") from None
+            except (ValueError, KeyError, RuntimeError) as exc:
+                raise BackendError(
+                    f"LoRA {lora.id!r} does not fit model {self.spec.id!r}: {_short(exc)}"
+                ) from None
+            self._loaded_loras.add(lora.id)
+        self.pipe.enable_lora()
+        self.pipe.set_adapters([lora.id], adapter_weights=[scale])
+
+    # -- generation --------------------------------------------------------------------------------
+    def generate(self, request: Request) -> Generator[Event, None, None]:
+        if self.pipe is None:
+            raise BackendError("backend used before load()")
+        params = request.params
+        assert isinstance(params, ImageParams)
+        factor = self.vae_scale_factor
+        if params.width % factor or params.height % factor:
+            raise BackendError(
+                f"model {self.spec.id!r} needs width and height that are multiples of {factor}; "
+                f"got {params.width}x{params.height}"
+            )
+        lora = self._lora_spec(params.lora)
+        init_image = request.init_image
+        if init_image is not None and int(params.steps * params.strength) < 1:
+            raise BackendError(
+                f"image-to-image runs steps x strength = {params.steps} x {params.strength} steps, "
+                "which is less than one; raise steps or strength"
+            )
+        seed = params.seed if params.seed is not None else secrets.randbelow(_SEED_SPACE)
+        seeds = [(seed + i) % _SEED_SPACE for i in range(params.num_images)]
+
+        stop = request.stop
+        abandoned = threading.Event()  # our consumer went away (closed tab, error) without pressing Stop
+        events: queue.Queue[Any] = queue.Queue()
+        result: list[Any] = []
+        failure: list[BaseException] = []
+
+        def on_step_end(pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            events.put(Progress(i + 1, int(getattr(pipe, "num_timesteps", 0) or 0)))
+            if stop.is_set() or abandoned.is_set():
+                pipe._interrupt = True  # diffusers' own flag: the loop skips the remaining steps
+            return tensors
+
+        def run() -> None:
+            try:
+                with self._lock:
+                    if stop.is_set() or abandoned.is_set():
+                        return
+                    result.append(self._run(request, params, lora, seeds, on_step_end))
+            except BaseException as exc:  # surfaced in the consumer below
+                failure.append(exc)
+            finally:
+                events.put(None)
+
+        worker = threading.Thread(target=run, name=f"generate-{self.spec.id}", daemon=True)
+        worker.start()
+        try:
+            while (event := events.get()) is not None:
+                yield event
+        finally:
+            # Reached on normal end, on error, and when the consumer closes us (Stop, closed tab).
+            abandoned.set()
+            worker.join()
+        if failure:
+            exc = failure[0]
+            if isinstance(exc, BackendError):
+                raise exc
+            raise BackendError(f"image generation failed: {_short(exc)}") from exc
+        if stop.is_set() or not result:
+            return  # stopped: a half-denoised picture is noise, so none is returned
+        images, flagged = result[0]
+        for i, image in enumerate(images):
+            if flagged and flagged[i]:
+                yield Notice(f"image {i + 1} was blacked out by the model's safety checker")
+        for i, image in enumerate(images):
+            yield ImageOutput(image=image, seed=seeds[i], index=i)
+
+    def _run(
+        self, request: Request, params: ImageParams, lora: LoraSpec | None, seeds: list[int], callback: Any
+    ) -> tuple[list[Any], list[bool] | None]:
+        """Set the pipeline up for this request and run it (under the lock, in the worker thread)."""
+        import torch
+
+        img2img = request.init_image is not None
+        pipe = self.img2img_pipeline() if img2img else self.pipe
+        pipe.scheduler = self._scheduler(params.scheduler)
+        self._use_lora(lora, params.lora_scale)
+        kwargs: dict[str, Any] = {
+            "prompt": request.prompt,
+            "negative_prompt": params.negative_prompt or None,
+            "num_inference_steps": params.steps,
+            "guidance_scale": params.guidance,
+            "num_images_per_prompt": params.num_images,
+            # One generator per picture: picture i is reproducible alone with seed + i.
+            "generator": [torch.Generator(device=self.device).manual_seed(s) for s in seeds],
+            "callback_on_step_end": callback,
+            "output_type": "pil",
+        }
+        if img2img:
+            kwargs["image"] = request.init_image.resize((params.width, params.height))
+            kwargs["strength"] = params.strength
+        else:
+            kwargs["width"] = params.width
+            kwargs["height"] = params.height
+        out = pipe(**kwargs)
+        flagged = getattr(out, "nsfw_content_detected", None)
+        return list(out.images), list(flagged) if flagged is not None else None

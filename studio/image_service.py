@@ -1,0 +1,258 @@
+"""The Image tab's part of the service: run a text-to-image or image-to-image job, save PNGs, write rows.
+
+Owns: validating an image request (prompt, parameters, LoRA, init image), streaming progress, saving each
+picture as a PNG under the media folder with its parameters embedded (A1111 `parameters` chunk + the
+studio's generation id), and writing one generation row per picture (so each can be rated, reused and
+exported on its own) in one transaction when the job ends: failures and stops get one row with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session
+
+from studio import images, storage
+from studio.backends import BackendError, ImageOutput, Notice, Progress, Request
+from studio.results import StudioError
+from studio.validation import model_for, params_for, prompt_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ImageUpdate:
+    """One step of an image job; the last one has `done=True`, the saved files and their generation ids."""
+
+    status: str = "running"  # loading | running | ok | error | stopped
+    step: int = 0
+    total: int = 0
+    done: bool = False
+    files: list[Path] = field(default_factory=list)
+    generation_ids: list[int] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    error: str | None = None
+    notices: list[str] = field(default_factory=list)
+
+
+class ImageTab:
+    """Mixed into `Studio` (uses its config, settings, engine, manager, user ids and run registry)."""
+
+    def image(
+        self,
+        *,
+        model_id: str,
+        prompt: str,
+        params: dict[str, Any] | None = None,
+        init_image: bytes | str | Path | None = None,
+        user: str | None = None,
+        run_key: str | None = None,
+    ) -> Iterator[ImageUpdate]:
+        """Generate pictures. Bad input raises StudioError before anything runs or is stored."""
+        studio: Any = self
+        spec = model_for(studio.config, model_id, "image")
+        validated: Any = params_for(spec, params, "image")
+        text = prompt_text(prompt)
+        lora = getattr(validated, "lora", None)
+        if lora and lora not in {item.id for item in spec.loras}:
+            known = ", ".join(item.id for item in spec.loras) or "none"
+            raise StudioError(f"model {model_id!r} has no LoRA {lora!r}; its LoRAs: {known}")
+        init = None
+        if init_image is not None and init_image != "":
+            try:
+                init = images.load_init_image(init_image)
+            except ValueError as exc:
+                raise StudioError(str(exc)) from None
+        uid = studio.user_id(user)
+        request = Request(prompt=text, params=validated, init_image=init)
+        key = run_key or f"run-{id(request)}"
+        studio._runs[key] = request.stop
+        outputs: list[ImageOutput] = []
+        notices: list[str] = []
+        status, error = "error", None
+        started = time.perf_counter()
+        try:
+            if spec.id not in studio.manager.loaded():
+                yield ImageUpdate(status="loading")
+            with studio.manager.use(spec.id) as backend:
+                stream = backend.generate(request)
+                try:
+                    for event in stream:
+                        if isinstance(event, Progress):
+                            yield ImageUpdate(step=event.step, total=event.total, notices=notices)
+                        elif isinstance(event, ImageOutput):
+                            outputs.append(event)
+                        elif isinstance(event, Notice):
+                            notices.append(event.text)
+                finally:
+                    stream.close()
+            status = "stopped" if request.stop.is_set() else "ok"
+        except GeneratorExit:
+            status, error = "stopped", "the browser stopped listening"
+            raise
+        except Exception as exc:
+            status, error = "error", str(exc) or type(exc).__name__
+            expected = isinstance(exc, BackendError)
+            log.warning("image job with %s failed: %s", spec.id, error, exc_info=not expected)
+        finally:
+            studio._runs.pop(key, None)
+            seconds = time.perf_counter() - started
+            job = (uid, spec.id, text, validated, init is not None)
+            try:
+                saved = self._save_images(*job, outputs, status, error, notices, seconds)
+            except Exception as exc:  # e.g. a full disk: the job is still recorded, with the reason
+                status, error, outputs = "error", f"the pictures could not be saved: {exc}", []
+                saved = self._save_images(*job, outputs, status, error, notices, seconds)
+        yield ImageUpdate(
+            status=status,
+            done=True,
+            files=[path for _, path in saved],
+            generation_ids=[gid for gid, _ in saved],
+            seeds=[out.seed for out in outputs],
+            error=error,
+            notices=notices,
+        )
+
+    def _save_images(
+        self,
+        uid: int,
+        model_id: str,
+        prompt: str,
+        params: Any,
+        img2img: bool,
+        outputs: list[ImageOutput],
+        status: str,
+        error: str | None,
+        notices: list[str],
+        seconds: float,
+    ) -> list[tuple[int, Path]]:
+        """One row per picture, PNGs named after their rows; all or nothing in one transaction."""
+        studio: Any = self
+        batch = secrets.token_hex(6)
+        base = {**params.model_dump(), "img2img": img2img, "batch": batch}
+        folder = studio.settings.media_dir / "images" / datetime.now(UTC).strftime("%Y-%m-%d")
+        common: dict[str, Any] = {"user_id": uid, "tab": "image", "model_id": model_id, "prompt": prompt}
+        common |= {"notices": notices, "status": status, "error": error}
+        written: list[Path] = []
+        with Session(studio.engine, expire_on_commit=False) as session:
+            if not outputs:  # a failure or a stop before any picture: still one row with the reason
+                row = storage.Generation(
+                    **common,
+                    params=base,
+                    seed=params.seed,
+                    duration_ms=seconds * 1000,
+                )
+                storage.record_generation(session, generation=row)
+                return []
+            rows = [
+                storage.Generation(
+                    **common,
+                    params={**base, "seed": out.seed, "index": out.index},
+                    seed=out.seed,
+                    duration_ms=seconds * 1000 / len(outputs),
+                )
+                for out in outputs
+            ]
+            session.add_all(rows)
+            session.flush()  # ids for the file names and the PNG chunk
+            try:
+                for row, out in zip(rows, outputs, strict=True):
+                    path = folder / images.media_name(row.id or 0, out.index)
+                    text = images.a1111_parameters(
+                        prompt=prompt,
+                        negative_prompt=params.negative_prompt,
+                        steps=params.steps,
+                        guidance=params.guidance,
+                        seed=out.seed,
+                        width=params.width,
+                        height=params.height,
+                        scheduler=params.scheduler,
+                        model=model_id,
+                        strength=params.strength if img2img else None,
+                        lora=params.lora,
+                        lora_scale=params.lora_scale if params.lora else None,
+                        generation_id=row.id,
+                    )
+                    images.save_png(out.image, path, parameters=text, generation_id=row.id)
+                    written.append(path)
+                    row.files = [str(path.relative_to(studio.settings.data_dir))]
+                session.commit()
+            except Exception:
+                session.rollback()
+                for path in written:  # nothing half-written: no rows without files, no files without rows
+                    path.unlink(missing_ok=True)
+                raise
+            return [(row.id or 0, path) for row, path in zip(rows, written, strict=True)]
+
+    def media_path(self, relative: str) -> Path:
+        """The absolute path of a stored media file (rows keep paths relative to the data dir)."""
+        studio: Any = self
+        path = (studio.settings.data_dir / relative).resolve()
+        if not path.is_relative_to(studio.settings.media_dir.resolve()):
+            raise StudioError("not a media file")
+        return path
+
+    def recent_images(self, *, user: str | None = None, limit: int = 48) -> list[tuple[int, Path, str]]:
+        """(generation id, file, caption) of the user's latest pictures, newest first, for the gallery."""
+        studio: Any = self
+        with Session(studio.engine) as session:
+            rows = storage.list_generations(session, user_id=studio.user_id(user), tab="image", limit=limit)
+            found = []
+            for row in rows:
+                if row.files and row.status == "ok":
+                    path = self.media_path(row.files[0])
+                    if path.exists():
+                        found.append((row.id or 0, path, f"#{row.id} seed {row.seed}"))
+            return found
+
+    def generation_file(self, generation_id: int, *, user: str | None = None) -> Path:
+        """The picture of an image generation (for 'use as init image' and downloads)."""
+        studio: Any = self
+        with Session(studio.engine) as session:
+            row = storage.get_generation(session, generation_id=generation_id)
+            if row is None or row.user_id != studio.user_id(user) or not row.files:
+                raise StudioError(f"picture {generation_id} does not exist")
+            return self.media_path(row.files[0])
+
+    def generation_settings(self, generation_id: int, *, user: str | None = None) -> dict[str, Any]:
+        """What a past generation ran with (model, prompt, parameters), for 'reuse settings'."""
+        studio: Any = self
+        with Session(studio.engine) as session:
+            row = storage.get_generation(session, generation_id=generation_id)
+            if row is None or row.user_id != studio.user_id(user):
+                raise StudioError(f"generation {generation_id} does not exist")
+            return {"model": row.model_id, "prompt": row.prompt, "params": dict(row.params), "tab": row.tab}
+
+    def generate_image_result(
+        self, *, model_id: str, prompt: str, params: dict[str, Any] | None, user: str | None
+    ) -> dict[str, Any]:
+        """One complete image job for scripts (the CLI): the stored result, files as absolute paths."""
+        params = dict(params or {})
+        init = params.pop("init_image", None)  # a path, for the CLI
+        studio: Any = self
+        final = None
+        for update in self.image(model_id=model_id, prompt=prompt, params=params, init_image=init, user=user):
+            final = update
+        assert final is not None
+        first = final.generation_ids[0] if final.generation_ids else None
+        stored = studio.generation_settings(first, user=user)["params"] if first else {}
+        return {
+            "generation_id": first,
+            "generation_ids": final.generation_ids,
+            "tab": "image",
+            "model": model_id,
+            "text": "",
+            "files": [str(path) for path in final.files],
+            "params": stored,
+            "seeds": final.seeds,
+            "status": final.status,
+            "error": final.error,
+            "notices": final.notices,
+        }

@@ -1,0 +1,220 @@
+"""The Image tab: text-to-image and image-to-image with progress, Stop, LoRA, a gallery, votes and reuse.
+
+Owns: wiring the controls and the gallery to `Studio.image` and friends. The gallery shows the user's
+latest pictures; selecting one shows how it was made and offers votes, "reuse settings" and "use as init
+image". `gr.State` keeps generation ids only. Ignores: validation, files and metadata (the service's).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from studio.service import Studio, StudioError
+from studio.ui.common import user_of
+
+SCHEDULERS = [
+    ("Model default", "default"),
+    ("Euler", "euler"),
+    ("Euler ancestral", "euler_a"),
+    ("DPM++ 2M", "dpmpp_2m"),
+    ("DDIM", "ddim"),
+    ("UniPC", "unipc"),
+    ("LCM (LCM/Turbo models)", "lcm"),
+]
+# The order of the parameter controls, as the handlers receive them (and as the /image API lists them).
+IMAGE_PARAMS = ("negative_prompt", "steps", "guidance", "width", "height", "num_images", "seed", "scheduler")
+
+
+def lora_choices(studio: Studio, model_id: str) -> list[tuple[str, str]]:
+    spec = studio.config.model(model_id)
+    return [("None", "")] + [(lora.id, lora.id) for lora in spec.loras]
+
+
+def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
+    models = studio.models("image")
+    if not models:
+        gr.Markdown("No model in models.yaml serves the image tab.")
+        return
+    default = next((m.id for m in models if m.status in ("ready", "loaded")), models[0].id)
+    defaults = studio.default_params(default, tab="image")
+    run_key = gr.State(lambda: uuid.uuid4().hex)
+    gallery_ids = gr.State([])  # generation id of each gallery picture, in gallery order
+    selected = gr.State(None)  # generation id of the selected picture
+
+    with gr.Row():
+        with gr.Column(scale=2):
+            with gr.Row():
+                model = gr.Dropdown(
+                    label="Model",
+                    choices=[(f"{m.id} ({m.status})", m.id) for m in models],
+                    value=default,
+                    elem_id="image-model",
+                )
+                scheduler = gr.Dropdown(
+                    label="Scheduler",
+                    choices=SCHEDULERS,
+                    value=defaults["scheduler"],
+                    elem_id="image-scheduler",
+                )
+            prompt = gr.Textbox(label="Prompt", lines=3, elem_id="image-prompt")
+            negative = gr.Textbox(label="Negative prompt", lines=2, elem_id="image-negative")
+            with gr.Row():
+                steps = gr.Slider(1, 150, value=defaults["steps"], step=1, label="Steps")
+                guidance = gr.Slider(0, 30, value=defaults["guidance"], step=0.5, label="Guidance")
+            with gr.Row():
+                width = gr.Slider(64, 2048, value=defaults["width"], step=8, label="Width")
+                height = gr.Slider(64, 2048, value=defaults["height"], step=8, label="Height")
+            with gr.Row():
+                num_images = gr.Slider(1, 8, value=defaults["num_images"], step=1, label="Images")
+                seed = gr.Number(value=None, precision=0, label="Seed (blank = random)", elem_id="image-seed")
+            with gr.Accordion("Image to image", open=False):
+                init_image = gr.Image(label="Init image", type="filepath", format="png", elem_id="image-init")
+                strength = gr.Slider(0.05, 1.0, value=defaults["strength"], step=0.05, label="Strength")
+            with gr.Accordion("LoRA", open=False):
+                lora = gr.Dropdown(
+                    label="LoRA", choices=lora_choices(studio, default), value="", elem_id="image-lora"
+                )
+                lora_scale = gr.Slider(0, 2, value=defaults["lora_scale"], step=0.05, label="LoRA scale")
+            with gr.Row():
+                generate_btn = gr.Button("Generate", variant="primary", elem_id="image-generate")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="image-stop")
+            notice = gr.Markdown(elem_id="image-notice")
+        with gr.Column(scale=3):
+            gallery = gr.Gallery(label="Your pictures", columns=4, height=520, elem_id="image-gallery")
+            info = gr.Markdown("Select a picture to see how it was made.", elem_id="image-info")
+            with gr.Row():
+                like_btn = gr.Button("👍", size="sm", elem_id="image-like")
+                dislike_btn = gr.Button("👎", size="sm", elem_id="image-dislike")
+                reuse_btn = gr.Button("Reuse settings", size="sm", elem_id="image-reuse")
+                init_btn = gr.Button("Use as init image", size="sm", elem_id="image-use-init")
+
+    controls = [negative, steps, guidance, width, height, num_images, seed, scheduler]
+
+    def refreshed_gallery(user: str | None) -> tuple[list[tuple[str, str]], list[int]]:
+        pictures = studio.recent_images(user=user)
+        return [(str(path), caption) for _, path, caption in pictures], [gid for gid, _, _ in pictures]
+
+    def generate(
+        request: gr.Request,
+        text: str,
+        model_id: str,
+        init: str | None,
+        strength_value: float,
+        lora_id: str,
+        scale: float,
+        key: str,
+        *values: Any,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented way to get a progress bar
+    ) -> Iterator[Any]:
+        user = user_of(request)
+        params = dict(zip(IMAGE_PARAMS, values, strict=True))
+        params["seed"] = None if params["seed"] in (None, "") else int(params["seed"])
+        params |= {"strength": strength_value, "lora": lora_id or None, "lora_scale": scale}
+        try:
+            updates = studio.image(
+                model_id=model_id, prompt=text, params=params, init_image=init or None, user=user, run_key=key
+            )
+            for update in updates:
+                if update.done:
+                    final = update
+                    break
+                if update.status == "loading":
+                    yield gr.skip(), gr.skip(), f"Loading {model_id}…"
+                else:
+                    progress((update.step, update.total), desc="Denoising", unit="steps")
+                    yield gr.skip(), gr.skip(), f"Step {update.step}/{update.total}"
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        pictures, ids = refreshed_gallery(user)
+        if final.status == "error":
+            gr.Warning(final.error or "generation failed")
+            note = f"Error: {final.error}"
+        elif final.status == "stopped":
+            note = "Stopped."
+        else:
+            seeds = ", ".join(str(s) for s in final.seeds)
+            note = f"{len(final.files)} picture(s), seed {seeds}"
+        yield pictures, ids, " ".join([note, *final.notices])
+
+    generate_btn.click(
+        generate,
+        [prompt, model, init_image, strength, lora, lora_scale, run_key, *controls],
+        [gallery, gallery_ids, notice],
+        api_name="image",
+        concurrency_id="gpu",
+        concurrency_limit=1,
+    )
+
+    def stop(key: str) -> None:
+        studio.cancel(key)
+
+    stop_btn.click(stop, run_key, None, queue=False, api_visibility="private")
+
+    def model_changed(model_id: str) -> list[Any]:
+        params = studio.default_params(model_id, tab="image")
+        return [
+            *[params[name] if name != "seed" else gr.skip() for name in IMAGE_PARAMS],
+            gr.Dropdown(choices=lora_choices(studio, model_id), value=""),
+        ]
+
+    model.input(model_changed, model, [*controls, lora], api_visibility="private")
+
+    def describe(gid: int | None, request: gr.Request) -> str:
+        if gid is None:
+            return "Select a picture to see how it was made."
+        settings = studio.generation_settings(gid, user=user_of(request))
+        p = settings["params"]
+        vote = {1: "👍", -1: "👎"}.get(studio.rating(gid, user=user_of(request)) or 0, "no vote")
+        lines = [
+            f"**#{gid}** {settings['model']} · {p.get('width')}x{p.get('height')} · {p.get('steps')} steps · "
+            f"guidance {p.get('guidance')} · seed {p.get('seed')} · {p.get('scheduler')} · {vote}",
+            f"Prompt: {settings['prompt']}",
+        ]
+        if p.get("negative_prompt"):
+            lines.append(f"Negative: {p['negative_prompt']}")
+        return "\n\n".join(lines)
+
+    def select(ids: list[int], event: gr.SelectData, request: gr.Request) -> tuple[Any, str]:
+        gid = ids[event.index] if isinstance(event.index, int) and event.index < len(ids) else None
+        return gid, describe(gid, request)
+
+    gallery.select(select, gallery_ids, [selected, info], api_visibility="private")
+
+    def vote(value: str) -> Any:
+        def handler(gid: int | None, request: gr.Request) -> str:
+            if gid is None:
+                raise gr.Error("Select a picture first.")
+            studio.rate(gid, value, user=user_of(request))
+            return describe(gid, request)
+
+        return handler
+
+    like_btn.click(vote("up"), selected, info, api_visibility="private")
+    dislike_btn.click(vote("down"), selected, info, api_visibility="private")
+
+    def reuse(gid: int | None, request: gr.Request) -> list[Any]:
+        if gid is None:
+            raise gr.Error("Select a picture first.")
+        settings = studio.generation_settings(gid, user=user_of(request))
+        p = settings["params"]
+        values = [p.get(name, gr.skip()) for name in IMAGE_PARAMS]
+        values[IMAGE_PARAMS.index("num_images")] = 1  # the picture's own seed reproduces it alone
+        return [settings["model"], settings["prompt"], *values, p.get("strength", 0.75), p.get("lora") or ""]
+
+    reuse_btn.click(reuse, selected, [model, prompt, *controls, strength, lora], api_visibility="private")
+
+    def use_as_init(gid: int | None, request: gr.Request) -> str:
+        if gid is None:
+            raise gr.Error("Select a picture first.")
+        return str(studio.generation_file(gid, user=user_of(request)))
+
+    init_btn.click(use_as_init, selected, init_image, api_visibility="private")
+
+    def on_load(request: gr.Request) -> tuple[Any, list[int]]:
+        return refreshed_gallery(user_of(request))
+
+    app.load(on_load, None, [gallery, gallery_ids], api_visibility="private")
