@@ -53,6 +53,7 @@ class ModelSpec(BaseModel):
     description: str = ""
     defaults: dict[str, Any] = Field(default_factory=dict)
     loras: list[LoraSpec] = Field(default_factory=list)  # image models only
+    options: dict[str, Any] = Field(default_factory=dict)  # backend load options, checked by its `Options`
 
     # Lines of this entry and of each of its fields in models.yaml, so later checks can point at them.
     _line: int = PrivateAttr(default=0)

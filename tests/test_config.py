@@ -109,3 +109,8 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setenv("STUDIO_DATABASE_URL", "postgresql://u@localhost/studio")
     assert Settings.from_env(models_file="x.yaml").database_url.startswith("postgresql://")
     assert Settings.from_env(models_file="x.yaml").models_file == Path("x.yaml")
+
+
+def test_backend_options_are_checked_at_start_up(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"line 6: model 'a': field 'options': compile: Extra inputs"):
+        check(tmp_path, GOOD + "    options: {compile: true}\n")

@@ -185,3 +185,56 @@ def test_cli_generate_image(capsys, tmp_path: Path) -> None:
     assert code == 0 and len(printed) == 1 and printed[0].endswith(".png")
     code = main(["generate", "image", "x", *args, "--param", "width=100"])
     assert code == 2 and "multiple of 8" in capsys.readouterr().err
+
+
+def test_image_endpoint_over_http(make_studio) -> None:
+    """The /image API: pictures back and stored; server-side validation for API callers (NaN included)."""
+    import httpx
+    from gradio_client import Client
+
+    from studio.ui import build_app, launch
+    from tests.test_ui_api import free_port
+
+    studio = make_studio(MODELS)
+    app = build_app(studio)
+    port = free_port()
+    launch(app, studio, host="127.0.0.1", port=port, block=False)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        # prompt, model, init image, strength, lora, lora scale, then IMAGE_PARAMS
+        values = ["", 0.5, "", 1.0, "", 2, 5.0, 64, 64, 2, 11, "default"]
+        gallery, _notice = client.predict("a boat", "painter", None, *values[1:], api_name="/image")
+        assert len(gallery) == 2 and [r.seed for r in rows(studio)] == [11, 12]
+        with pytest.raises(Exception, match="multiple of 8"):
+            client.predict(
+                "a boat",
+                "painter",
+                None,
+                0.5,
+                "",
+                1.0,
+                "",
+                2,
+                5.0,
+                100,
+                64,
+                1,
+                1,
+                "default",
+                api_name="/image",
+            )
+        body = '{"data": ["x", "painter", null, 0.5, "", 1.0, "", 2, NaN, 64, 64, 1, 1, "default"]}'
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/", timeout=30) as http:
+            event = http.post(
+                "gradio_api/call/image", content=body, headers={"content-type": "application/json"}
+            )
+            stream = http.get(f"gradio_api/call/image/{event.json()['event_id']}").text
+        assert "event: error" in stream and len(rows(studio)) == 2
+        picture = rows(studio)[0].files[0]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/", timeout=30) as http:
+            served = http.get(f"gradio_api/file={studio.settings.data_dir / picture}")
+            blocked = http.get(f"gradio_api/file={studio.settings.data_dir / 'studio.db'}")
+        assert served.status_code == 200 and served.content[:4] == b"\x89PNG"
+        assert blocked.status_code in (403, 404)
+    finally:
+        app.close()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from studio.backends.params import Params, explain_validation_error
 from studio.config import ConfigError, ModelSpec, StudioConfig
@@ -97,10 +97,17 @@ class BackendContext:
     base_dir: Path
 
 
+class NoOptions(BaseModel):
+    """A backend without load options: any `options:` in models.yaml is a mistake."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class Backend(ABC):
     kind: ClassVar[str]
     tabs: ClassVar[frozenset[str]]
     Params: ClassVar[type[Params]]
+    Options: ClassVar[type[BaseModel]] = NoOptions  # how models.yaml's `options:` are checked
 
     def __init__(self, spec: ModelSpec, context: BackendContext) -> None:
         self.spec = spec
@@ -175,6 +182,11 @@ def check_models(config: StudioConfig) -> None:
             validate_params(cls, spec.defaults)
         except ValueError as exc:
             problems.append(f"{config.where(spec, 'defaults')}: field 'defaults': {exc}")
+        try:
+            cls.Options.model_validate(spec.options)
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            problems.append(f"{config.where(spec, 'options')}: field 'options': {detail}")
     if problems:
         raise ConfigError("invalid models file:\n  " + "\n  ".join(problems))
 

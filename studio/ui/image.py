@@ -29,6 +29,16 @@ SCHEDULERS = [
 IMAGE_PARAMS = ("negative_prompt", "steps", "guidance", "width", "height", "num_images", "seed", "scheduler")
 
 
+def model_note(studio: Studio, model_id: str) -> str:
+    """Say up front when a model cannot run here, and how to fix it (rather than at Generate time)."""
+    status = studio.model_status(model_id)
+    if status in ("ready", "loaded"):
+        return ""
+    if status == "missing":
+        return f"**{model_id}**: its weights folder is missing; check `source:` in models.yaml."
+    return f"**{model_id} is not downloaded.** Run `studio models pull {model_id}` once, with the internet."
+
+
 def lora_choices(studio: Studio, model_id: str) -> list[tuple[str, str]]:
     spec = studio.config.model(model_id)
     return [("None", "")] + [(lora.id, lora.id) for lora in spec.loras]
@@ -60,6 +70,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
                     value=defaults["scheduler"],
                     elem_id="image-scheduler",
                 )
+            note = gr.Markdown(model_note(studio, default), elem_id="image-model-note")
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id="image-prompt")
             negative = gr.Textbox(label="Negative prompt", lines=2, elem_id="image-negative")
             with gr.Row():
@@ -159,9 +170,10 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
         return [
             *[params[name] if name != "seed" else gr.skip() for name in IMAGE_PARAMS],
             gr.Dropdown(choices=lora_choices(studio, model_id), value=""),
+            model_note(studio, model_id),
         ]
 
-    model.input(model_changed, model, [*controls, lora], api_visibility="private")
+    model.input(model_changed, model, [*controls, lora, note], api_visibility="private")
 
     def describe(gid: int | None, request: gr.Request) -> str:
         if gid is None:
@@ -214,7 +226,9 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
 
     init_btn.click(use_as_init, selected, init_image, api_visibility="private")
 
-    def on_load(request: gr.Request) -> tuple[Any, list[int]]:
-        return refreshed_gallery(user_of(request))
+    def on_load(model_id: str, request: gr.Request) -> tuple[Any, ...]:
+        pictures, ids = refreshed_gallery(user_of(request))
+        fresh = [(f"{m.id} ({m.status})", m.id) for m in studio.models("image")]
+        return pictures, ids, gr.Dropdown(choices=fresh), model_note(studio, model_id)
 
-    app.load(on_load, None, [gallery, gallery_ids], api_visibility="private")
+    app.load(on_load, model, [gallery, gallery_ids, model, note], api_visibility="private")
