@@ -46,7 +46,7 @@ NEGATIVE_PREFIX = "Negative prompt:"
 # A1111's own pattern for one `Key: value` of the last line (modules/infotext_utils.py): a value is either
 # a JSON string or runs to the next comma.
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-# <lora:name> or <lora:name:scale>; A1111 allows a second multiplier, which is kept in the name's tail.
+# <lora:name> or <lora:name:scale>; the second (UNet) multiplier A1111 also allows is read and ignored.
 _LORA_TAG = re.compile(r" ?<lora:([^:<>]+)(?::([^<>]*))?>")
 
 
@@ -109,11 +109,8 @@ def a1111_parameters(
         settings["Studio generation"] = str(generation_id)
     head = prompt
     if negative_prompt:
-        head = (
-            f"{prompt}\n{NEGATIVE_PREFIX} {negative_prompt}"
-            if prompt
-            else f"{NEGATIVE_PREFIX} {negative_prompt}"
-        )
+        negative = f"{NEGATIVE_PREFIX} {negative_prompt}"
+        head = f"{prompt}\n{negative}" if prompt else negative
     # No "\n" before the settings when there is no head at all, so an empty prompt reads back as "" and
     # a prompt of one newline as "\n".
     line = ", ".join(f"{key}: {_quote(value)}" for key, value in settings.items())
