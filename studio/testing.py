@@ -190,7 +190,7 @@ def build_tiny_sd_pipeline(folder: str | Path, *, seed: int = 0) -> Path:
         set_alpha_to_one=False,
         steps_offset=1,
     )
-    pipe = StableDiffusionPipeline(
+    pipe: Any = StableDiffusionPipeline(
         unet=unet,
         vae=vae,
         text_encoder=text_encoder,

@@ -126,7 +126,7 @@ def test_memory_is_counted_and_returned_on_unload(tiny_sd_dir: Path) -> None:
 
 
 def test_text_to_image_returns_each_picture_with_its_own_seed(backend: DiffusersImage) -> None:
-    progress, images, events = run(backend, num_images=3, seed=40)
+    _, images, events = run(backend, num_images=3, seed=40)
     assert [e.index for e in images] == [0, 1, 2]
     assert [e.seed for e in images] == [40, 41, 42]
     assert all(e.image.size == (64, 64) and e.image.mode == "RGB" for e in images)
@@ -157,7 +157,9 @@ def test_seeds_wrap_around_to_stay_valid(backend: DiffusersImage) -> None:
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
-def test_every_scheduler_runs_with_one_progress_event_per_step(backend: DiffusersImage, scheduler: str) -> None:
+def test_every_scheduler_runs_with_one_progress_event_per_step(
+    backend: DiffusersImage, scheduler: str
+) -> None:
     progress, images, _ = run(backend, scheduler=scheduler, steps=3)
     assert [(p.step, p.total) for p in progress] == [(1, 3), (2, 3), (3, 3)]
     assert len(images) == 1 and images[0].image.size == (64, 64)
@@ -283,4 +285,23 @@ def test_a_lora_whose_files_are_missing_is_an_error(tiny_sd_dir: Path, tmp_path:
     b.load()
     with pytest.raises(BackendError, match=r"LoRA 'gone'.*does not exist"):
         run(b, lora="gone")
+    b.unload()
+
+
+def test_a_lora_on_the_hub_that_is_not_downloaded_fails_fast(tiny_sd_dir: Path, tmp_path: Path) -> None:
+    b = make_backend(str(tiny_sd_dir), tmp_path, [LoraSpec(id="hub", source="nobody/absent-lora")])
+    b.load()
+    with pytest.raises(BackendError, match=r"LoRA 'hub' \(nobody/absent-lora\) is not downloaded"):
+        run(b, lora="hub")
+    b.unload()
+
+
+def test_a_folder_that_is_not_a_lora_is_refused_and_the_model_still_works(tiny_sd_dir: Path) -> None:
+    b = make_backend(str(tiny_sd_dir), tiny_sd_dir.parent, [LoraSpec(id="unet", source="./pipeline/unet")])
+    b.load()
+    for _ in range(2):  # a failed load leaves nothing half-registered behind
+        with pytest.raises(BackendError, match=r"LoRA 'unet' does not fit model 'tiny-sd'"):
+            run(b, lora="unet")
+    _, [image], _ = run(b)
+    assert image.image.size == (64, 64)
     b.unload()

@@ -94,9 +94,6 @@ class DiffusersImage(Backend):
 
     # -- loading -----------------------------------------------------------------------------------
     def load(self) -> None:
-        import torch
-        from diffusers import AutoPipelineForText2Image
-
         try:
             where = sources.local_path(
                 self.spec, cache=self.context.model_cache, base_dir=self.context.base_dir
@@ -105,9 +102,12 @@ class DiffusersImage(Backend):
             raise ModelNotAvailable(str(exc)) from None
         if isinstance(where, Path) and where.is_file():
             raise BackendError(
-                f"model {self.spec.id!r}: the diffusers backend loads a pipeline folder (with model_index.json) "
-                f"or a Hub id, not a single file ({where.name})"
+                f"model {self.spec.id!r}: the diffusers backend loads a pipeline folder (with "
+                f"model_index.json) or a Hub id, not a single file ({where.name})"
             )
+        import torch
+        from diffusers import AutoPipelineForText2Image
+
         device = resolve_device(self.spec.device)
         dtype = getattr(torch, self.spec.dtype)
         if device == "cpu" and dtype == torch.float16:
@@ -174,7 +174,9 @@ class DiffusersImage(Backend):
             try:
                 pipe: Any = AutoPipelineForImage2Image.from_pipe(self.pipe)
             except ValueError as exc:
-                raise BackendError(f"model {self.spec.id!r} cannot do image-to-image: {_short(exc)}") from None
+                raise BackendError(
+                    f"model {self.spec.id!r} cannot do image-to-image: {_short(exc)}"
+                ) from None
             pipe.set_progress_bar_config(disable=True)
             self._img2img = pipe
         return self._img2img
@@ -211,6 +213,17 @@ class DiffusersImage(Backend):
             if src.path.is_file():
                 return str(src.path.parent), lora.weight_name or src.path.name
             return str(src.path), lora.weight_name
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            # Offline, diffusers cannot list a Hub repo to guess the weight file; a cached snapshot it can.
+            from huggingface_hub import snapshot_download
+
+            try:
+                return snapshot_download(src.repo_id, local_files_only=True), lora.weight_name
+            except Exception:  # LocalEntryNotFoundError and friends: anything means "not here"
+                raise BackendError(
+                    f"LoRA {lora.id!r} ({src.repo_id}) is not downloaded and the Hub is offline; fetch it "
+                    f"once with the internet (`hf download {src.repo_id}`)"
+                ) from None
         return src.repo_id, lora.weight_name
 
     def _use_lora(self, lora: LoraSpec | None, scale: float) -> None:
@@ -228,18 +241,24 @@ class DiffusersImage(Backend):
             try:
                 self.pipe.load_lora_weights(where, weight_name=weight_name, adapter_name=lora.id)
             except OSError as exc:
-                if os.environ.get("HF_HUB_OFFLINE") == "1" and not Path(where).exists():
-                    raise BackendError(
-                        f"LoRA {lora.id!r} ({lora.source}) is not downloaded and the Hub is offline"
-                    ) from None
                 raise BackendError(f"LoRA {lora.id!r} could not be loaded: {_short(exc)}") from None
             except (ValueError, KeyError, RuntimeError) as exc:
+                self._forget_adapter(lora.id)
                 raise BackendError(
                     f"LoRA {lora.id!r} does not fit model {self.spec.id!r}: {_short(exc)}"
                 ) from None
             self._loaded_loras.add(lora.id)
         self.pipe.enable_lora()
         self.pipe.set_adapters([lora.id], adapter_weights=[scale])
+
+    def _forget_adapter(self, adapter: str) -> None:
+        """After a failed load, drop whatever part of the adapter was injected so a retry starts clean."""
+        try:
+            present = {name for names in self.pipe.get_list_adapters().values() for name in names}
+            if adapter in present:
+                self.pipe.delete_adapters(adapter)
+        except Exception:  # best effort: the error being reported matters more
+            log.debug("could not remove the partly loaded LoRA %s", adapter, exc_info=True)
 
     # -- generation --------------------------------------------------------------------------------
     def generate(self, request: Request) -> Generator[Event, None, None]:
@@ -303,7 +322,7 @@ class DiffusersImage(Backend):
         if stop.is_set() or not result:
             return  # stopped: a half-denoised picture is noise, so none is returned
         images, flagged = result[0]
-        for i, image in enumerate(images):
+        for i in range(len(images)):
             if flagged and flagged[i]:
                 yield Notice(f"image {i + 1} was blacked out by the model's safety checker")
         for i, image in enumerate(images):
