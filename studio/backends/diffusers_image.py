@@ -16,9 +16,9 @@ import secrets
 import threading
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from studio import sources
 from studio.backends import (
@@ -74,11 +74,23 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+class DiffusersOptions(BaseModel):
+    """`options:` of a diffusers model in models.yaml: memory savers for small GPUs, and compilation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attention_slicing: bool = False  # less peak memory, a little slower
+    vae_tiling: bool = False  # decode large pictures tile by tile
+    cpu_offload: Literal["none", "model", "sequential"] = "none"  # keep idle parts in RAM (needs CUDA)
+    compile: bool = False  # torch.compile the denoiser: slow first run, faster after (opt-in)
+
+
 @register
 class DiffusersImage(Backend):
     kind = "diffusers"
     tabs = frozenset({"image"})
     Params = ImageParams
+    Options = DiffusersOptions
 
     pipe: Any = None
 
@@ -129,7 +141,28 @@ class DiffusersImage(Backend):
             raise BackendError(
                 f"model {self.spec.id!r} is not a text-to-image pipeline diffusers can run: {_short(exc)}"
             ) from None
-        pipe = pipe.to(device)
+        options = DiffusersOptions.model_validate(self.spec.options)
+        if options.cpu_offload != "none":
+            if device != "cuda":
+                raise BackendError(
+                    f"model {self.spec.id!r}: cpu_offload needs device cuda (or auto on a GPU)"
+                )
+            # Offloading places each part on the GPU when it runs; the pipeline must not be moved first.
+            offload = (
+                "enable_model_cpu_offload"
+                if options.cpu_offload == "model"
+                else "enable_sequential_cpu_offload"
+            )
+            getattr(pipe, offload)()
+        else:
+            pipe = pipe.to(device)
+        if options.attention_slicing:
+            pipe.enable_attention_slicing()
+        if options.vae_tiling:
+            pipe.vae.enable_tiling()
+        if options.compile:
+            denoiser = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
+            setattr(pipe, denoiser, torch.compile(getattr(pipe, denoiser)))
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         self.device = device
