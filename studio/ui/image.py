@@ -15,6 +15,7 @@ import gradio as gr
 
 from studio.service import Studio, StudioError
 from studio.ui.common import user_of
+from studio.validation import model_for, params_for
 
 SCHEDULERS = [
     ("Model default", "default"),
@@ -81,7 +82,13 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
                 height = gr.Slider(64, 2048, value=defaults["height"], step=8, label="Height")
             with gr.Row():
                 num_images = gr.Slider(1, 8, value=defaults["num_images"], step=1, label="Images")
-                seed = gr.Number(value=None, precision=0, label="Seed (blank = random)", elem_id="image-seed")
+                seed = gr.Number(
+                    value=None,
+                    precision=0,
+                    label="Seed (blank = random)",
+                    placeholder="random",
+                    elem_id="image-seed",
+                )  # blanked by the page's load event (below)
             with gr.Accordion("Image to image", open=False):
                 init_image = gr.Image(label="Init image", type="filepath", format="png", elem_id="image-init")
                 strength = gr.Slider(0.05, 1.0, value=defaults["strength"], step=0.05, label="Strength")
@@ -98,8 +105,8 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
             gallery = gr.Gallery(label="Your pictures", columns=4, height=520, elem_id="image-gallery")
             info = gr.Markdown("Select a picture to see how it was made.", elem_id="image-info")
             with gr.Row():
-                like_btn = gr.Button("👍", size="sm", elem_id="image-like")
-                dislike_btn = gr.Button("👎", size="sm", elem_id="image-dislike")
+                like_btn = gr.Button("👍 Like", size="sm", elem_id="image-like")
+                dislike_btn = gr.Button("👎 Dislike", size="sm", elem_id="image-dislike")
                 reuse_btn = gr.Button("Reuse settings", size="sm", elem_id="image-reuse")
                 init_btn = gr.Button("Use as init image", size="sm", elem_id="image-use-init")
 
@@ -108,6 +115,13 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
     def refreshed_gallery(user: str | None) -> tuple[list[tuple[str, str]], list[int]]:
         pictures = studio.recent_images(user=user)
         return [(str(path), caption) for _, path, caption in pictures], [gid for gid, _, _ in pictures]
+
+    def image_params(
+        strength_value: float, lora_id: str, scale: float, values: tuple[Any, ...]
+    ) -> dict[str, Any]:
+        params = dict(zip(IMAGE_PARAMS, values, strict=True))
+        params["seed"] = None if params["seed"] in (None, "") else int(params["seed"])
+        return params | {"strength": strength_value, "lora": lora_id or None, "lora_scale": scale}
 
     def generate(
         request: gr.Request,
@@ -122,9 +136,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented way to get a progress bar
     ) -> Iterator[Any]:
         user = user_of(request)
-        params = dict(zip(IMAGE_PARAMS, values, strict=True))
-        params["seed"] = None if params["seed"] in (None, "") else int(params["seed"])
-        params |= {"strength": strength_value, "lora": lora_id or None, "lora_scale": scale}
+        params = image_params(strength_value, lora_id, scale, values)
         try:
             updates = studio.image(
                 model_id=model_id, prompt=text, params=params, init_image=init or None, user=user, run_key=key
@@ -151,7 +163,24 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
             note = f"{len(final.files)} picture(s), seed {seeds}"
         yield pictures, ids, " ".join([note, *final.notices])
 
+    # In the browser, refuse what the service would refuse before the run starts (as the Chat and Code tabs
+    # do): a run that fails puts Gradio's "Error" overlay over the gallery, hiding every picture. API
+    # callers call the run directly and still get the service's errors.
+    def check(
+        text: Any, model_id: str, strength_value: float, lora_id: str, scale: float, *values: Any
+    ) -> None:
+        try:
+            studio.check_prompt(text)
+            params_for(
+                model_for(studio.config, model_id, "image"),
+                image_params(strength_value, lora_id, scale, values),
+            )
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+
     generate_btn.click(
+        check, [prompt, model, strength, lora, lora_scale, *controls], None, api_visibility="private"
+    ).success(
         generate,
         [prompt, model, init_image, strength, lora, lora_scale, run_key, *controls],
         [gallery, gallery_ids, notice],
@@ -229,6 +258,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
     def on_load(model_id: str, request: gr.Request) -> tuple[Any, ...]:
         pictures, ids = refreshed_gallery(user_of(request))
         fresh = [(f"{m.id} ({m.status})", m.id) for m in studio.models("image")]
-        return pictures, ids, gr.Dropdown(choices=fresh), model_note(studio, model_id)
+        # None blanks the seed: Gradio's Number starts at 0 whatever its value (so every picture got seed 0).
+        return pictures, ids, gr.Dropdown(choices=fresh), model_note(studio, model_id), None
 
-    app.load(on_load, model, [gallery, gallery_ids, model, note], api_visibility="private")
+    app.load(on_load, model, [gallery, gallery_ids, model, note, seed], api_visibility="private")

@@ -2,7 +2,8 @@
 
 The server runs the real app (`studio.ui.build_app` + `studio.ui.launch`) on a free loopback port with
 two tiny random-weight chat models built in code: `tiny` (12 new tokens, the Chat tab's default, also in
-the Code tab) and `long` (4000 new tokens and a large context, so Stop has something to interrupt). The
+the Code tab) and `long` (4000 new tokens and a large context, so Stop has something to interrupt), and a
+tiny random-weight Stable Diffusion pipeline, `tiny-sd` (the Image tab's only model: 64x64 in 3 steps). The
 Code tab's default is `scripted`: a stand-in backend (`ScriptedChat`, below) that streams a fixed Markdown
 answer with a fenced Python block, because random weights almost never write fences. It checks the UI's
 wiring only; the real backend in the Code tab is covered by one test here and by the other tiers.
@@ -137,7 +138,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     torch.set_num_threads(1)
     import studio.ui
     from studio import Settings, Studio
-    from studio.testing import build_tiny_chat_model
+    from studio.testing import build_tiny_chat_model, build_tiny_sd_pipeline
 
     register(ScriptedChat)  # for this server only; unregistered at the end
     tmp = tmp_path_factory.mktemp("browser")
@@ -145,6 +146,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     scripted.mkdir()  # the scripted backend reads nothing; a local source only has to exist
     tiny = build_tiny_chat_model(tmp / "tiny")
     long = build_tiny_chat_model(tmp / "long", context=4352)
+    tiny_sd = build_tiny_sd_pipeline(tmp / "tiny-sd")
     # Greedy decoding of a random tied-embedding model repeats its last prompt token ("\n", invisible in the
     # chatbot); a repetition penalty makes the replies visible text, still deterministic.
     models_file = tmp / "models.yaml"
@@ -164,6 +166,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "    backend: transformers-chat\n"
         f"    source: {long}\n"
         "    defaults: {max_new_tokens: 4000, do_sample: false, repetition_penalty: 1.5}\n"
+        "  - id: tiny-sd\n"
+        "    tabs: [image]\n"
+        "    backend: diffusers\n"
+        f"    source: {tiny_sd}\n"
+        "    defaults: {steps: 3, width: 64, height: 64, guidance: 5.0}\n"
     )
     service = Studio.from_settings(Settings.from_env(models_file=models_file, data_dir=tmp / "data"))
     # Create the "local" user before two threads (the page's load event and this test process) race to:
@@ -428,5 +435,113 @@ def code(browser_context: Any, server: Server, request: pytest.FixtureRequest) -
         yield code_page
     finally:
         ScriptedChat.gate = None
+        _screenshot_if_failed(page, request)
+        page.close()
+
+
+# Like _IDLE_JS, for the Image tab's outputs.
+_IMAGE_IDLE_JS = """() => document.querySelector('#image-gallery [data-testid=status-tracker]') !== null
+    && ['#image-gallery', '#image-notice', '#image-info', '#image-init', '#image-prompt', '#image-seed',
+        '#image-model', '#image-model-note'].every(sel => {
+        const tracker = document.querySelector(sel + ' [data-testid=status-tracker]');
+        return tracker === null || tracker.classList.contains('hide');
+    })"""
+
+
+class ImagePage(ChatPage):
+    """The Image tab as a user sees it (opened from the Chat tab the page starts on), on `tiny-sd`."""
+
+    def _loaded(self) -> None:
+        from playwright.sync_api import expect
+
+        super()._loaded()  # the Chat tab's load event; the Image tab's (gallery, blank seed) runs with it
+        self.page.get_by_role("tab", name="Image", exact=True).click()
+        self.page.locator("#image-prompt textarea").wait_for()
+        self.wait_idle()
+        expect(self.page.locator("#image-seed input")).to_have_value("")  # the load event blanked it
+        expect(self.grid_images).to_have_count(len(self.studio.recent_images()))
+
+    def wait_idle(self) -> None:
+        self.page.wait_for_function(_IMAGE_IDLE_JS, timeout=TIMEOUT_MS)
+
+    # -- controls ----------------------------------------------------------------------------------
+    def slider(self, label: str) -> Any:
+        """The number box of the slider labelled `label` (Steps, Guidance, Width, Height, Images)."""
+        return self.page.get_by_label(f"number input for {label}", exact=True).filter(visible=True)
+
+    def set_slider(self, label: str, value: float) -> None:
+        from playwright.sync_api import expect
+
+        box = self.slider(label)
+        box.fill(str(value))
+        box.press("Enter")
+        expect(box).to_have_value(str(value))
+
+    def generate(self, prompt: str | None = None, **sliders: float) -> list[Any]:
+        """Set the prompt and sliders (by label), click Generate; the new rows once stored and shown."""
+        if prompt is not None:
+            self.page.locator("#image-prompt textarea").fill(prompt)
+        for label, value in sliders.items():
+            self.set_slider(label, value)
+        last = self.last_image_id()
+        self.page.locator("#image-generate").click()
+        self.wait_until(lambda: self.last_image_id() > last, "the image generation rows")
+        self.wait_idle()
+        return self.image_rows(after=last)
+
+    # -- the gallery -------------------------------------------------------------------------------
+    @property
+    def grid_images(self) -> Any:
+        """The gallery's grid pictures, in gallery order (their alt text is the caption)."""
+        return self.page.locator("#image-gallery .grid-container button.thumbnail-item img")
+
+    def grid_captions(self) -> list[str]:
+        return [str(alt) for alt in self.grid_images.evaluate_all("imgs => imgs.map(img => img.alt)")]
+
+    def select(self, generation_id: int) -> None:
+        """Click the picture of a generation: in the grid, or in the strip under an open preview."""
+        from playwright.sync_api import expect
+
+        gallery = self.page.locator("#image-gallery")
+        caption = f'^="#{generation_id} "'  # captions read "#<generation id> seed <seed>"
+        if gallery.locator(".preview").count():  # the strip's pictures carry the caption as their title
+            thumb = gallery.locator(f".thumbnails button.thumbnail-item:has(img[title{caption}])")
+        else:
+            thumb = gallery.locator(f".grid-container button.thumbnail-item:has(img[alt{caption}])")
+        thumb.click()
+        expect(gallery.locator('[data-testid="detailed-image"]')).to_have_attribute(
+            "alt", re.compile(rf"^#{generation_id} ")
+        )
+        expect(self.page.locator("#image-info")).to_contain_text(f"#{generation_id} ")
+
+    # -- storage -----------------------------------------------------------------------------------
+    def image_rows(self, *, after: int = 0) -> list[Any]:
+        """Image generation rows with ids above `after`, oldest first."""
+        from sqlmodel import Session
+
+        from studio import storage
+
+        with Session(self.studio.engine) as session:
+            rows = storage.list_generations(session, tab="image", limit=1000)
+        return sorted((row for row in rows if (row.id or 0) > after), key=lambda row: row.id)
+
+    def last_image_id(self) -> int:
+        rows = self.image_rows()
+        return rows[-1].id if rows else 0
+
+    def file_of(self, row: Any) -> Path:
+        assert len(row.files) == 1, row.files
+        return Path(self.studio.media_path(row.files[0]))
+
+
+@pytest.fixture
+def image(browser_context: Any, server: Server, request: pytest.FixtureRequest) -> Iterator[ImagePage]:
+    """A fresh tab on the app with the Image tab open."""
+    page = browser_context.new_page()
+    image_page = ImagePage(page, server)
+    try:
+        image_page.open()
+        yield image_page
+    finally:
         _screenshot_if_failed(page, request)
         page.close()
