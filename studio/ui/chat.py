@@ -235,7 +235,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
 
     delete_btn.click(delete, conversation, [conversation, chatbot], api_name="delete_conversation")
 
-    def on_load(request: gr.Request) -> tuple[Any, Any, Any]:
+    def on_load(request: gr.Request) -> tuple[Any, ...]:
         """Reopen the most recent conversation, with its votes, when the page (re)loads."""
         choices = conversation_choices(studio, user_of(request))
         latest = choices[0][1] if choices else None
@@ -244,6 +244,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
             gr.Dropdown(choices=choices, value=latest),
             open_conversation(latest, request),
             gr.Dropdown(choices=fresh),
+            None,  # blank seed = random: Gradio's Number would otherwise start at 0
         )
 
-    app.load(on_load, None, [conversation, chatbot, model], api_visibility="private")
+    app.load(on_load, None, [conversation, chatbot, model, sampling[-1]], api_visibility="private")

@@ -364,10 +364,11 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
         api_name="code_delete",
     )
 
-    def on_load(request: gr.Request) -> Any:
-        return gr.Dropdown(choices=conversation_choices(studio, user_of(request), "code"))
+    def on_load(request: gr.Request) -> tuple[Any, None]:
+        # None blanks the seed (blank = random): Gradio's Number would otherwise start at 0.
+        return gr.Dropdown(choices=conversation_choices(studio, user_of(request), "code")), None
 
-    app.load(on_load, None, conversation, api_visibility="private")
+    app.load(on_load, None, [conversation, sampling[-1]], api_visibility="private")
 
 
 def as_typed(turn: ChatTurn) -> ChatTurn:

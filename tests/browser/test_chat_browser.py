@@ -230,3 +230,15 @@ def test_editing_a_user_message_reruns_that_turn(chat: ChatPage) -> None:
     expect(chat.user_messages).to_have_count(1)
     expect(chat.user_messages.first).to_have_text("Edited question")
     expect(chat.bot_messages).to_have_count(1)
+
+
+@pytest.mark.browser
+def test_blank_seed_stays_blank_so_runs_get_random_seeds(chat: ChatPage) -> None:
+    """Gradio's Number starts at 0 when it mounts; the page must show it blank ("blank = random")."""
+    chat.page.get_by_text("Sampling", exact=True).first.click()
+    seed = chat.page.get_by_label("Seed (blank = random)").first
+    expect(seed).to_be_visible()
+    expect(seed).to_have_value("")
+    first = chat.send("seed check one")
+    second = chat.send("seed check two")
+    assert first.seed != second.seed, "each run draws its own seed when the box is blank"
