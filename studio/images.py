@@ -174,7 +174,9 @@ def save_png(image: Image.Image, path: Path, *, parameters: str, generation_id: 
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as file:
-            image.save(file, format="PNG", pnginfo=info)
+            # Level 1: about 5x faster than Pillow's default 6 for ~16% bigger files (345 -> 65 ms at
+            # 1024x1024, benchmarks/image_overhead.py); a generated picture is written once, read rarely.
+            image.save(file, format="PNG", pnginfo=info, compress_level=1)
             file.flush()
             os.fsync(file.fileno())  # the bytes reach the disk before the rename can
         os.replace(temp, path)

@@ -100,6 +100,7 @@ class DiffusersImage(Backend):
         self._img2img: Any = None
         self._scheduler_class: Any = None
         self._scheduler_config: Any = None
+        self._schedulers: dict[str, Any] = {}
         self._loaded_loras: set[str] = set()
         # One generation at a time: the scheduler, active LoRA and interrupt flag live on the pipeline.
         self._lock = threading.Lock()
@@ -169,6 +170,7 @@ class DiffusersImage(Backend):
         # Schedulers are rebuilt from the saved configuration, so "default" always means the model's own.
         self._scheduler_class = type(pipe.scheduler)
         self._scheduler_config = pipe.scheduler.config
+        self._schedulers = {}
         self._img2img = None
         self._loaded_loras = set()
 
@@ -216,15 +218,22 @@ class DiffusersImage(Backend):
 
     # -- per-request set-up ------------------------------------------------------------------------
     def _scheduler(self, name: str) -> Any:
+        """One scheduler per name, built once: `set_timesteps` resets its state at the start of every run,
+        and building one from its config costs about a millisecond (benchmarks/image_overhead.py)."""
+        if name in self._schedulers:
+            return self._schedulers[name]
         if name == "default":
-            return self._scheduler_class.from_config(self._scheduler_config)
-        try:
-            class_name = _SCHEDULER_CLASSES[name]
-        except KeyError:
-            raise BackendError(f"unknown scheduler {name!r}; known: {', '.join(SCHEDULERS)}") from None
-        import diffusers
+            built = self._scheduler_class.from_config(self._scheduler_config)
+        else:
+            try:
+                class_name = _SCHEDULER_CLASSES[name]
+            except KeyError:
+                raise BackendError(f"unknown scheduler {name!r}; known: {', '.join(SCHEDULERS)}") from None
+            import diffusers
 
-        return getattr(diffusers, class_name).from_config(self._scheduler_config)
+            built = getattr(diffusers, class_name).from_config(self._scheduler_config)
+        self._schedulers[name] = built
+        return built
 
     def _lora_spec(self, lora_id: str | None) -> LoraSpec | None:
         if lora_id is None:
