@@ -332,9 +332,9 @@ def photo() -> tuple[str, Any] | None:
 
 
 def real_size_png(picture: Any, scratch: Path, repeats: int = 5) -> list[list[object]]:
-    """save_png and the encode alone at real models' sizes, with Pillow's default compress_level 6 (what
-    save_png uses) and level 1, on the tiny model's picture scaled up (smooth: zlib's level 6 is at its
-    slowest) and on a photograph scaled to the size, the closer stand-in for a real model's picture."""
+    """save_png and the encode alone at real models' sizes: level 1 (what save_png writes) against Pillow's
+    default level 6, on the tiny model's picture scaled up (smooth: zlib's level 6 is at its slowest) and on a
+    photograph scaled to the size, the closer stand-in for a real model's picture."""
     from PIL import Image
 
     from studio import images
@@ -574,7 +574,7 @@ def main() -> int:
         title = "== PNG cost at real models' sizes (medians of 5) =="
         headers = ["size, picture", "save_png ms", "encode ms (level 6)", "KB", "encode ms (level 1)", "KB"]
         print(table(headers, png_rows, title))
-        print("save_png uses Pillow's default compress_level 6; level 1 is what a faster setting would cost")
+        print("save_png writes compress_level 1; the level-6 column is what Pillow's default would cost")
     print(LEGEND)
     print(f"\nend: {load_note()}")
     print_targets(checks)

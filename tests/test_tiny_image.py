@@ -210,13 +210,18 @@ def test_stop_before_the_start_runs_nothing(backend: DiffusersImage) -> None:
     assert list(backend.generate(request)) == []
 
 
-def test_closing_the_stream_ends_the_worker_thread(backend: DiffusersImage) -> None:
+def test_closing_the_stream_ends_the_job(backend: DiffusersImage) -> None:
     stream = backend.generate(Request(prompt="a cat", params=params(steps=40)))
     assert isinstance(next(stream), Progress)
     started = time.perf_counter()
     stream.close()
     assert time.perf_counter() - started < 10
-    assert not [t for t in threading.enumerate() if t.name == "generate-tiny-sd"]
+    assert backend._lock.acquire(blocking=False), "the job let go of the pipeline"
+    backend._lock.release()
+    _, images, _ = run(backend, steps=2)
+    assert len(images) == 1, "the worker takes the next job at once"
+    workers = [t for t in threading.enumerate() if t.name.startswith("generate-tiny-sd")]
+    assert len(workers) <= 1, "one long-lived worker per model, not one thread per job"
 
 
 # -- image to image ----------------------------------------------------------------------------------
