@@ -87,7 +87,7 @@ def test_closing_the_stream_ends_the_worker_thread(backend: TransformersChat) ->
     next(stream)
     stream.close()
     time.sleep(0.05)
-    assert not [t for t in threading.enumerate() if t.name.startswith("generate-")]
+    assert not [t for t in threading.enumerate() if t.name == f"generate-{backend.spec.id}"]
 
 
 def test_oldest_turns_are_dropped_to_fit_the_context(backend: TransformersChat) -> None:

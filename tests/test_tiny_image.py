@@ -7,7 +7,6 @@ the errors a user sees. 64x64 pictures in 2-4 steps keep the whole file to a few
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -220,8 +219,7 @@ def test_closing_the_stream_ends_the_job(backend: DiffusersImage) -> None:
     backend._lock.release()
     _, images, _ = run(backend, steps=2)
     assert len(images) == 1, "the worker takes the next job at once"
-    workers = [t for t in threading.enumerate() if t.name.startswith("generate-tiny-sd")]
-    assert len(workers) <= 1, "one long-lived worker per model, not one thread per job"
+    assert backend._worker is not None and len(backend._worker._threads) == 1, "one worker, reused"
 
 
 # -- image to image ----------------------------------------------------------------------------------
@@ -328,10 +326,15 @@ def test_memory_options_load_and_generate(tiny_sd_dir: Path) -> None:
     plain = make_backend(str(tiny_sd_dir), tiny_sd_dir.parent)
     plain.load()
     _, [reference], _ = run(plain, seed=3)
-    _, [sliced], _ = run(with_options(attention_slicing=True), seed=3)
+    slicing = with_options(attention_slicing=True)
+    _, [sliced], _ = run(slicing, seed=3)
+    slicing.unload()
     assert max_diff(sliced, reference) <= 1
-    _, [tiled], _ = run(with_options(vae_tiling=True), seed=3, width=128, height=64)
+    tiling = with_options(vae_tiling=True)
+    _, [tiled], _ = run(tiling, seed=3, width=128, height=64)
     assert tiled.image.size == (128, 64)
+    for extra in (plain, tiling):
+        extra.unload()
 
 
 def test_cpu_offload_needs_a_gpu(tiny_sd_dir: Path) -> None:
