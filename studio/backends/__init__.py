@@ -128,6 +128,15 @@ class Backend(ABC):
         return 0
 
 
+def release_accelerator_memory() -> None:
+    """Give cached GPU memory back after an unload (a no-op on the CPU, and cheap when torch is loaded)."""
+    import sys
+
+    torch = sys.modules.get("torch")  # never import torch just to free memory it never used
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 _REGISTRY: dict[str, type[Backend]] = {}
 
 
@@ -214,6 +223,7 @@ __all__ = [
     "known_kinds",
     "planned",
     "register",
+    "release_accelerator_memory",
     "transformers_chat",
     "validate_params",
 ]

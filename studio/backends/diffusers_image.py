@@ -32,6 +32,7 @@ from studio.backends import (
     Progress,
     Request,
     register,
+    release_accelerator_memory,
 )
 from studio.backends.params import Params
 from studio.backends.transformers_chat import resolve_device
@@ -183,13 +184,7 @@ class DiffusersImage(Backend):
         self.pipe = None
         self._img2img = None
         self._loaded_loras = set()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover - torch is a dependency
-            pass
+        release_accelerator_memory()
 
     def memory_bytes(self) -> int:
         if self.pipe is None:

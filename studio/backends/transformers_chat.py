@@ -28,6 +28,7 @@ from studio.backends import (
     TextDelta,
     Usage,
     register,
+    release_accelerator_memory,
 )
 from studio.backends.params import ChatParams
 
@@ -113,13 +114,7 @@ class TransformersChat(Backend):
     def unload(self) -> None:
         self.model = None
         self.tokenizer = None
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover - torch is a dependency
-            pass
+        release_accelerator_memory()
 
     def memory_bytes(self) -> int:
         if self.model is None:
