@@ -16,8 +16,7 @@ from studio.backends import (
     Usage,
     register,
 )
-from studio.backends.params import ChatParams
-from studio.backends.planned import ImageParams
+from studio.backends.params import ChatParams, ImageParams
 
 
 @register

@@ -23,7 +23,8 @@ from studio.backends import (
     backend_class,
     check_models,
 )
-from studio.backends.diffusers_image import SCHEDULERS, DiffusersImage, ImageParams
+from studio.backends.diffusers_image import DiffusersImage
+from studio.backends.params import SCHEDULERS, ImageParams
 from studio.config import LoraSpec, ModelSpec, StudioConfig
 
 pytestmark = pytest.mark.tiny
@@ -85,11 +86,9 @@ def max_diff(a: ImageOutput, b: ImageOutput) -> int:
 # -- registry and loading ----------------------------------------------------------------------------
 
 
-def test_diffusers_kind_is_the_real_backend_and_old_imports_still_work() -> None:
-    from studio.backends.planned import ImageParams as Reexported
-
+def test_diffusers_kind_is_the_real_backend() -> None:
     assert backend_class("diffusers") is DiffusersImage
-    assert Reexported is ImageParams
+    assert DiffusersImage.Params is ImageParams
     check_models(StudioConfig(models=[ModelSpec(id="m", tabs=["image"], backend="diffusers", source="a/b")]))
 
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from studio import sources
 from studio.backends import (
@@ -34,13 +34,11 @@ from studio.backends import (
     register,
     release_accelerator_memory,
 )
-from studio.backends.params import Params
+from studio.backends.params import SCHEDULERS, ImageParams
 from studio.backends.transformers_chat import resolve_device
 from studio.config import LoraSpec
 
 log = logging.getLogger(__name__)
-
-SCHEDULERS = ("default", "euler", "euler_a", "dpmpp_2m", "ddim", "unipc", "lcm")
 
 # ImageParams.scheduler name -> diffusers class; "default" is the scheduler the model was saved with.
 _SCHEDULER_CLASSES = {
@@ -53,21 +51,6 @@ _SCHEDULER_CLASSES = {
 }
 
 _SEED_SPACE = 2**32  # seeds stay valid ImageParams.seed values: image i uses (seed + i) mod 2**32
-
-
-class ImageParams(Params):
-    negative_prompt: str = Field(default="", max_length=4000)
-    steps: int = Field(default=25, ge=1, le=150)
-    guidance: float = Field(default=7.0, ge=0.0, le=30.0)
-    width: int = Field(default=512, ge=64, le=2048, multiple_of=8)
-    height: int = Field(default=512, ge=64, le=2048, multiple_of=8)
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
-    num_images: int = Field(default=1, ge=1, le=8)
-    # default | euler | euler_a | dpmpp_2m | ddim | unipc | lcm
-    scheduler: str = Field(default="default", pattern=r"^(default|euler|euler_a|dpmpp_2m|ddim|unipc|lcm)$")
-    strength: float = Field(default=0.75, gt=0.0, le=1.0)  # image-to-image only: how far from the init image
-    lora: str | None = None  # id of one of the model's `loras:` in models.yaml
-    lora_scale: float = Field(default=1.0, ge=0.0, le=2.0)
 
 
 def _short(exc: BaseException) -> str:

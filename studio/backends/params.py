@@ -6,7 +6,7 @@ code tabs). The same names are used by the UI, the API and `studio generate --pa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,6 +28,25 @@ class ChatParams(Params):
     max_new_tokens: int = Field(default=256, ge=1, le=4096)
     num_beams: int = Field(default=1, ge=1, le=8)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+
+
+# Scheduler names the image tab offers; "default" is the one the model was saved with.
+Scheduler = Literal["default", "euler", "euler_a", "dpmpp_2m", "ddim", "unipc", "lcm"]
+SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
+
+
+class ImageParams(Params):
+    negative_prompt: str = Field(default="", max_length=4000)
+    steps: int = Field(default=25, ge=1, le=150)
+    guidance: float = Field(default=7.0, ge=0.0, le=30.0)
+    width: int = Field(default=512, ge=64, le=2048, multiple_of=8)
+    height: int = Field(default=512, ge=64, le=2048, multiple_of=8)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    num_images: int = Field(default=1, ge=1, le=8)
+    scheduler: Scheduler = "default"
+    strength: float = Field(default=0.75, gt=0.0, le=1.0)  # image-to-image only: how far from the init image
+    lora: str | None = None  # id of one of the model's `loras:` in models.yaml
+    lora_scale: float = Field(default=1.0, ge=0.0, le=2.0)
 
 
 def valid_range(cls: type[Params], name: str) -> str | None:

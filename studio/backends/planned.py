@@ -2,9 +2,7 @@
 
 Owns: the parameter schemas of the speech and music backends (so their `defaults:` in models.yaml are
 validated at start-up today) and a `load()` that says plainly that the kind is not implemented yet. Each
-is replaced by a real module when its tab lands (issue: audio). The image tab has landed:
-`studio.backends.diffusers_image` runs kind `diffusers` and owns `ImageParams` (re-exported here so older
-imports keep working).
+is replaced by a real module when its tab lands (issue: audio).
 """
 
 from __future__ import annotations
@@ -14,10 +12,9 @@ from collections.abc import Generator
 from pydantic import Field
 
 from studio.backends import Backend, BackendError, Event, Request, register
-from studio.backends.diffusers_image import ImageParams
 from studio.backends.params import Params
 
-__all__ = ["ImageParams", "MusicParams", "SpeechParams"]
+__all__ = ["MusicParams", "SpeechParams"]
 
 
 class SpeechParams(Params):

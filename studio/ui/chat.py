@@ -15,12 +15,14 @@ import gradio as gr
 from studio.service import Action, ChatTurn, Studio, StudioError
 from studio.ui.common import (
     PARAM_NAMES,
-    Throttle,
     conversation_choices,
+    default_model,
     messages,
+    model_choices,
     params_from,
     render,
     sampling_panel,
+    throttled,
     turns_required,
     user_of,
     vote_handler,
@@ -32,8 +34,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
     if not models:
         gr.Markdown("No model in models.yaml serves the chat tab.")
         return
-    model_choices = [(f"{m.id} ({m.status})", m.id) for m in models]
-    default = next((m.id for m in models if m.status in ("ready", "loaded")), models[0].id)
+    default = default_model(models)
     defaults = studio.default_params(default)
     run_key = gr.State(lambda: uuid.uuid4().hex)  # identifies this browser session's running job for Stop
 
@@ -48,7 +49,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
                 rename_btn = gr.Button("Rename", size="sm", elem_id="rename")
                 delete_btn = gr.Button("Delete", size="sm", variant="stop", elem_id="delete")
         with gr.Column(scale=4):
-            model = gr.Dropdown(label="Model", choices=model_choices, value=default, elem_id="model")
+            model = gr.Dropdown(label="Model", choices=model_choices(models), value=default, elem_id="model")
             with gr.Accordion("System prompt", open=False):
                 system_prompt = gr.Textbox(
                     value=defaults.get("system_prompt", ""),
@@ -114,14 +115,11 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
                 user=user,
                 run_key=key,
             )
-            final = None
-            throttle, last_status = Throttle(), None
-            for update in updates:
+            final, last_status = None, None
+            for update in throttled(updates):
                 if update.done:
                     final = update
                     break
-                if update.status == "running" and not throttle.ready():
-                    continue
                 status = f"Loading {model_id}…" if update.status == "loading" else " ".join(update.notices)
                 pending = messages(shown, (prompt or "", update.text))
                 yield pending, gr.skip(), gr.skip(), status if status != last_status else gr.skip()
@@ -239,7 +237,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         """Reopen the most recent conversation, with its votes, when the page (re)loads."""
         choices = conversation_choices(studio, user_of(request))
         latest = choices[0][1] if choices else None
-        fresh = [(f"{m.id} ({m.status})", m.id) for m in studio.models("chat")]
+        fresh = model_choices(studio.models("chat"))
         return (
             gr.Dropdown(choices=choices, value=latest),
             open_conversation(latest, request),

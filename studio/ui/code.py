@@ -19,12 +19,14 @@ from studio.coding import LANGUAGES, MODES, render_prompt
 from studio.service import Action, ChatTurn, Studio, StudioError
 from studio.ui.common import (
     PARAM_NAMES,
-    Throttle,
     conversation_choices,
+    default_model,
     messages,
+    model_choices,
     params_from,
     render,
     sampling_panel,
+    throttled,
     turns_required,
     user_of,
     vote_handler,
@@ -70,7 +72,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
     if not models:
         gr.Markdown("No model in models.yaml serves the code tab.")
         return
-    default = next((m.id for m in models if m.status in ("ready", "loaded")), models[0].id)
+    default = default_model(models)
     defaults = studio.default_params(default, tab="code")
     run_key = gr.State(lambda: uuid.uuid4().hex)
 
@@ -96,7 +98,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
                 )
                 model = gr.Dropdown(
                     label="Model",
-                    choices=[(f"{m.id} ({m.status})", m.id) for m in models],
+                    choices=model_choices(models),
                     value=default,
                     elem_id="code-model",
                 )
@@ -191,13 +193,11 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
                 run_key=key,
             )
             prompt = text_value if action == "send" else (as_typed(turns[index]).prompt if turns else "")
-            throttle, final = Throttle(), None
-            for update in updates:
+            final = None
+            for update in throttled(updates):
                 if update.done:
                     final = update
                     break
-                if update.status == "running" and not throttle.ready():
-                    continue
                 partial = studio.code_result(update.text, lang, final=False)
                 note = f"Loading {model_id}…" if update.status == "loading" else " ".join(update.notices)
                 chat = messages(shown, (prompt or "", update.text))

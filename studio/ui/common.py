@@ -8,11 +8,12 @@ service decides (validation, storage, models).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 
-from studio.service import ChatTurn, Studio
+from studio.service import ChatTurn, ModelInfo, Studio
 
 FEEDBACK = {1: "Like", -1: "Dislike"}
 PARAM_NAMES = (
@@ -53,6 +54,16 @@ def render(turns: list[ChatTurn]) -> gr.Chatbot:
     return gr.Chatbot(value=messages(turns), feedback_value=feedback)  # type: ignore[arg-type]
 
 
+def model_choices(models: list[ModelInfo]) -> list[tuple[str, str]]:
+    """Dropdown choices that show each model's status (ready / not downloaded / loaded)."""
+    return [(f"{m.id} ({m.status})", m.id) for m in models]
+
+
+def default_model(models: list[ModelInfo]) -> str:
+    """The first model that can run now, else the first listed (its status says why it cannot)."""
+    return next((m.id for m in models if m.status in ("ready", "loaded")), models[0].id)
+
+
 def conversation_choices(studio: Studio, user: str | None, tab: str = "chat") -> list[tuple[str, int]]:
     return [(f"{title} (#{cid})", cid) for cid, title in studio.conversations(user=user, tab=tab)]
 
@@ -90,6 +101,15 @@ def sampling_panel(defaults: dict[str, Any]) -> list[Any]:
                 1, 4096, value=defaults["max_new_tokens"], step=1, label="Max new tokens"
             )
     return [do_sample, temperature, top_p, top_k, repetition_penalty, max_new_tokens, num_beams, seed]
+
+
+def throttled(updates: Iterator[Any]) -> Iterator[Any]:
+    """The updates of a run worth sending to the browser: every non-running one (loading, the final
+    one), and running ones at most UPDATES_PER_SECOND a second."""
+    throttle = Throttle()
+    for update in updates:
+        if update.done or update.status != "running" or throttle.ready():
+            yield update
 
 
 class Throttle:

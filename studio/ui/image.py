@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
-from studio.ui.common import user_of
+from studio.ui.common import default_model, model_choices, user_of
 from studio.validation import model_for, params_for
 
 SCHEDULERS = [
@@ -50,7 +50,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
     if not models:
         gr.Markdown("No model in models.yaml serves the image tab.")
         return
-    default = next((m.id for m in models if m.status in ("ready", "loaded")), models[0].id)
+    default = default_model(models)
     defaults = studio.default_params(default, tab="image")
     run_key = gr.State(lambda: uuid.uuid4().hex)
     gallery_ids = gr.State([])  # generation id of each gallery picture, in gallery order
@@ -61,7 +61,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
             with gr.Row():
                 model = gr.Dropdown(
                     label="Model",
-                    choices=[(f"{m.id} ({m.status})", m.id) for m in models],
+                    choices=model_choices(models),
                     value=default,
                     elem_id="image-model",
                 )
@@ -257,7 +257,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
 
     def on_load(model_id: str, request: gr.Request) -> tuple[Any, ...]:
         pictures, ids = refreshed_gallery(user_of(request))
-        fresh = [(f"{m.id} ({m.status})", m.id) for m in studio.models("image")]
+        fresh = model_choices(studio.models("image"))
         # None blanks the seed: Gradio's Number starts at 0 whatever its value (so every picture got seed 0).
         return pictures, ids, gr.Dropdown(choices=fresh), model_note(studio, model_id), None
 
