@@ -1,112 +1,16 @@
-"""Storage: SQLModel tables and keyword-only functions over an explicit session.
+"""Storage records: keyword-only reads and writes over an explicit session.
 
-Owns: the schema (user, conversation, generation, rating), engine set-up (SQLite WAL, busy timeout,
-foreign keys; any SQLAlchemy URL otherwise) and every read and write the studio makes.
+Owns: users, conversations, generations and ratings as the studio reads and writes them.
 Ignores: models, torch and the UI. One generation is one row written once, when it ends.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-
-from sqlalchemy import JSON, Column, Engine, UniqueConstraint, event, func
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select
+from sqlmodel import Session, col, delete, select
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-# Plain functions, not the `list`/`dict` built-ins: pydantic inspects a built-in factory's signature on
-# every construction (0.35 -> 0.09 ms per Generation, benchmarks/image_overhead.py).
-def _empty_list() -> list[Any]:
-    return []
-
-
-def _empty_dict() -> dict[str, Any]:
-    return {}
-
-
-class User(SQLModel, table=True):
-    __tablename__ = "user"
-    id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(index=True, unique=True, max_length=64)
-    created_at: datetime = Field(default_factory=utcnow)
-
-
-class Conversation(SQLModel, table=True):
-    __tablename__ = "conversation"
-    id: int | None = Field(default=None, primary_key=True)
-    user_id: int = Field(foreign_key="user.id", index=True)
-    tab: str = "chat"
-    title: str = Field(default="New chat", max_length=200)
-    model_id: str = ""
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow, index=True)
-
-
-class Generation(SQLModel, table=True):
-    __tablename__ = "generation"
-    id: int | None = Field(default=None, primary_key=True)
-    user_id: int = Field(foreign_key="user.id", index=True)
-    conversation_id: int | None = Field(default=None, foreign_key="conversation.id", index=True)
-    turn_index: int | None = None  # position of this exchange in its conversation
-    active: bool = True  # False once regenerated, edited away or continued
-    parent_id: int | None = None  # the generation this one regenerates / continues
-    action: str = "send"  # send | regenerate | edit | continue
-    tab: str = Field(index=True)
-    model_id: str = Field(index=True)
-    prompt: str
-    params: dict[str, Any] = Field(default_factory=_empty_dict, sa_column=Column(JSON, nullable=False))
-    history: list[dict[str, str]] = Field(default_factory=_empty_list, sa_column=Column(JSON, nullable=False))
-    output_text: str = ""
-    files: list[str] = Field(default_factory=_empty_list, sa_column=Column(JSON, nullable=False))
-    notices: list[str] = Field(default_factory=_empty_list, sa_column=Column(JSON, nullable=False))
-    seed: int | None = None
-    status: str = "ok"  # ok | error | stopped
-    error: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    first_token_ms: float | None = None
-    duration_ms: float | None = None
-    created_at: datetime = Field(default_factory=utcnow, index=True)
-
-
-class Rating(SQLModel, table=True):
-    __tablename__ = "rating"
-    __table_args__ = (UniqueConstraint("generation_id", "user_id"),)
-    id: int | None = Field(default=None, primary_key=True)
-    generation_id: int = Field(foreign_key="generation.id", index=True)
-    user_id: int = Field(foreign_key="user.id")
-    value: int  # +1 or -1
-    reason: str | None = None
-    comment: str | None = None
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
-
-
-def make_engine(url: str) -> Engine:
-    """Create the engine and the tables; SQLite gets WAL, a busy timeout and foreign keys."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            # NORMAL under WAL survives a process crash; only power loss can drop the last commits.
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=10000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
-    SQLModel.metadata.create_all(engine)
-    return engine
+from studio.storage.tables import Conversation, Generation, Rating, User, utcnow
 
 
 # -- users -------------------------------------------------------------------------------------

@@ -1,0 +1,46 @@
+"""Storage: SQLModel tables and keyword-only functions over an explicit session.
+
+Owns: the schema, engine set-up and every read and write the studio makes; `tables`, `engine` and
+`records` hold the parts, this module is the one import the rest of the studio uses.
+Ignores: models, torch and the UI.
+"""
+
+from studio.storage.engine import make_engine
+from studio.storage.records import (
+    active_turns,
+    count_generations,
+    create_conversation,
+    delete_conversation,
+    get_conversation,
+    get_generation,
+    get_or_create_user,
+    list_conversations,
+    list_generations,
+    ratings_for,
+    record_generation,
+    rename_conversation,
+    set_rating,
+)
+from studio.storage.tables import Conversation, Generation, Rating, User, utcnow
+
+__all__ = [
+    "Conversation",
+    "Generation",
+    "Rating",
+    "User",
+    "active_turns",
+    "count_generations",
+    "create_conversation",
+    "delete_conversation",
+    "get_conversation",
+    "get_generation",
+    "get_or_create_user",
+    "list_conversations",
+    "list_generations",
+    "make_engine",
+    "ratings_for",
+    "record_generation",
+    "rename_conversation",
+    "set_rating",
+    "utcnow",
+]
