@@ -155,6 +155,10 @@ def build_tiny_musicgen(
         decoder=decoder_config.to_dict(),
     )
     model = MusicgenForConditionalGeneration(config)
+    with torch.no_grad():  # EnCodec's codebooks start as zeros (k-means fills them in training): every code
+        for name, buffer in model.audio_encoder.named_buffers():  # would decode to the same sound
+            if name.endswith("codebook.embed") or name.endswith("codebook.embed_avg"):
+                buffer.copy_(torch.randn_like(buffer))
     model.generation_config.decoder_start_token_id = 64
     model.generation_config.pad_token_id = 64
     model.generation_config.do_sample = True

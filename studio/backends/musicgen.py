@@ -212,25 +212,20 @@ class MusicGen(Backend):
         """All windows, in the worker thread: returns the clip as float32 samples (channels, n)."""
         import numpy as np
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
         stop = request.stop
         total = sum(new for _, new in windows)
-        done = [0]  # frames generated so far, across windows (delay steps are not counted twice)
+        done = [0]  # decoding steps so far, across windows (the delay steps make it end a little above total)
 
-        class Steps:  # a generate() streamer: put() is called once with the prompt, then once per frame
-            def __init__(self) -> None:
-                self.first = True
+        class Steps(LogitsProcessor):
+            """Counts decoding steps for the progress bar. (MusicGen's generate() in transformers 5.24 accepts a
+            `streamer` but never hands it to the decoding loop; logits processors run once per step.)"""
 
-            def put(self, value: Any) -> None:
-                if self.first:
-                    self.first = False
-                    return
+            def __call__(self, input_ids: Any, scores: Any) -> Any:
                 done[0] += 1
                 events.put(Progress(min(done[0], total), total))
-
-            def end(self) -> None:
-                pass
+                return scores
 
         class Stop(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
@@ -252,15 +247,22 @@ class MusicGen(Backend):
                 "guidance_scale": params.guidance if params.guidance > 1 else None,
                 # The codebook delay pattern costs (codebooks - 1) steps before the last frame is complete.
                 "max_new_tokens": new + self.model.decoder.num_codebooks - 1,
-                "streamer": Steps(),
+                "logits_processor": LogitsProcessorList([Steps()]),
                 "stopping_criteria": StoppingCriteriaList([Stop()]),
             }
             if context:
                 kwargs["decoder_input_ids"] = self._encode_tail(clip[..., -context * hop :])
             if request.melody is not None:
                 kwargs |= self._melody_features(request.melody, start_frame / self.frame_rate)
-            with torch.inference_mode():
-                values = self.model.generate(**kwargs)
+            try:
+                with torch.inference_mode():
+                    values = self.model.generate(**kwargs)
+            except RuntimeError:
+                # Halting mid-window leaves codebooks of unequal length, which MusicGen's final reshape
+                # rejects; a stopped clip is discarded anyway.
+                if stop.is_set() or abandoned.is_set():
+                    return None
+                raise
             if stop.is_set() or abandoned.is_set():
                 return None
             audio = values[0].float().cpu().numpy()  # (channels, samples), the context re-decoded first
