@@ -219,7 +219,7 @@ class MusicGen(Backend):
         done = [0]  # decoding steps so far, across windows (the delay steps make it end a little above total)
 
         class Steps(LogitsProcessor):
-            """Counts decoding steps for the progress bar. (MusicGen's generate() in transformers 5.24 accepts a
+            """Counts decoding steps for the progress bar. (MusicGen's generate() in transformers 5.24 takes a
             `streamer` but never hands it to the decoding loop; logits processors run once per step.)"""
 
             def __call__(self, input_ids: Any, scores: Any) -> Any:
