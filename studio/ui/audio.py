@@ -66,7 +66,8 @@ def _describe(studio: Studio, gid: int, user: str | None) -> str:
     settings = studio.generation_settings(gid, user=user)
     p = settings["params"]
     vote = {1: "👍", -1: "👎"}.get(studio.rating(gid, user=user) or 0, "no vote")
-    shown = ", ".join(f"{k} {p[k]}" for k in (*SPEECH_PARAMS, *MUSIC_PARAMS) if p.get(k) not in (None, ""))
+    names = SPEECH_PARAMS if settings["tab"] == "speech" else MUSIC_PARAMS
+    shown = ", ".join(f"{k} {p[k]}" for k in names if p.get(k) not in (None, ""))
     head = f"**#{gid}** {settings['model']} · {p.get('duration_s')} s at {p.get('sample_rate')} Hz · {vote}"
     return f"{head}\n\n{shown}\n\n{settings['tab'].capitalize()}: {settings['prompt']}"
 
