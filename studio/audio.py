@@ -128,25 +128,34 @@ def save_wav(audio: Any, sample_rate: int, path: Path) -> Path:
     return path
 
 
+# Background, centre line and wave colours of the waveform picture (a 3-colour palette PNG).
+_PALETTE = [250, 250, 252, 210, 210, 220, 79, 70, 229]
+
+
 def waveform_png(audio: Any, path: Path, *, width: int = 800, height: int = 120) -> Path:
-    """A waveform picture (min/max per pixel column) of a clip, written atomically as PNG."""
+    """A waveform picture (min/max per pixel column) of a clip, written atomically as PNG.
+
+    Drawn with numpy into a palette image, not with a draw call per column: about 1 ms instead of 4 for a
+    5 s clip (benchmarks/audio.py), which matters next to a fast voice.
+    """
     import numpy as np
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
     data = as_mono_float(audio) if np.asarray(audio).size else np.zeros(1, dtype=np.float32)
-    columns = np.array_split(data, min(width, max(1, data.size)))
-    image = Image.new("RGB", (width, height), (250, 250, 252))
-    draw = ImageDraw.Draw(image)
-    middle = height / 2
-    draw.line([(0, middle), (width, middle)], fill=(210, 210, 220))
-    scale = width / len(columns)
-    for i, column in enumerate(columns):
-        low, high = float(column.min(initial=0.0)), float(column.max(initial=0.0))
-        x = i * scale
-        draw.rectangle(
-            [x, middle - high * (middle - 2), x + max(scale - 1, 1), middle - low * (middle - 2)],
-            fill=(79, 70, 229),
-        )
+    columns = min(width, data.size)
+    usable = data[: data.size - data.size % columns].reshape(columns, -1)  # the tail (< 1 column) is left out
+    scale = (height / 2 - 1) / max(1e-9, float(np.abs(usable).max()), 1.0)
+    middle = (height - 1) / 2
+    top = np.floor(middle - usable.max(axis=1) * scale)
+    bottom = np.ceil(middle - usable.min(axis=1) * scale)
+    rows = np.arange(height)[:, None]
+    pixels = np.zeros((height, columns), dtype=np.uint8)
+    pixels[round(middle), :] = 1
+    pixels[(rows >= top[None, :]) & (rows <= bottom[None, :])] = 2
+    image = Image.fromarray(pixels, mode="P")
+    image.putpalette(_PALETTE)
+    if columns != width:
+        image = image.resize((width, height), Image.Resampling.NEAREST)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")

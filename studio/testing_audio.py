@@ -24,8 +24,14 @@ _MUSIC_CORPUS = [
 ]
 
 
-def build_tiny_vits(folder: str | Path, *, seed: int = 0, sampling_rate: int = 16_000) -> Path:
-    """Save a tiny VITS (MMS-TTS layout) + character tokenizer into `folder`; 16 kHz mono output."""
+def build_tiny_vits(
+    folder: str | Path, *, seed: int = 0, sampling_rate: int = 16_000, hidden_size: int = 16, layers: int = 1
+) -> Path:
+    """Save a tiny VITS (MMS-TTS layout) + character tokenizer into `folder`; 16 kHz mono output.
+
+    `hidden_size` and `layers` grow it (benchmarks use a larger one, so the model's own work is measurable
+    next to the service's fixed costs); the defaults are the fast test size.
+    """
     import torch
     from transformers import VitsConfig, VitsModel, VitsTokenizer
 
@@ -40,14 +46,14 @@ def build_tiny_vits(folder: str | Path, *, seed: int = 0, sampling_rate: int = 1
     torch.manual_seed(seed)
     config = VitsConfig(
         vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=1,
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
         num_attention_heads=2,
-        ffn_dim=32,
+        ffn_dim=2 * hidden_size,
         window_size=2,
         flow_size=8,
         spectrogram_bins=9,
-        upsample_initial_channel=16,
+        upsample_initial_channel=hidden_size,
         upsample_rates=[8, 8],
         upsample_kernel_sizes=[16, 16],
         resblock_kernel_sizes=[3],
@@ -89,12 +95,19 @@ def _write_t5_tokenizer(folder: Path) -> Any:
 
 
 def build_tiny_musicgen(
-    folder: str | Path, *, seed: int = 0, sampling_rate: int = 8_000, max_positions: int = 64
+    folder: str | Path,
+    *,
+    seed: int = 0,
+    sampling_rate: int = 8_000,
+    max_positions: int = 64,
+    hidden_size: int = 16,
+    layers: int = 2,
 ) -> Path:
     """Save a tiny random-weight MusicGen (text encoder, EnCodec, decoder) + tokenizer into `folder`.
 
     EnCodec downsamples by 10 x 10, so 8 kHz audio is 80 frames a second, and the decoder has
     `max_positions` positions: its window is under a second, so continuation is exercised in a short test.
+    `hidden_size` and `layers` size the decoder (benchmarks use a larger one).
     """
     import torch
     from transformers import (
@@ -139,10 +152,10 @@ def build_tiny_musicgen(
     )
     decoder_config = MusicgenDecoderConfig(
         vocab_size=64,
-        hidden_size=16,
-        num_hidden_layers=2,
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
         num_attention_heads=2,
-        ffn_dim=32,
+        ffn_dim=2 * hidden_size,
         max_position_embeddings=max_positions,
         num_codebooks=codebooks,
         pad_token_id=64,

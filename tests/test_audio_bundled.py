@@ -42,7 +42,7 @@ def test_the_shipped_voice_is_ready_without_a_download(tmp_path: Path) -> None:
     studio = Studio.from_settings(settings)
     try:
         assert studio.model_status("hibari-heart") == "ready"
-        assert [m.id for m in studio.models("speech")][0] == "hibari-heart"  # the Speech tab's default
+        assert next(m.id for m in studio.models("speech")) == "hibari-heart"  # the Speech tab's default
         spec = studio.config.model("hibari-heart")
         where = sources.pull(spec, cache=settings.model_cache, base_dir=DEFAULT_MODELS_FILE.parent)
         assert Path(where).is_file() and not settings.model_cache.exists()  # checked in place, not copied

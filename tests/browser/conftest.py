@@ -4,7 +4,8 @@ The server runs the real app (`studio.ui.build_app` + `studio.ui.launch`) on a f
 two tiny random-weight chat models built in code: `tiny` (12 new tokens, the Chat tab's default, also in
 the Code tab) and `long` (4000 new tokens and a large context, so Stop has something to interrupt), and a
 tiny random-weight Stable Diffusion pipeline, `tiny-sd` (the Image tab's only model: 64x64 in 3 steps). The
-Audio tab has the real bundled voice (`hibari-heart`) and a tiny random-weight MusicGen. The Code tab's default is `scripted`: a stand-in backend (`ScriptedChat`, below) that streams a fixed Markdown
+Audio tab has the real bundled voice (`hibari-heart`) and a tiny random-weight MusicGen (`tiny-musicgen`).
+The Code tab's default is `scripted`: a stand-in backend (`ScriptedChat`, below) that streams a fixed Markdown
 answer with a fenced Python block, because random weights almost never write fences. It checks the UI's
 wiring only; the real backend in the Code tab is covered by one test here and by the other tiers.
 Chromium is Debian's, driven by Playwright without `playwright install`.
