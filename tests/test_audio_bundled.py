@@ -46,6 +46,12 @@ def test_the_shipped_voice_is_ready_without_a_download(tmp_path: Path) -> None:
         spec = studio.config.model("hibari-heart")
         where = sources.pull(spec, cache=settings.model_cache, base_dir=DEFAULT_MODELS_FILE.parent)
         assert Path(where).is_file() and not settings.model_cache.exists()  # checked in place, not copied
+        assert sources.installed_member(sources.PipSource("hibari-tts==0.2.1", "hibari/assets/hibari.onnx"))
+        assert (
+            sources.installed_member(sources.PipSource("hibari-tts==9.9", "hibari/assets/hibari.onnx"))
+            is None
+        )
+        assert sources.installed_member(sources.PipSource("hibari-tts==0.2.1", "hibari/nope.onnx")) is None
     finally:
         studio.close()
 
