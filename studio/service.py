@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from studio import sources, storage
+from studio.audio_service import AudioTab, AudioUpdate
 from studio.backends import (
     BackendContext,
     BackendError,
@@ -39,12 +40,21 @@ from studio.validation import TAB_DEFAULTS, model_for, params_for, prompt_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Action", "ChatTurn", "ChatUpdate", "ImageUpdate", "ModelInfo", "Studio", "StudioError"]
+__all__ = [
+    "Action",
+    "AudioUpdate",
+    "ChatTurn",
+    "ChatUpdate",
+    "ImageUpdate",
+    "ModelInfo",
+    "Studio",
+    "StudioError",
+]
 
 Action = Literal["send", "regenerate", "edit", "continue"]
 
 
-class Studio(CodeTab, ImageTab):
+class Studio(CodeTab, ImageTab, AudioTab):
     def __init__(
         self, config: StudioConfig, settings: Settings, *, engine: Engine | None = None, max_loaded: int = 2
     ):
@@ -266,8 +276,14 @@ class Studio(CodeTab, ImageTab):
         """One complete generation for scripts (CLI, API): returns the stored result."""
         if tab == "image":
             return self.generate_image_result(model_id=model_id, prompt=prompt, params=params, user=user)
+        if tab in ("speech", "music"):
+            return self.generate_audio_result(
+                tab=tab, model_id=model_id, prompt=prompt, params=params, user=user
+            )
         if tab not in ("chat", "code"):
-            raise StudioError(f"the {tab} tab is not available in this version; available: chat, code, image")
+            raise StudioError(
+                f"the {tab} tab is not available in this version; available: chat, code, image, speech, music"
+            )
         final = None
         if tab == "code":
             settings, params = self.split_code_params(params)

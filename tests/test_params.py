@@ -37,8 +37,12 @@ def test_bad_values_explain_the_valid_range(values: dict, expected: str) -> None
     assert expected in str(err.value)
 
 
-def test_planned_backends_validate_their_params_too() -> None:
+def test_image_and_audio_backends_validate_their_params_too() -> None:
     with pytest.raises(ValueError, match="multiple of 8"):
         validate_params(backend_class("diffusers"), {"width": 500})
     with pytest.raises(ValueError, match="duration"):
         validate_params(backend_class("musicgen"), {"duration": 0})
+    with pytest.raises(ValueError, match="must be a finite number"):
+        validate_params(backend_class("hibari-tts"), {"speed": math.nan})
+    with pytest.raises(ValueError, match=r"duration=301: .*valid: in \(0.0, 300.0\]"):
+        validate_params(backend_class("musicgen"), {"duration": 301})

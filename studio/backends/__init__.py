@@ -49,6 +49,8 @@ class Request:
     truncate_prompt: bool = False
     # Image-to-image: the starting picture (a PIL image, already validated and converted to RGB).
     init_image: Any = None
+    # Music with a melody model: (float32 mono samples, sample rate) of the uploaded clip, already validated.
+    melody: Any = None
 
 
 @dataclass
@@ -86,7 +88,16 @@ class ImageOutput:
     index: int
 
 
-Event = TextDelta | Notice | Usage | Progress | ImageOutput
+@dataclass
+class AudioOutput:
+    """A finished clip: float32 samples (mono: shape (n,); several channels: (channels, n)) and their rate."""
+
+    audio: Any
+    sample_rate: int
+    seed: int | None = None
+
+
+Event = TextDelta | Notice | Usage | Progress | ImageOutput | AudioOutput
 
 
 @dataclass(frozen=True)
@@ -201,9 +212,16 @@ def check_models(config: StudioConfig) -> None:
 
 
 # Registering the built-in kinds is importing their modules; each imports torch only in load().
-from studio.backends import diffusers_image, planned, transformers_chat  # noqa: E402
+from studio.backends import (  # noqa: E402
+    diffusers_image,
+    hibari_tts,
+    musicgen,
+    transformers_chat,
+    transformers_tts,
+)
 
 __all__ = [
+    "AudioOutput",
     "Backend",
     "BackendContext",
     "BackendError",
@@ -220,10 +238,12 @@ __all__ = [
     "backend_class",
     "check_models",
     "diffusers_image",
+    "hibari_tts",
     "known_kinds",
-    "planned",
+    "musicgen",
     "register",
     "release_accelerator_memory",
     "transformers_chat",
+    "transformers_tts",
     "validate_params",
 ]

@@ -1,7 +1,8 @@
 """Parameter schemas that backends accept, and error messages that state the valid range.
 
-Owns: `Params` (strict, finite numbers only) and `ChatParams` (the sampling controls of the chat and
-code tabs). The same names are used by the UI, the API and `studio generate --param key=value`.
+Owns: `Params` (strict, finite numbers only), `ChatParams` (the sampling controls of the chat and
+code tabs), `ImageParams`, and the Audio tab's `SpeechParams` and `MusicParams`.
+The same names are used by the UI, the API and `studio generate --param key=value`.
 """
 
 from __future__ import annotations
@@ -47,6 +48,23 @@ class ImageParams(Params):
     strength: float = Field(default=0.75, gt=0.0, le=1.0)  # image-to-image only: how far from the init image
     lora: str | None = None  # id of one of the model's `loras:` in models.yaml
     lora_scale: float = Field(default=1.0, ge=0.0, le=2.0)
+
+
+class SpeechParams(Params):
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)  # speaking rate; each backend states its own range
+    voice: str | None = Field(default=None, max_length=200)  # a voice preset (Bark), when the model has them
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+
+
+MAX_MUSIC_SECONDS = 300.0  # longer than one model window (30 s): the music backend continues window by window
+
+
+class MusicParams(Params):
+    duration: float = Field(default=8.0, gt=0.0, le=MAX_MUSIC_SECONDS)  # seconds
+    guidance: float = Field(default=3.0, ge=0.0, le=20.0)  # classifier-free guidance; <= 1 turns it off
+    temperature: float = Field(default=1.0, gt=0.0, le=2.0)
+    top_k: int = Field(default=250, ge=0, le=2048)  # 0 = no top-k filter
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
 
 
 def valid_range(cls: type[Params], name: str) -> str | None:

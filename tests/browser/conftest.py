@@ -4,7 +4,8 @@ The server runs the real app (`studio.ui.build_app` + `studio.ui.launch`) on a f
 two tiny random-weight chat models built in code: `tiny` (12 new tokens, the Chat tab's default, also in
 the Code tab) and `long` (4000 new tokens and a large context, so Stop has something to interrupt), and a
 tiny random-weight Stable Diffusion pipeline, `tiny-sd` (the Image tab's only model: 64x64 in 3 steps). The
-Code tab's default is `scripted`: a stand-in backend (`ScriptedChat`, below) that streams a fixed Markdown
+Audio tab has the real bundled voice (`hibari-heart`) and a tiny random-weight MusicGen (`tiny-musicgen`).
+The Code tab's default is `scripted`: a stand-in backend (`ScriptedChat`, below) that streams a fixed Markdown
 answer with a fenced Python block, because random weights almost never write fences. It checks the UI's
 wiring only; the real backend in the Code tab is covered by one test here and by the other tiers.
 Chromium is Debian's, driven by Playwright without `playwright install`.
@@ -139,6 +140,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     import studio.ui
     from studio import Settings, Studio
     from studio.testing import build_tiny_chat_model, build_tiny_sd_pipeline
+    from studio.testing_audio import build_tiny_musicgen
 
     register(ScriptedChat)  # for this server only; unregistered at the end
     tmp = tmp_path_factory.mktemp("browser")
@@ -147,6 +149,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tiny = build_tiny_chat_model(tmp / "tiny")
     long = build_tiny_chat_model(tmp / "long", context=4352)
     tiny_sd = build_tiny_sd_pipeline(tmp / "tiny-sd")
+    tiny_musicgen = build_tiny_musicgen(tmp / "tiny-musicgen")
     # Greedy decoding of a random tied-embedding model repeats its last prompt token ("\n", invisible in the
     # chatbot); a repetition penalty makes the replies visible text, still deterministic.
     models_file = tmp / "models.yaml"
@@ -171,6 +174,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "    backend: diffusers\n"
         f"    source: {tiny_sd}\n"
         "    defaults: {steps: 3, width: 64, height: 64, guidance: 5.0}\n"
+        # The Audio tab: the real bundled voice (installed with hibari-tts) and a tiny MusicGen.
+        "  - id: hibari-heart\n"
+        "    tabs: [speech]\n"
+        "    backend: hibari-tts\n"
+        "    source: pip:hibari-tts==0.2.1#hibari/assets/hibari.onnx\n"
+        "  - id: tiny-musicgen\n"
+        "    tabs: [music]\n"
+        "    backend: musicgen\n"
+        f"    source: {tiny_musicgen}\n"
+        "    defaults: {duration: 1.5}\n"
     )
     service = Studio.from_settings(Settings.from_env(models_file=models_file, data_dir=tmp / "data"))
     # Create the "local" user before two threads (the page's load event and this test process) race to:

@@ -1,0 +1,319 @@
+"""The Audio tab's part of the service: speech and music jobs, WAV files and waveform pictures, rows.
+
+Owns: validating a speech or music request (text, parameters, melody upload), streaming progress, saving
+each clip as a 16-bit WAV under the media folder with a waveform PNG beside it, and writing one generation
+row per job when it ends (failures and stops included) with the clip's duration and sample rate in the
+row's `params`; listing recent clips and the CLI's one-shot result.
+Ignores: Gradio types, SQL details (storage) and model internals (backends).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session
+
+from studio import audio, storage
+from studio.backends import AudioOutput, BackendError, Notice, Progress, Request
+from studio.results import StudioError
+from studio.validation import model_for, params_for
+
+log = logging.getLogger(__name__)
+
+MAX_SPEECH_CHARS = 5_000  # about five minutes of speech; longer text is better split by the user
+MAX_MUSIC_PROMPT_CHARS = 2_000
+AUDIO_TABS = ("speech", "music")
+
+
+@dataclass
+class AudioUpdate:
+    """One step of an audio job; the last one has `done=True`, the saved clip and its generation id."""
+
+    status: str = "running"  # loading | running | ok | error | stopped
+    step: int = 0
+    total: int = 0
+    done: bool = False
+    file: Path | None = None
+    picture: Path | None = None
+    generation_id: int | None = None
+    duration_s: float | None = None
+    sample_rate: int | None = None
+    seed: int | None = None
+    error: str | None = None
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Clip:
+    """A stored clip for the recent-clips list."""
+
+    generation_id: int
+    tab: str
+    model: str
+    prompt: str
+    file: Path
+    picture: Path | None
+    duration_s: float
+    sample_rate: int
+    seed: int | None
+    rating: int | None
+
+
+def audio_text(text: Any, tab: str) -> str:
+    """The speech text or music prompt, refused with a clear message when empty or too long."""
+    what = "text to speak" if tab == "speech" else "music prompt"
+    limit = MAX_SPEECH_CHARS if tab == "speech" else MAX_MUSIC_PROMPT_CHARS
+    if not isinstance(text, str):
+        raise StudioError(f"the {what} must be text")
+    if not text.strip():
+        raise StudioError(f"the {what} is empty; type something first")
+    if len(text) > limit:
+        raise StudioError(f"the {what} is {len(text)} characters long; the limit is {limit}")
+    return text
+
+
+class AudioTab:
+    """Mixed into `Studio` (uses its config, settings, engine, manager, user ids and run registry)."""
+
+    def check_audio(self, tab: str, model_id: str, text: Any, params: dict[str, Any] | None) -> Any:
+        """Validate a request without running it (the UI refuses before queueing); returns the params."""
+        if tab not in AUDIO_TABS:
+            raise StudioError(f"unknown audio tab {tab!r}; use speech or music")
+        studio: Any = self
+        spec = model_for(studio.config, model_id, tab)
+        audio_text(text, tab)
+        return params_for(spec, params, tab)
+
+    def speech(
+        self,
+        *,
+        model_id: str,
+        text: str,
+        params: dict[str, Any] | None = None,
+        user: str | None = None,
+        run_key: str | None = None,
+    ) -> Iterator[AudioUpdate]:
+        """Speak `text`. Bad input raises StudioError before anything runs or is stored."""
+        return self._audio_job("speech", model_id, text, params, None, user, run_key)
+
+    def music(
+        self,
+        *,
+        model_id: str,
+        prompt: str,
+        params: dict[str, Any] | None = None,
+        melody: bytes | str | Path | None = None,
+        user: str | None = None,
+        run_key: str | None = None,
+    ) -> Iterator[AudioUpdate]:
+        """Make music from `prompt` (and a melody clip for melody models)."""
+        return self._audio_job("music", model_id, prompt, params, melody, user, run_key)
+
+    def _audio_job(
+        self,
+        tab: str,
+        model_id: str,
+        text: str,
+        params: dict[str, Any] | None,
+        melody: bytes | str | Path | None,
+        user: str | None,
+        run_key: str | None,
+    ) -> Iterator[AudioUpdate]:
+        studio: Any = self
+        validated = self.check_audio(tab, model_id, text, params)
+        clip_melody = None
+        if melody not in (None, ""):
+            try:
+                clip_melody = audio.load_melody(melody)
+            except ValueError as exc:
+                raise StudioError(str(exc)) from None
+        uid = studio.user_id(user)
+        return self._run_audio(tab, model_id, text, validated, clip_melody, uid, run_key)
+
+    def _run_audio(
+        self, tab: str, model_id: str, text: str, validated: Any, melody: Any, uid: int, run_key: str | None
+    ) -> Iterator[AudioUpdate]:
+        studio: Any = self
+        request = Request(prompt=text, params=validated, melody=melody)
+        key = run_key or f"run-{id(request)}"
+        studio._runs[key] = request.stop
+        output: AudioOutput | None = None
+        notices: list[str] = []
+        status, error = "error", None
+        started = time.perf_counter()
+        try:
+            if model_id not in studio.manager.loaded():
+                yield AudioUpdate(status="loading")
+            with studio.manager.use(model_id) as backend:
+                stream = backend.generate(request)
+                try:
+                    for event in stream:
+                        if isinstance(event, Progress):
+                            yield AudioUpdate(step=event.step, total=event.total, notices=notices)
+                        elif isinstance(event, AudioOutput):
+                            output = event
+                        elif isinstance(event, Notice):
+                            notices.append(event.text)
+                finally:
+                    stream.close()
+            status = "stopped" if request.stop.is_set() else "ok"
+            if status == "ok" and output is None:
+                status, error = "error", "the model returned no audio"
+        except GeneratorExit:
+            status, error = "stopped", "the browser stopped listening"
+            raise
+        except Exception as exc:
+            status, error = "error", str(exc) or type(exc).__name__
+            log.warning(
+                "%s job with %s failed: %s", tab, model_id, error, exc_info=not isinstance(exc, BackendError)
+            )
+        finally:
+            studio._runs.pop(key, None)
+            seconds = time.perf_counter() - started
+            kept = output if status == "ok" else None
+            extra = {"melody": melody is not None}
+            row, files = self._save_clip(
+                uid, tab, model_id, text, validated, extra, kept, status, error, notices, seconds
+            )
+        yield AudioUpdate(
+            status=row.status,
+            done=True,
+            file=files[0] if files else None,
+            picture=files[1] if len(files) > 1 else None,
+            generation_id=row.id,
+            duration_s=row.params.get("duration_s"),
+            sample_rate=row.params.get("sample_rate"),
+            seed=row.seed,
+            error=row.error,
+            notices=notices,
+        )
+
+    def _save_clip(
+        self,
+        uid: int,
+        tab: str,
+        model_id: str,
+        text: str,
+        params: Any,
+        extra: dict[str, Any],
+        output: AudioOutput | None,
+        status: str,
+        error: str | None,
+        notices: list[str],
+        seconds: float,
+    ) -> tuple[storage.Generation, list[Path]]:
+        """One row; the WAV and its picture named after it; all or nothing (a failed save is a failed row)."""
+        studio: Any = self
+        values = {**params.model_dump(), **extra}
+        row = storage.Generation(
+            user_id=uid,
+            tab=tab,
+            model_id=model_id,
+            prompt=text,
+            params=values,
+            seed=getattr(params, "seed", None),
+            notices=notices,
+            status=status,
+            error=error,
+            duration_ms=seconds * 1000,
+        )
+        if output is None:
+            with Session(studio.engine, expire_on_commit=False) as session:
+                return storage.record_generation(session, generation=row), []
+        folder = studio.settings.media_dir / "audio" / datetime.now(UTC).strftime("%Y-%m-%d")
+        written: list[Path] = []
+        try:
+            with Session(studio.engine, expire_on_commit=False) as session:
+                session.add(row)
+                session.flush()  # the id names the files
+                name = audio.media_name(row.id or 0, "")
+                wav = audio.save_wav(output.audio, output.sample_rate, folder / f"{name}.wav")
+                written.append(wav)
+                written.append(audio.waveform_png(output.audio, folder / f"{name}.png"))
+                row.files = [str(p.relative_to(studio.settings.data_dir)) for p in written]
+                row.params = {
+                    **values,
+                    "duration_s": round(audio.duration_seconds(output.audio, output.sample_rate), 4),
+                    "sample_rate": int(output.sample_rate),
+                }
+                session.commit()
+                return row, written
+        except Exception as exc:  # e.g. a full disk: no file without a row, and the job is still recorded
+            for path in written:
+                path.unlink(missing_ok=True)
+            log.warning("could not save the %s clip: %s", tab, exc)
+            failed = storage.Generation(
+                **row.model_dump(exclude={"id", "files", "status", "error"}),
+                status="error",
+                error=f"the clip could not be saved: {exc}",
+            )
+            with Session(studio.engine, expire_on_commit=False) as session:
+                return storage.record_generation(session, generation=failed), []
+
+    def recent_clips(self, tab: str, *, user: str | None = None, limit: int = 20) -> list[Clip]:
+        """The user's latest playable clips of a tab, newest first."""
+        studio: Any = self
+        uid = studio.user_id(user)
+        with Session(studio.engine) as session:
+            rows = storage.list_generations(session, user_id=uid, tab=tab, limit=limit * 3)
+            rows = [r for r in rows if r.status == "ok" and r.files][:limit]
+            votes = storage.ratings_for(session, generation_ids=[r.id for r in rows if r.id], user_id=uid)
+        clips = []
+        for row in rows:
+            wav = studio.media_path(row.files[0])
+            if not wav.exists():
+                continue
+            picture = studio.media_path(row.files[1]) if len(row.files) > 1 else None
+            clips.append(
+                Clip(
+                    row.id or 0,
+                    row.tab,
+                    row.model_id,
+                    row.prompt,
+                    wav,
+                    picture,
+                    float(row.params.get("duration_s", 0.0)),
+                    int(row.params.get("sample_rate", 0)),
+                    row.seed,
+                    votes.get(row.id or 0),
+                )
+            )
+        return clips
+
+    def generate_audio_result(
+        self, *, tab: str, model_id: str, prompt: str, params: dict[str, Any] | None, user: str | None
+    ) -> dict[str, Any]:
+        """One complete speech or music job for scripts (the CLI): the stored result, files absolute."""
+        studio: Any = self
+        params = dict(params or {})
+        melody = params.pop("melody", None)  # a path, for the CLI
+        if tab == "speech":
+            updates = self.speech(model_id=model_id, text=prompt, params=params, user=user)
+        else:
+            updates = self.music(model_id=model_id, prompt=prompt, params=params, melody=melody, user=user)
+        final = None
+        for update in updates:
+            final = update
+        assert final is not None and final.generation_id is not None
+        stored = studio.generation_settings(final.generation_id, user=user)["params"]
+        return {
+            "generation_id": final.generation_id,
+            "tab": tab,
+            "model": model_id,
+            "text": "",
+            "files": [str(final.file)] if final.file else [],  # the clip; its waveform picture is beside it
+            "picture": str(final.picture) if final.picture else None,
+            "params": stored,
+            "duration_s": final.duration_s,
+            "sample_rate": final.sample_rate,
+            "seed": final.seed,
+            "status": final.status,
+            "error": final.error,
+            "notices": final.notices,
+        }

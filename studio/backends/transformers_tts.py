@@ -1,0 +1,220 @@
+"""Backend `transformers-tts`: text-to-speech that transformers runs (VITS/MMS-TTS, Bark, SpeechT5, ...).
+
+Owns: loading a model from a Hub id or a local folder (Bark through its processor and voice presets, every
+other kind through transformers' `text-to-speech` pipeline; SpeechT5 with the vocoder and speaker
+embeddings named in `options:`), speaking long text piece by piece (sentence boundaries) with progress,
+the speaking rate where the model has one (VITS), and seeding so a clip can be redone.
+Ignores: storage, input validation (the service's) and other backends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from studio import sources
+from studio.audio import as_mono_float, join_pieces, split_sentences
+from studio.backends import (
+    AudioOutput,
+    Backend,
+    BackendError,
+    Event,
+    ModelNotAvailable,
+    Progress,
+    Request,
+    register,
+)
+from studio.backends.params import SpeechParams
+from studio.backends.transformers_chat import resolve_device
+
+log = logging.getLogger(__name__)
+
+# Characters per piece: Bark reads at most 256 tokens (about 13 s of speech) at once; VITS and SpeechT5
+# are happy with a few sentences.
+PIECE_CHARS = {"bark": 200, "speecht5": 300}
+DEFAULT_PIECE_CHARS = 400
+
+
+class TTSOptions(BaseModel):
+    """`options:` of a transformers-tts model (SpeechT5 needs the first two; others need none)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vocoder: str | None = None  # Hub id or folder of a vocoder (SpeechT5: microsoft/speecht5_hifigan)
+    speaker_embeddings: str | None = None  # a .npy file with one x-vector (SpeechT5), relative to models.yaml
+    max_piece_chars: int | None = None  # override the characters spoken per model call
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+@register
+class TransformersTTS(Backend):
+    kind = "transformers-tts"
+    tabs = frozenset({"speech"})
+    Params = SpeechParams
+    Options = TTSOptions
+
+    model: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.model_type = ""
+        self.pipe: Any = None
+        self.processor: Any = None
+        self.sample_rate = 0
+        self.forward_params: dict[str, Any] = {}
+        self.device = "cpu"
+
+    # -- loading -----------------------------------------------------------------------------------
+    def load(self) -> None:
+        try:
+            where = sources.local_path(
+                self.spec, cache=self.context.model_cache, base_dir=self.context.base_dir
+            )
+        except sources.SourceError as exc:
+            raise ModelNotAvailable(str(exc)) from None
+        import torch
+        from transformers import AutoConfig
+
+        options = TTSOptions.model_validate(self.spec.options)
+        device = resolve_device(self.spec.device)
+        dtype = getattr(torch, self.spec.dtype)
+        if device == "cpu" and dtype == torch.float16:
+            dtype = torch.float32  # half precision is slow or unsupported on the CPU
+        try:
+            config = AutoConfig.from_pretrained(where)
+            self.model_type = str(config.model_type)
+            if self.model_type == "bark":
+                self._load_bark(where, device, dtype)
+            else:
+                self._load_pipeline(where, device, dtype, options)
+        except OSError as exc:
+            if isinstance(where, str):  # a Hub id that is not in the local cache
+                hint = "" if os.environ.get("HF_HUB_OFFLINE") == "1" else f" ({_short(exc)})"
+                raise ModelNotAvailable(sources.not_available(self.spec) + hint) from None
+            raise ModelNotAvailable(
+                f"model {self.spec.id!r}: {where} is not a model folder ({_short(exc)})"
+            ) from None
+        except (ValueError, KeyError) as exc:
+            raise BackendError(
+                f"model {self.spec.id!r} is not a text-to-speech model transformers can run: {_short(exc)}"
+            ) from None
+        self.device = device
+
+    def _load_bark(self, where: Path | str, device: str, dtype: Any) -> None:
+        from transformers import AutoProcessor, BarkModel
+
+        self.processor = AutoProcessor.from_pretrained(where)
+        model: Any = BarkModel.from_pretrained(where, dtype=dtype)
+        self.model = model.to(device).eval()
+        self.sample_rate = int(self.model.generation_config.sample_rate)
+
+    def _load_pipeline(self, where: Path | str, device: str, dtype: Any, options: TTSOptions) -> None:
+        from transformers import pipeline
+
+        kwargs: dict[str, Any] = {}
+        if self.model_type == "speecht5":
+            if not options.vocoder or not options.speaker_embeddings:
+                raise BackendError(
+                    f"model {self.spec.id!r} is SpeechT5: set `options: {{vocoder: "
+                    "microsoft/speecht5_hifigan, speaker_embeddings: <file.npy>}}` in models.yaml"
+                )
+            from transformers import SpeechT5HifiGan
+
+            vocoder: Any = SpeechT5HifiGan.from_pretrained(self._resolve(options.vocoder))
+            kwargs["vocoder"] = vocoder.to(device)
+            self.forward_params = {"speaker_embeddings": self._speaker_embeddings(options.speaker_embeddings)}
+        make: Any = pipeline
+        self.pipe = make("text-to-speech", model=str(where), device=device, dtype=dtype, **kwargs)
+        self.model = self.pipe.model
+        self.sample_rate = int(self.pipe.sampling_rate)
+
+    def _resolve(self, location: str) -> str:
+        path = Path(location).expanduser()
+        if not path.is_absolute() and (self.context.base_dir / path).exists():
+            path = self.context.base_dir / path
+        return str(path) if path.exists() else location
+
+    def _speaker_embeddings(self, location: str) -> Any:
+        import numpy as np
+        import torch
+
+        path = Path(self._resolve(location))
+        try:
+            vector = np.load(path).astype(np.float32).reshape(1, -1)
+        except (OSError, ValueError) as exc:
+            raise BackendError(
+                f"model {self.spec.id!r}: speaker embeddings {path} unreadable: {_short(exc)}"
+            ) from None
+        return torch.from_numpy(vector)
+
+    def unload(self) -> None:
+        self.model = self.pipe = self.processor = None
+        from studio.backends import release_accelerator_memory
+
+        release_accelerator_memory()
+
+    def memory_bytes(self) -> int:
+        if self.model is None:
+            return 0
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+
+    # -- generation --------------------------------------------------------------------------------
+    def generate(self, request: Request) -> Generator[Event, None, None]:
+        if self.model is None:
+            raise BackendError("backend used before load()")
+        params = request.params
+        assert isinstance(params, SpeechParams)
+        has_rate = hasattr(self.model, "speaking_rate")  # VITS / MMS-TTS
+        if params.speed != 1.0 and not has_rate:
+            raise BackendError(f"model {self.spec.id!r} has no speaking-rate control; leave speed at 1")
+        if params.voice and self.model_type != "bark":
+            raise BackendError(f"model {self.spec.id!r} has no voice presets; leave voice empty")
+        import torch
+
+        options = TTSOptions.model_validate(self.spec.options)
+        limit = options.max_piece_chars or PIECE_CHARS.get(self.model_type, DEFAULT_PIECE_CHARS)
+        pieces = split_sentences(request.prompt, limit)
+        if params.seed is not None:
+            torch.manual_seed(params.seed)  # VITS's duration/noise sampling and Bark's sampling both use it
+        if has_rate:
+            self.model.speaking_rate = params.speed
+        spoken: list[Any] = []
+        yield Progress(0, len(pieces))
+        for i, piece in enumerate(pieces):
+            if request.stop.is_set():
+                return
+            try:
+                with torch.inference_mode():
+                    spoken.append(self._speak(piece, params))
+            except BackendError:
+                raise
+            except Exception as exc:
+                raise BackendError(f"speech generation failed on piece {i + 1}: {_short(exc)}") from exc
+            yield Progress(i + 1, len(pieces))
+        audio = join_pieces(spoken, self.sample_rate)
+        if not audio.size:
+            raise BackendError("the model produced no audio for this text")
+        yield AudioOutput(audio=audio, sample_rate=self.sample_rate, seed=params.seed)
+
+    def _speak(self, text: str, params: SpeechParams) -> Any:
+        if self.model_type == "bark":
+            try:
+                inputs = self.processor(text, voice_preset=params.voice or None, return_tensors="pt")
+            except (OSError, ValueError) as exc:
+                raise BackendError(
+                    f"Bark voice preset {params.voice!r} is not available: {_short(exc)}"
+                ) from None
+            inputs = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in inputs.items()}
+            out = self.model.generate(**inputs, do_sample=True)
+            return as_mono_float(out.detach().float().cpu().numpy())
+        result = self.pipe(text, forward_params=dict(self.forward_params))
+        return as_mono_float(result["audio"])

@@ -1,0 +1,244 @@
+"""The Audio tab: Speech and Music sections with progress, Stop, a player with download, votes and reuse.
+
+Owns: wiring each section's controls to `Studio.speech` / `Studio.music` and friends. Each section shows
+the clip just made (player + waveform picture) and a list of the user's recent clips: choosing one plays
+it, shows how it was made and offers 👍/👎 and "reuse settings". `gr.State` keeps generation ids only.
+Ignores: validation, files and storage (the service's).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from studio.service import Studio, StudioError
+from studio.ui.common import default_model, model_choices, user_of
+from studio.ui.image import model_note
+
+# The parameter controls of each section, in the order the handlers (and the /speech, /music APIs) take them.
+SPEECH_PARAMS = ("speed", "voice", "seed")
+MUSIC_PARAMS = ("duration", "guidance", "temperature", "top_k", "seed")
+
+
+def _params(names: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
+    params = dict(zip(names, values, strict=True))
+    seed = params.get("seed")
+    params["seed"] = None if seed in (None, "") else int(seed)
+    if "voice" in params:
+        params["voice"] = params["voice"] or None
+    return params
+
+
+def _speech_controls(defaults: dict[str, Any]) -> list[Any]:
+    with gr.Row():
+        speed = gr.Slider(0.5, 2.0, value=defaults["speed"], step=0.05, label="Speed", elem_id="speech-speed")
+        voice = gr.Textbox(
+            label="Voice preset (Bark only)", placeholder="v2/en_speaker_6", elem_id="speech-voice"
+        )
+        seed = gr.Number(value=None, precision=0, label="Seed (blank = random)", elem_id="speech-seed")
+    return [speed, voice, seed]
+
+
+def _music_controls(defaults: dict[str, Any]) -> list[Any]:
+    with gr.Row():
+        duration = gr.Slider(1, 300, value=defaults["duration"], step=0.5, label="Duration (s)")
+        guidance = gr.Slider(0, 20, value=defaults["guidance"], step=0.5, label="Guidance")
+    with gr.Row():
+        temperature = gr.Slider(0.05, 2.0, value=defaults["temperature"], step=0.05, label="Temperature")
+        top_k = gr.Slider(0, 2048, value=defaults["top_k"], step=1, label="Top-k")
+        seed = gr.Number(value=None, precision=0, label="Seed (blank = random)", elem_id="music-seed")
+    return [duration, guidance, temperature, top_k, seed]
+
+
+def _clip_choices(studio: Studio, tab: str, user: str | None) -> list[tuple[str, int]]:
+    out = []
+    for clip in studio.recent_clips(tab, user=user):
+        words = " ".join(clip.prompt.split())
+        words = words if len(words) <= 40 else words[:39] + "…"
+        out.append((f"#{clip.generation_id} {clip.duration_s:.1f} s · {words}", clip.generation_id))
+    return out
+
+
+def _describe(studio: Studio, gid: int, user: str | None) -> str:
+    settings = studio.generation_settings(gid, user=user)
+    p = settings["params"]
+    vote = {1: "👍", -1: "👎"}.get(studio.rating(gid, user=user) or 0, "no vote")
+    names = SPEECH_PARAMS if settings["tab"] == "speech" else MUSIC_PARAMS
+    shown = ", ".join(f"{k} {p[k]}" for k in names if p.get(k) not in (None, ""))
+    head = f"**#{gid}** {settings['model']} · {p.get('duration_s')} s at {p.get('sample_rate')} Hz · {vote}"
+    return f"{head}\n\n{shown}\n\n{settings['tab'].capitalize()}: {settings['prompt']}"
+
+
+def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
+    models = studio.models(tab)
+    if not models:
+        gr.Markdown(f"No model in models.yaml serves the {tab} tab.")
+        return
+    default = default_model(models)
+    defaults = studio.default_params(default, tab=tab)
+    names = SPEECH_PARAMS if tab == "speech" else MUSIC_PARAMS
+    run_key = gr.State(lambda: uuid.uuid4().hex)
+    selected = gr.State(None)  # generation id of the clip in the player
+    with gr.Row():
+        with gr.Column(scale=2):
+            model = gr.Dropdown(
+                label="Model", choices=model_choices(models), value=default, elem_id=f"{tab}-model"
+            )
+            note = gr.Markdown(model_note(studio, default), elem_id=f"{tab}-model-note")
+            label = "Text to speak" if tab == "speech" else "Describe the music"
+            prompt = gr.Textbox(label=label, lines=4, elem_id=f"{tab}-prompt")
+            controls = _speech_controls(defaults) if tab == "speech" else _music_controls(defaults)
+            melody = None
+            if tab == "music":
+                with gr.Accordion("Melody (melody models only)", open=False):
+                    melody = gr.Audio(
+                        label="Melody clip", sources=["upload"], type="filepath", elem_id="music-melody"
+                    )
+            with gr.Row():
+                generate_btn = gr.Button("Generate", variant="primary", elem_id=f"{tab}-generate")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id=f"{tab}-stop")
+            notice = gr.Markdown(elem_id=f"{tab}-notice")
+        with gr.Column(scale=3):
+            player = gr.Audio(
+                label="Clip",
+                type="filepath",
+                interactive=False,
+                buttons=["download"],
+                elem_id=f"{tab}-player",
+            )
+            picture = gr.Image(
+                label="Waveform", type="filepath", interactive=False, height=140, elem_id=f"{tab}-waveform"
+            )
+            info = gr.Markdown(elem_id=f"{tab}-info")
+            with gr.Row():
+                like_btn = gr.Button("👍 Like", size="sm", elem_id=f"{tab}-like")
+                dislike_btn = gr.Button("👎 Dislike", size="sm", elem_id=f"{tab}-dislike")
+                reuse_btn = gr.Button("Reuse settings", size="sm", elem_id=f"{tab}-reuse")
+            clips = gr.Dropdown(label="Recent clips", choices=[], value=None, elem_id=f"{tab}-clips")
+
+    def generate(
+        request: gr.Request,
+        text: str,
+        model_id: str,
+        key: str,
+        melody_file: str | None,
+        *values: Any,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented way to get a progress bar
+    ) -> Iterator[Any]:
+        user = user_of(request)
+        params = _params(names, values)
+        try:
+            if tab == "speech":
+                updates = studio.speech(model_id=model_id, text=text, params=params, user=user, run_key=key)
+            else:
+                updates = studio.music(
+                    model_id=model_id, prompt=text, params=params, melody=melody_file, user=user, run_key=key
+                )
+            final = None
+            for update in updates:
+                if update.done:
+                    final = update
+                elif update.status == "loading":
+                    yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), f"Loading {model_id}…"
+                elif update.total:
+                    progress((update.step, update.total), desc="Generating", unit="steps")
+                    yield (
+                        gr.skip(),
+                        gr.skip(),
+                        gr.skip(),
+                        gr.skip(),
+                        gr.skip(),
+                        f"{update.step}/{update.total}",
+                    )
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        assert final is not None
+        choices = gr.Dropdown(choices=_clip_choices(studio, tab, user), value=final.generation_id)
+        if final.status != "ok":
+            message = "Stopped." if final.status == "stopped" else f"Error: {final.error}"
+            if final.status == "error":
+                gr.Warning(final.error or "generation failed")
+            yield None, None, None, "", gr.Dropdown(choices=_clip_choices(studio, tab, user)), message
+            return
+        gid = final.generation_id
+        done = f"{final.duration_s:.2f} s at {final.sample_rate} Hz, seed {final.seed}"
+        yield (str(final.file), str(final.picture), gid, _describe(studio, gid or 0, user), choices,
+               " ".join([done, *final.notices]))  # fmt: skip
+
+    def check(text: Any, model_id: str, *values: Any) -> None:
+        try:
+            studio.check_audio(tab, model_id, text, _params(names, values))
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+
+    melody_input = [melody] if melody is not None else [gr.State(None)]
+    generate_btn.click(check, [prompt, model, *controls], None, api_visibility="private").success(
+        generate,
+        [prompt, model, run_key, *melody_input, *controls],
+        [player, picture, selected, info, clips, notice],
+        api_name=tab,
+        concurrency_id="gpu",
+        concurrency_limit=1,
+    )
+    stop_btn.click(
+        lambda key: studio.cancel(key) and None, run_key, None, queue=False, api_visibility="private"
+    )
+
+    def model_changed(model_id: str) -> list[Any]:
+        params = studio.default_params(model_id, tab=tab)
+        return [*[params.get(n) if n != "seed" else gr.skip() for n in names], model_note(studio, model_id)]
+
+    model.input(model_changed, model, [*controls, note], api_visibility="private")
+
+    def show(gid: int | None, request: gr.Request) -> tuple[Any, ...]:
+        if gid is None:
+            return None, None, None, ""
+        user = user_of(request)
+        files = [c for c in studio.recent_clips(tab, user=user, limit=200) if c.generation_id == gid]
+        if not files:
+            raise gr.Error(f"clip {gid} is not available")
+        clip = files[0]
+        picture_path = str(clip.picture) if clip.picture else None
+        return str(clip.file), picture_path, gid, _describe(studio, gid, user)
+
+    clips.input(show, clips, [player, picture, selected, info], api_visibility="private")
+
+    def vote(value: str) -> Any:
+        def handler(gid: int | None, request: gr.Request) -> str:
+            if gid is None:
+                raise gr.Error("Generate or choose a clip first.")
+            studio.rate(gid, value, user=user_of(request))
+            return _describe(studio, gid, user_of(request))
+
+        return handler
+
+    like_btn.click(vote("up"), selected, info, api_visibility="private")
+    dislike_btn.click(vote("down"), selected, info, api_visibility="private")
+
+    def reuse(gid: int | None, request: gr.Request) -> list[Any]:
+        if gid is None:
+            raise gr.Error("Generate or choose a clip first.")
+        settings = studio.generation_settings(gid, user=user_of(request))
+        p = settings["params"]
+        return [settings["model"], settings["prompt"], *[p.get(n, gr.skip()) for n in names]]
+
+    reuse_btn.click(reuse, selected, [model, prompt, *controls], api_visibility="private")
+
+    def on_load(model_id: str, request: gr.Request) -> tuple[Any, ...]:
+        fresh = model_choices(studio.models(tab))
+        choices = _clip_choices(studio, tab, user_of(request))
+        # None blanks the seed: Gradio's Number starts at 0 whatever its value.
+        return gr.Dropdown(choices=fresh), model_note(studio, model_id), gr.Dropdown(choices=choices), None
+
+    app.load(on_load, model, [model, note, clips, controls[-1]], api_visibility="private")
+
+
+def build_audio_tab(studio: Studio, app: gr.Blocks) -> None:
+    with gr.Tabs():
+        with gr.Tab("Speech", id="speech"):
+            _section(studio, app, "speech")
+        with gr.Tab("Music", id="music"):
+            _section(studio, app, "music")

@@ -1,0 +1,172 @@
+"""Audio tab, tiny tier: random-weight VITS and MusicGen checkpoints built in code, run by the real backends.
+
+Both are saved with `save_pretrained` and loaded by `transformers-tts` / `musicgen` through `from_pretrained`
+(VITS through transformers' text-to-speech pipeline). Random weights make noise, so the tests check
+structure: WAV files, sample rates, durations, pieces and windows, seeds, Stop, and the errors users see.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from sqlmodel import Session
+
+from studio import storage
+from studio.service import Studio, StudioError
+
+pytestmark = pytest.mark.tiny
+
+
+@pytest.fixture(scope="session")
+def tiny_audio_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    import torch
+
+    from studio.testing_audio import build_tiny_musicgen, build_tiny_vits
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("tiny-audio")
+    return build_tiny_vits(root / "vits"), build_tiny_musicgen(root / "musicgen")
+
+
+def models_yaml(vits: Path, musicgen: Path) -> str:
+    return f"""
+models:
+  - id: tiny-vits
+    tabs: [speech]
+    backend: transformers-tts
+    source: {vits}
+    options: {{max_piece_chars: 40}}
+  - id: tiny-musicgen
+    tabs: [music]
+    backend: musicgen
+    source: {musicgen}
+    defaults: {{duration: 2.0, guidance: 3.0, top_k: 50}}
+  - id: offline-musicgen
+    tabs: [music]
+    backend: musicgen
+    source: facebook/musicgen-small
+  - id: offline-tts
+    tabs: [speech]
+    backend: transformers-tts
+    source: facebook/mms-tts-eng
+"""
+
+
+@pytest.fixture
+def studio(make_studio, tiny_audio_dirs: tuple[Path, Path]) -> Studio:
+    return make_studio(models_yaml(*tiny_audio_dirs))
+
+
+def _rows(studio: Studio) -> list[storage.Generation]:
+    with Session(studio.engine) as session:
+        return sorted(storage.list_generations(session, limit=100), key=lambda r: r.id or 0)
+
+
+def test_vits_speaks_long_text_piece_by_piece_into_a_wav(studio: Studio) -> None:
+    text = "Hello there, how are you? I am a tiny voice. This text has several sentences to speak."
+    updates = list(studio.speech(model_id="tiny-vits", text=text, params={"seed": 3}))
+    final = updates[-1]
+    assert final.status == "ok", final.error
+    progress = [(u.step, u.total) for u in updates if not u.done and u.total]
+    assert progress[-1][0] == progress[-1][1] >= 3  # three pieces of at most 40 characters
+    data, rate = sf.read(final.file)
+    assert rate == 16_000 == final.sample_rate
+    assert final.duration_s == pytest.approx(len(data) / rate, abs=1e-3) and len(data) > 0
+    (row,) = _rows(studio)
+    assert row.params["sample_rate"] == 16_000 and row.params["duration_s"] == final.duration_s
+
+
+def test_vits_seed_reproduces_and_speed_changes_the_length(studio: Studio) -> None:
+    def clip(seed: int, speed: float = 1.0) -> np.ndarray:
+        final = list(
+            studio.speech(model_id="tiny-vits", text="hello world", params={"seed": seed, "speed": speed})
+        )
+        assert final[-1].status == "ok", final[-1].error
+        return sf.read(final[-1].file)[0]
+
+    first, again = clip(7), clip(7)
+    assert np.array_equal(first, again)
+    fast = clip(7, speed=2.0)
+    assert len(fast) < len(first)  # VITS's speaking_rate shortens the predicted durations
+
+
+def test_vits_refuses_voice_presets_it_does_not_have_and_the_failure_is_stored(studio: Studio) -> None:
+    final = list(studio.speech(model_id="tiny-vits", text="hello", params={"voice": "v2/en_speaker_6"}))[-1]
+    assert final.status == "error" and "has no voice presets" in (final.error or "")
+    assert _rows(studio)[-1].status == "error"
+
+
+def test_musicgen_continues_past_its_window_to_the_exact_duration(studio: Studio) -> None:
+    with studio.manager.use("tiny-musicgen") as backend:
+        window = backend.window_seconds
+        windows = backend.plan(2.5)
+    assert window < 1.0 and len(windows) >= 4  # the tiny model's window is short: continuation is exercised
+    assert all(context > 0 for context, _ in windows[1:])  # each later window starts from the previous tail
+    updates = list(
+        studio.music(model_id="tiny-musicgen", prompt="calm piano", params={"duration": 2.5, "seed": 1})
+    )
+    final = updates[-1]
+    assert final.status == "ok", final.error
+    data, rate = sf.read(final.file)
+    assert rate == 8000 == final.sample_rate and len(data) == 20_000  # 2.5 s exactly
+    assert final.duration_s == pytest.approx(2.5) and np.abs(data).max() > 0
+    steps = [u.step for u in updates if not u.done and u.total]
+    assert steps[-1] == updates[-2].total == 200  # one progress step per frame, across every window
+
+
+def test_musicgen_seed_reproduces_and_another_seed_differs(studio: Studio) -> None:
+    def clip(seed: int) -> np.ndarray:
+        final = list(
+            studio.music(model_id="tiny-musicgen", prompt="rock song", params={"duration": 1.2, "seed": seed})
+        )
+        assert final[-1].status == "ok", final[-1].error
+        return sf.read(final[-1].file)[0]
+
+    first = clip(11)
+    assert np.array_equal(first, clip(11))
+    assert not np.array_equal(first, clip(12))
+
+
+def test_musicgen_sampling_controls_are_used(studio: Studio) -> None:
+    base = {"duration": 0.5, "seed": 2}
+    greedyish = list(studio.music(model_id="tiny-musicgen", prompt="drums", params=base | {"top_k": 1}))[-1]
+    no_cfg = list(studio.music(model_id="tiny-musicgen", prompt="drums", params=base | {"guidance": 0.0}))[-1]
+    hot = list(studio.music(model_id="tiny-musicgen", prompt="drums", params=base | {"temperature": 2.0}))[-1]
+    clips = [sf.read(f.file)[0] for f in (greedyish, no_cfg, hot)]
+    assert all(len(c) == 4000 for c in clips)
+    assert not np.array_equal(clips[0], clips[1]) and not np.array_equal(clips[1], clips[2])
+
+
+def test_musicgen_stop_ends_the_run_and_keeps_no_clip(studio: Studio) -> None:
+    seen = []
+    for update in studio.music(model_id="tiny-musicgen", prompt="long", params={"duration": 30}, run_key="m"):
+        seen.append(update)
+        if update.step >= 5 and not update.done:
+            studio.cancel("m")
+    final = seen[-1]
+    assert final.status == "stopped" and final.file is None
+    assert max(u.step for u in seen) < 2400  # it did not run to the end
+    assert _rows(studio)[-1].status == "stopped"
+
+
+def test_melody_on_a_model_without_melody_support_fails_clearly(studio: Studio) -> None:
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(4000, dtype=np.float32), 8000, format="WAV")
+    final = list(studio.music(model_id="tiny-musicgen", prompt="tune", melody=buffer.getvalue()))[-1]
+    assert final.status == "error" and "not a melody model" in (final.error or "")
+    assert _rows(studio)[-1].params["melody"] is True
+
+
+def test_models_not_downloaded_say_how_to_get_them(studio: Studio) -> None:
+    assert studio.model_status("offline-musicgen") == "not downloaded"
+    for tab, model in (("music", "offline-musicgen"), ("speech", "offline-tts")):
+        result = studio.generate(tab=tab, model_id=model, prompt="anything")
+        assert result["status"] == "error", result
+        assert f"studio models pull {model}" in result["error"]
+        assert result["files"] == []
+    with pytest.raises(StudioError, match="duration"):
+        studio.generate(tab="music", model_id="tiny-musicgen", prompt="x", params={"duration": float("nan")})
