@@ -108,10 +108,20 @@ class Backend(ABC):
     tabs: ClassVar[frozenset[str]]
     Params: ClassVar[type[Params]]
     Options: ClassVar[type[BaseModel]] = NoOptions  # how models.yaml's `options:` are checked
+    remote: ClassVar[bool] = False  # runs on another machine: no local memory, no GPU queue needed
 
     def __init__(self, spec: ModelSpec, context: BackendContext) -> None:
         self.spec = spec
         self.context = context
+
+    @classmethod
+    def check_spec(cls, spec: ModelSpec) -> list[str]:
+        """Start-up problems with a models.yaml entry beyond its defaults and options ("field 'x': ...")."""
+        return [
+            f"field {name!r}: only remote backends (openai-chat) use it"
+            for name in ("base_url", "api_key_env")
+            if getattr(spec, name) and not cls.remote
+        ]
 
     @abstractmethod
     def load(self) -> None:
@@ -187,6 +197,7 @@ def check_models(config: StudioConfig) -> None:
                 f"{config.where(spec, 'tabs')}: field 'tabs': backend {spec.backend!r} cannot serve "
                 f"{', '.join(extra_tabs)} (it serves {', '.join(sorted(cls.tabs))})"
             )
+        problems += [f"{config.where(spec)}: {problem}" for problem in cls.check_spec(spec)]
         try:
             validate_params(cls, spec.defaults)
         except ValueError as exc:
@@ -201,7 +212,7 @@ def check_models(config: StudioConfig) -> None:
 
 
 # Registering the built-in kinds is importing their modules; each imports torch only in load().
-from studio.backends import diffusers_image, planned, transformers_chat  # noqa: E402
+from studio.backends import diffusers_image, openai_chat, planned, transformers_chat  # noqa: E402
 
 __all__ = [
     "Backend",
@@ -221,6 +232,7 @@ __all__ = [
     "check_models",
     "diffusers_image",
     "known_kinds",
+    "openai_chat",
     "planned",
     "register",
     "release_accelerator_memory",
