@@ -76,7 +76,7 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" STRATEGY = FILE_COPY')
     yield f"{postgres_server}/{name}"
     with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
