@@ -84,7 +84,10 @@ class OpenAIChat(Backend):
         )
         # Fail at load, with the reason, when the server is not there: a chat then says why at once.
         try:
-            answer = self.client.get("/models", timeout=options.connect_timeout)
+            answer = self.client.get("/models")
+        except httpx.TimeoutException as exc:
+            self.unload()
+            raise BackendError(self._timeout(exc)) from None
         except httpx.HTTPError as exc:
             self.unload()
             raise BackendError(self._unreachable(exc)) from None
