@@ -64,7 +64,7 @@ class ModelSpec(BaseModel):
     defaults: dict[str, Any] = Field(default_factory=dict)
     loras: list[LoraSpec] = Field(default_factory=list)  # image models only
     options: dict[str, Any] = Field(default_factory=dict)  # backend load options, checked by its `Options`
-    # Remote engines (backend openai-chat): the server's OpenAI-compatible URL and the env var holding its key.
+    # Remote engines (backend openai-chat): the server's OpenAI-compatible URL, the env var holding its key.
     base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     # Memory the model takes once loaded, in GB; without it the manager estimates from the weights on disk.

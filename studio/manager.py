@@ -65,10 +65,12 @@ class ModelManager:
         self._config = config
         self._factory = factory
         self._max_loaded = max_loaded  # an optional cap on the count, on top of the memory budget
-        self._budget = dict(budget) if budget else self._configured_budget(config)
+        self._configured = dict(budget) if budget else self._configured_budget(config)
+        self._budget = dict(self._configured)
         self._slots: OrderedDict[str, _Slot] = OrderedDict()  # order = least recently used first
         self._loading: dict[str, tuple[float, Pool | None, int]] = {}  # id -> (start, pool, reserved)
-        self._estimates: dict[str, int] = {}
+        self._estimates: dict[str, int] = {}  # from models.yaml or the disk
+        self._measured: dict[str, int] = {}  # from earlier loads in this process
         self._lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
 
@@ -97,6 +99,10 @@ class ModelManager:
             slot = self._slots.get(model_id)
             return slot.load_seconds if slot else None
 
+    def configured_budget(self, pool: Pool) -> int | None:
+        """The budget set by the caller, STUDIO_MEMORY_BUDGET or models.yaml; None: the device default."""
+        return self._configured.get(pool)
+
     def budget(self, pool: Pool) -> int:
         """The pool's budget in bytes; the device default is computed on first need."""
         if pool not in self._budget:
@@ -112,7 +118,10 @@ class ModelManager:
         return held + sum(size for _, p, size in self._loading.values() if p == pool)
 
     def estimate(self, spec: ModelSpec) -> int:
-        """Bytes a model should take once loaded: models.yaml's memory_gb, else its weights on disk."""
+        """Bytes a model should take once loaded: what it took last time in this process, else models.yaml's
+        memory_gb, else its weights on disk."""
+        if spec.id in self._measured:
+            return self._measured[spec.id]
         if spec.memory_gb is not None:
             return int(spec.memory_gb * GB)
         if spec.id in self._estimates:
@@ -123,8 +132,10 @@ class ModelManager:
             ctx = backend.context
             converted = ctx.model_cache / spec.id / "converted"  # a GGUF dequantised once
             try:
-                where = converted if converted.is_dir() else sources.local_path(
-                    spec, cache=ctx.model_cache, base_dir=ctx.base_dir
+                where = (
+                    converted
+                    if converted.is_dir()
+                    else sources.local_path(spec, cache=ctx.model_cache, base_dir=ctx.base_dir)
                 )
             except sources.SourceError:
                 where = None
@@ -143,7 +154,9 @@ class ModelManager:
                 loading = self._loading.get(spec.id)
             if slot is not None:
                 out.append(
-                    ModelState(spec.id, True, False, slot.in_use, slot.size, True, slot.pool, slot.load_seconds, None)
+                    ModelState(
+                        spec.id, True, False, slot.in_use, slot.size, True, slot.pool, slot.load_seconds, None
+                    )
                 )
                 continue
             size = loading[2] if loading else self.estimate(spec)
@@ -213,7 +226,7 @@ class ModelManager:
         with self._lock:
             self._loading.pop(spec.id, None)
             self._slots[spec.id] = slot
-            self._estimates[spec.id] = size  # the next load of this model knows its real size
+            self._measured[spec.id] = size  # the next load of this model knows its real size
         log.info("loaded %s in %.1f s (%s)", spec.id, seconds, format_bytes(size) if pool else "remote")
         if pool is not None and size > need:
             self._evict_idle(pool, 0)  # the estimate was low: make room after the fact, best effort

@@ -60,11 +60,11 @@ def parse_budget(text: str) -> dict[Pool, int]:
         return {"cpu": size, "cuda": size}
     out: dict[Pool, int] = {}
     for part in text.split(","):
-        name, _, size = part.partition("=")
+        name, _, amount = part.partition("=")
         pool = name.strip().lower()
         if pool not in POOLS:
             raise ValueError(f"unknown memory pool {name.strip()!r} in {text!r}; use cpu= and/or cuda=")
-        out[pool] = parse_size(size)  # type: ignore[index]
+        out["cpu" if pool == "cpu" else "cuda"] = parse_size(amount)
     return out
 
 

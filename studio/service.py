@@ -47,7 +47,12 @@ Action = Literal["send", "regenerate", "edit", "continue"]
 
 class Studio(CodeTab, ImageTab, ModelsPanel):
     def __init__(
-        self, config: StudioConfig, settings: Settings, *, engine: Engine | None = None, max_loaded: int | None = None
+        self,
+        config: StudioConfig,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        max_loaded: int | None = None,
     ):
         check_models(config)
         self.config = config

@@ -27,7 +27,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def transformers_serve(model_dir: str | Path, *, timeout: float = 90.0, log: Path | None = None) -> Iterator[str]:
+def transformers_serve(
+    model_dir: str | Path, *, timeout: float = 90.0, log: Path | None = None
+) -> Iterator[str]:
     """Serve `model_dir` and yield the base URL (`http://127.0.0.1:<port>/v1`); the model name is the path."""
     port = free_port()
     cmd = [

@@ -1,4 +1,5 @@
-"""A real PostgreSQL server for the test session: initdb into a temp dir, a free loopback port, stopped at the end.
+"""A real PostgreSQL server for the test session: initdb into a temp dir, a free loopback port, stopped at the
+end.
 
 `postgres_server` starts it once (skipped, with the reason, when the PostgreSQL 15 binaries are missing;
 `.ci/run` installs them); `postgres_url` gives each test a fresh empty database on it; `database_url` runs a
@@ -38,7 +39,9 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 def postgres_server() -> Iterator[str]:
     """Start PostgreSQL on loopback; yields the base URL (no database name)."""
     if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"PostgreSQL binaries not found in {PG_BIN} (Debian package postgresql; .ci/run installs it)")
+        pytest.skip(
+            f"PostgreSQL binaries not found in {PG_BIN} (Debian package postgresql; .ci/run installs it)"
+        )
     # Not under pytest's tmp dir: as root that is mode 700 and the postgres user could not enter it.
     root = Path(tempfile.mkdtemp(prefix="studio-pg-"))
     data, sock = root / "data", root / "sock"

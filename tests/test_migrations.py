@@ -17,7 +17,9 @@ from tests import schema_v1
 
 def _columns(engine) -> dict[str, set[str]]:
     insp = inspect(engine)
-    return {t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names() if t != "schema_version"}
+    return {
+        t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names() if t != "schema_version"
+    }
 
 
 def _v1_database(url: str) -> tuple[int, int, int]:
@@ -41,7 +43,9 @@ def _v1_database(url: str) -> tuple[int, int, int]:
             )
         ).inserted_primary_key[0]  # fmt: skip
         conn.execute(
-            schema_v1.rating.insert().values(generation_id=gid, user_id=uid, value=1, created_at=now, updated_at=now)
+            schema_v1.rating.insert().values(
+                generation_id=gid, user_id=uid, value=1, created_at=now, updated_at=now
+            )
         )
     engine.dispose()
     return uid, conv, gid
@@ -87,7 +91,9 @@ def test_a_later_migration_runs_once_over_kept_data(database_url: str, monkeypat
     extra = SQLModel.metadata  # the new table must exist in the models for create_table
     from sqlalchemy import Table
 
-    note = Table("migration_test_note", extra, Column("id", Integer, primary_key=True), Column("text", String))
+    note = Table(
+        "migration_test_note", extra, Column("id", Integer, primary_key=True), Column("text", String)
+    )
     try:
         steps: list[str] = []
 
@@ -96,7 +102,9 @@ def test_a_later_migration_runs_once_over_kept_data(database_url: str, monkeypat
             migrations.add_column(conn, "generation", Column("label", String(32), server_default="none"))
             migrations.create_table("migration_test_note")(conn)
 
-        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, migrations.Migration(2, "t", step)])
+        monkeypatch.setattr(
+            migrations, "MIGRATIONS", [*migrations.MIGRATIONS, migrations.Migration(2, "t", step)]
+        )
         _v1_database(database_url)
         engine = storage.make_engine(database_url)
         try:

@@ -1,8 +1,9 @@
-"""Backend openai-chat against a REAL `transformers serve` process serving the tiny checkpoint on loopback:
-streaming, stop, sampling parameters, parallel requests, server errors, and a server that is down or silent."""
+"""Backend openai-chat against a REAL `transformers serve` process serving the tiny checkpoint on
+loopback: streaming, stop, sampling parameters, parallel requests, server errors, a server down or silent."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -43,7 +44,7 @@ def server(served_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def remote_yaml(
     base_url: str, source: Path | str, local: Path, options: str = "{extra_params: false}", **fields: str
 ) -> str:
-    """`remote` on the server (the served copy's path is its model name) and `local`: the same weights here."""
+    """`remote` on the server (the served copy's path is its model name), `local` the same weights here."""
     extra = "".join(f"    {k}: {v}\n" for k, v in fields.items())
     return f"""
 models:
@@ -62,13 +63,15 @@ models:
 """
 
 
-def test_streams_the_same_greedy_answer_as_the_model_run_locally(make_studio, server, served_dir, tiny_model_dir) -> None:
+def test_streams_the_same_greedy_answer_as_the_model_run_locally(
+    make_studio, server, served_dir, tiny_model_dir
+) -> None:
     studio = make_studio(remote_yaml(server, served_dir, tiny_model_dir))
     updates = list(studio.chat(model_id="remote", message="Hello, how are you?"))
     final = updates[-1]
     assert final.status == "ok", final.error
     streamed = [u.text for u in updates if u.status == "running"]
-    assert len(streamed) >= 2 and all(b.startswith(a) for a, b in zip(streamed, streamed[1:], strict=False))
+    assert len(streamed) >= 2 and all(b.startswith(a) for a, b in itertools.pairwise(streamed))
     local = list(studio.chat(model_id="local", message="Hello, how are you?"))[-1]
     assert final.text == local.text and final.text  # same weights, same template, greedy
     row = studio.history(limit=2)[1]
@@ -112,7 +115,9 @@ def test_request_body_maps_chat_params(make_studio, server, served_dir, tiny_mod
     studio = make_studio(remote_yaml(server, served_dir, tiny_model_dir, options="{extra_params: true}"))
     with studio.manager.use("remote") as backend:
         assert isinstance(backend, OpenAIChat)
-        params = ChatParams(temperature=0.3, top_p=0.8, top_k=7, repetition_penalty=1.2, seed=5, system_prompt="S")
+        params = ChatParams(
+            temperature=0.3, top_p=0.8, top_k=7, repetition_penalty=1.2, seed=5, system_prompt="S"
+        )
         body, notices = backend.body(Request("q", params, continue_from="partial"))
         assert body["messages"][0] == {"role": "system", "content": "S"}
         assert body["messages"][-1] == {"role": "assistant", "content": "partial"}
@@ -127,7 +132,9 @@ def test_request_body_maps_chat_params(make_studio, server, served_dir, tiny_mod
     assert "extra_params: false" in failed["error"]
 
 
-def test_parallel_requests_are_not_serialised_by_the_studio(make_studio, server, served_dir, tiny_model_dir) -> None:
+def test_parallel_requests_are_not_serialised_by_the_studio(
+    make_studio, server, served_dir, tiny_model_dir
+) -> None:
     """Both requests are in flight at once (the server schedules them: `transformers serve` without
     continuous batching runs one generation at a time, vLLM batches them)."""
     studio = make_studio(remote_yaml(server, served_dir, tiny_model_dir))
@@ -136,7 +143,9 @@ def test_parallel_requests_are_not_serialised_by_the_studio(make_studio, server,
     threads = [
         threading.Thread(
             target=lambda i=i: results.append(
-                studio.generate(tab="chat", model_id="remote", prompt=f"q{i}", params={"max_new_tokens": 48})["status"]
+                studio.generate(tab="chat", model_id="remote", prompt=f"q{i}", params={"max_new_tokens": 48})[
+                    "status"
+                ]
             )
         )
         for i in range(3)
@@ -161,7 +170,10 @@ def test_a_server_that_is_down_is_a_clear_stored_error(make_studio, tiny_model_d
     studio = make_studio(remote_yaml(url, tiny_model_dir, tiny_model_dir))
     gen = studio.generate(tab="chat", model_id="remote", prompt="hi")
     assert gen["status"] == "error"
-    assert f"cannot reach the model server for 'remote' at {url}" in gen["error"] and "is it running" in gen["error"]
+    assert (
+        f"cannot reach the model server for 'remote' at {url}" in gen["error"]
+        and "is it running" in gen["error"]
+    )
     assert studio.history(limit=1)[0]["error"] == gen["error"]
     assert studio.manager.loaded() == []
 
@@ -171,8 +183,14 @@ def test_a_silent_server_times_out_with_a_clear_error(make_studio, tiny_model_di
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
-        studio = make_studio(remote_yaml(url, tiny_model_dir, tiny_model_dir, options="{connect_timeout: 0.3, read_timeout: 0.3}"))
-        with pytest.raises(BackendError, match=r"did not answer in time \(ReadTimeout; connect 0.3 s, read 0.3 s"):
+        studio = make_studio(
+            remote_yaml(
+                url, tiny_model_dir, tiny_model_dir, options="{connect_timeout: 0.3, read_timeout: 0.3}"
+            )
+        )
+        with pytest.raises(
+            BackendError, match=r"did not answer in time \(ReadTimeout; connect 0.3 s, read 0.3 s"
+        ):
             studio.manager.preload("remote")
 
 
@@ -182,14 +200,22 @@ def test_models_yaml_checks_for_remote_fields(make_studio, tiny_model_dir, tmp_p
     from tests.conftest import write_models
 
     body = remote_yaml("http://127.0.0.1:9/v1", tiny_model_dir, tiny_model_dir)
-    with pytest.raises(ConfigError, match=r"line \d+: model 'remote': field 'base_url': backend 'openai-chat' needs"):
-        check_models(load_config(write_models(tmp_path, body.replace("    base_url: http://127.0.0.1:9/v1\n", ""))))
-    wrong = body.replace("backend: transformers-chat\n", "backend: transformers-chat\n    base_url: http://x/v1\n")
+    with pytest.raises(
+        ConfigError, match=r"line \d+: model 'remote': field 'base_url': backend 'openai-chat' needs"
+    ):
+        check_models(
+            load_config(write_models(tmp_path, body.replace("    base_url: http://127.0.0.1:9/v1\n", "")))
+        )
+    wrong = body.replace(
+        "backend: transformers-chat\n", "backend: transformers-chat\n    base_url: http://x/v1\n"
+    )
     with pytest.raises(ConfigError, match="model 'local': field 'base_url': only remote backends"):
         check_models(load_config(write_models(tmp_path, wrong)))
     with pytest.raises(ConfigError, match=r"line \d+: model 'remote': field 'base_url': String should match"):
         load_config(write_models(tmp_path, body.replace("http://127.0.0.1:9/v1", "gpu-box:8000")))
     monkeypatch.delenv("STUDIO_TEST_KEY", raising=False)
-    studio = make_studio(remote_yaml("http://127.0.0.1:9/v1", tiny_model_dir, tiny_model_dir, api_key_env="STUDIO_TEST_KEY"))
+    studio = make_studio(
+        remote_yaml("http://127.0.0.1:9/v1", tiny_model_dir, tiny_model_dir, api_key_env="STUDIO_TEST_KEY")
+    )
     with pytest.raises(BackendError, match=r"reads its API key from \$STUDIO_TEST_KEY, which is not set"):
         studio.manager.preload("remote")

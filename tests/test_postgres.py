@@ -14,7 +14,7 @@ from studio.service import Studio
 from studio.storage.engine import normalize_url
 from tests.conftest import FAKE_MODELS, write_models
 
-# The storage suite, collected again here with `engine` below (the SQLite-only pragma and file tests stay there).
+# The storage suite, collected again here with `engine` below (SQLite-only pragma/file tests stay there).
 from tests.test_storage import (
     test_conversation_turns_supersede_and_survive,
     test_delete_conversation_removes_generations_and_votes_only_for_owner,

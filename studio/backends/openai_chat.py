@@ -59,7 +59,9 @@ class OpenAIChat(Backend):
     @classmethod
     def check_spec(cls, spec: ModelSpec) -> list[str]:
         if not spec.base_url:
-            return ["field 'base_url': backend 'openai-chat' needs the server's URL, e.g. http://gpu-box:8000/v1"]
+            return [
+                "field 'base_url': backend 'openai-chat' needs the server's URL, e.g. http://gpu-box:8000/v1"
+            ]
         return []
 
     def load(self) -> None:
@@ -71,7 +73,8 @@ class OpenAIChat(Backend):
             key = os.environ.get(self.spec.api_key_env)
             if not key:
                 raise BackendError(
-                    f"model {self.spec.id!r} reads its API key from ${self.spec.api_key_env}, which is not set"
+                    f"model {self.spec.id!r} reads its API key from ${self.spec.api_key_env}, "
+                    "which is not set"
                 )
             headers["Authorization"] = f"Bearer {key}"
         self.options = options
@@ -96,7 +99,9 @@ class OpenAIChat(Backend):
             raise BackendError(_server_error(answer.status_code, answer.text, self.spec))
         served = _model_ids(answer)
         if served and self.spec.source not in served:
-            log.warning("%s does not list %r (it lists %s)", self.base_url, self.spec.source, ", ".join(served))
+            log.warning(
+                "%s does not list %r (it lists %s)", self.base_url, self.spec.source, ", ".join(served)
+            )
 
     def unload(self) -> None:
         if self.client is not None:
@@ -206,7 +211,9 @@ class OpenAIChat(Backend):
             events.append(TextDelta(text))
         usage = chunk.get("usage")  # the last chunk (vLLM: a chunk of its own; transformers: the final one)
         if usage:
-            events.append(Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)))
+            events.append(
+                Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+            )
         return events, False
 
     def _unreachable(self, exc: Exception) -> str:

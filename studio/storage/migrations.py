@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, Table, inspect, select, text
 from sqlalchemy.schema import CreateColumn
@@ -49,7 +50,7 @@ def create_table(name: str) -> Callable[[Connection], None]:
     return step
 
 
-def add_column(conn: Connection, table: str, column: Column) -> None:  # type: ignore[type-arg]
+def add_column(conn: Connection, table: str, column: Column[Any]) -> None:
     """ALTER TABLE ... ADD COLUMN on either database; give NOT NULL columns a `server_default`."""
     ddl = CreateColumn(column).compile(dialect=conn.dialect)
     quoted = conn.dialect.identifier_preparer.quote(table)

@@ -16,6 +16,7 @@ from studio.service import Studio
 from studio.ui.chat import build_chat_tab
 from studio.ui.code import build_code_tab
 from studio.ui.image import build_image_tab
+from studio.ui.models import build_models_tab
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ def build_app(studio: Studio) -> gr.Blocks:
                 build_code_tab(studio, app)
             with gr.Tab("Image", id="image"):
                 build_image_tab(studio, app)
+            with gr.Tab("Models", id="models"):
+                build_models_tab(studio, app)
     # One generation at a time per process: every model-running event shares the "gpu" id.
     app.queue(default_concurrency_limit=1, max_size=64)
     return app
