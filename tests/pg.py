@@ -19,7 +19,15 @@ from pathlib import Path
 
 import pytest
 
-PG_BIN = Path(os.environ.get("STUDIO_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _pg_bin() -> Path:
+    """$STUDIO_PG_BIN, else the newest Debian PostgreSQL (15 on bookworm)."""
+    if os.environ.get("STUDIO_PG_BIN"):
+        return Path(os.environ["STUDIO_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 
 
 def _free_port() -> int:
