@@ -142,7 +142,8 @@ class ModelManager:
             if isinstance(where, str):
                 where = memory.hub_snapshot(where)
             size = memory.weights_on_disk(where) if where is not None else 0
-        self._estimates[spec.id] = size
+        if size:  # unknown (not downloaded yet) is asked again: a pull may have happened meanwhile
+            self._estimates[spec.id] = size
         return size
 
     def states(self) -> list[ModelState]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+
 def _pg_bin() -> Path:
     """$STUDIO_PG_BIN, else the newest Debian PostgreSQL (15 on bookworm)."""
     if os.environ.get("STUDIO_PG_BIN"):

@@ -1,5 +1,5 @@
 """Memory really comes back: a ~200 MB real checkpoint loaded, used and unloaded through the manager brings
-the process's resident memory back within 10 % of where it started (it grows by about 60 % while loaded)."""
+the process's resident memory back within 10 % of where it started (it grows by about 200 MB while loaded)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ models:
     assert final.status == "ok"
     loaded = process_rss()
     assert manager.used("cpu") == pytest.approx(estimate, rel=0.02)  # parameters measured after load
-    assert loaded - baseline > 0.4 * baseline, "the model should show in RSS while loaded"
+    assert loaded - baseline > 150 * MB, "the model should show in RSS while loaded"
 
     assert studio.unload_model("big") == "big unloaded"
     after = process_rss()
