@@ -33,8 +33,8 @@ def build_app(studio: Studio) -> gr.Blocks:
                 build_code_tab(studio, app)
             with gr.Tab("Image", id="image"):
                 build_image_tab(studio, app)
-            with gr.Tab("Models", id="models"):
-                build_models_tab(studio, app)
+            with gr.Tab("Models", id="models") as models_tab:
+                build_models_tab(studio, app, models_tab)
     # One generation at a time per process: every model-running event shares the "gpu" id.
     app.queue(default_concurrency_limit=1, max_size=64)
     return app

@@ -32,7 +32,7 @@ def table(studio: Studio) -> list[list[Any]]:
     ]
 
 
-def build_models_tab(studio: Studio, app: gr.Blocks) -> None:
+def build_models_tab(studio: Studio, app: gr.Blocks, tab: gr.Tab | None = None) -> None:
     gr.Markdown(
         "Models load on first use and stay loaded while memory allows; the least recently used idle model "
         "is unloaded to make room. Status: **loaded**, **ready** (weights here), **not downloaded** "
@@ -71,6 +71,8 @@ def build_models_tab(studio: Studio, app: gr.Blocks) -> None:
 
     outputs = [grid, summary]
     app.load(refresh, outputs=outputs, api_visibility="private")
+    if tab is not None:  # opening the tab shows what the other tabs loaded meanwhile
+        tab.select(refresh, outputs=outputs, api_visibility="private")
     refresh_btn.click(refresh, outputs=outputs, api_name="models_list")
     load_btn.click(load, choice, [progress, *outputs], concurrency_id="gpu", api_name="load_model")
     unload_btn.click(unload, choice, [progress, *outputs], api_name="unload_model")
