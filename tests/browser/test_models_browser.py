@@ -1,5 +1,5 @@
-"""The Models tab in a real browser: the table shows each model's status, Load shows progress and marks the
-model loaded, Unload gives it back, and reopening the tab shows what other tabs loaded (real backend, `tiny`)."""
+"""The Models tab in a real browser: each model's status in the table, Load with progress, Unload, and
+reopening the tab showing what other tabs loaded (the real transformers backend on `tiny`)."""
 
 from __future__ import annotations
 
