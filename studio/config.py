@@ -14,14 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 Tab = Literal["chat", "code", "image", "speech", "music"]
 TABS: tuple[str, ...] = ("chat", "code", "image", "speech", "music")
