@@ -63,11 +63,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=int(os.environ.get("STUDIO_PORT", "7860")))
     serve.add_argument("--no-preload", action="store_true", help="do not warm the default chat model")
+    serve.add_argument(
+        "--preload",
+        nargs="+",
+        default=[],
+        metavar="ID",
+        help="load these models before serving (in this order)",
+    )
 
     models = sub.add_parser("models", help="list or fetch models", parents=[common]).add_subparsers(
         dest="models_command", required=True
     )
-    listing = models.add_parser("list", help="every model and whether its weights are here", parents=[common])
+    listing = models.add_parser(
+        "list", help="every model, whether its weights are here and its memory", parents=[common]
+    )
     listing.add_argument("--json", action="store_true")
     pull = models.add_parser(
         "pull", help="fetch a model's weights (needs the network once)", parents=[common]
@@ -117,28 +126,21 @@ def main(argv: list[str] | None = None) -> int:
 def _models(args: argparse.Namespace, settings: Settings) -> int:
     from studio import sources
     from studio.backends import check_models
+    from studio.cli_models import model_rows
 
     config = load_config(settings.models_file)
     check_models(config)
     base = config.path.parent
     if args.models_command == "list":
-        rows = [
-            {
-                "id": s.id,
-                "tabs": list(s.tabs),
-                "backend": s.backend,
-                "source": s.source,
-                "status": sources.status(s, cache=settings.model_cache, base_dir=base),
-                "description": s.description,
-            }
-            for s in config.models
-        ]
+        rows, budget = model_rows(config, settings)
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
             for r in rows:
                 tabs = ",".join(r["tabs"])
-                print(f"{r['id']:<28} {r['status']:<15} {tabs:<12} {r['backend']:<18} {r['source']}")
+                line = f"{r['id']:<28} {r['status']:<15} {r['memory']:>10}  {tabs:<12} {r['backend']:<18}"
+                print(f"{line} {r['source']}")
+            print("\n".join(budget))
         return 0
     specs = [s for s in config.models if s.source.startswith("pip:")] if args.bundled else []
     for mid in args.ids:
@@ -207,10 +209,13 @@ def _with_studio(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(studio: Any, args: argparse.Namespace) -> int:
     import threading
 
+    from studio.cli_models import preload
     from studio.ui import build_app, launch
 
+    if args.preload and (code := preload(studio, args.preload)):
+        return code
     app = build_app(studio)
-    warm = _import_model_libraries if args.no_preload else _warm_default_chat_model
+    warm = _import_model_libraries if args.no_preload or args.preload else _warm_default_chat_model
     threading.Thread(target=warm, args=(studio,), daemon=True).start()
     launch(app, studio, host=args.host, port=args.port, block=True)
     return 0

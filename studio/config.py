@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -21,6 +21,9 @@ TABS: tuple[str, ...] = ("chat", "code", "image", "speech", "music")
 
 # The models.yaml shipped next to app.py; `STUDIO_MODELS` or `--models` picks another one.
 DEFAULT_MODELS_FILE = Path(__file__).resolve().parent.parent / "models.yaml"
+
+
+Gigabytes = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
 
 
 class ConfigError(ValueError):
@@ -54,6 +57,11 @@ class ModelSpec(BaseModel):
     defaults: dict[str, Any] = Field(default_factory=dict)
     loras: list[LoraSpec] = Field(default_factory=list)  # image models only
     options: dict[str, Any] = Field(default_factory=dict)  # backend load options, checked by its `Options`
+    # Remote engines (backend openai-chat): the server's OpenAI-compatible URL, the env var holding its key.
+    base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # Memory the model takes once loaded, in GB; without it the manager estimates from the weights on disk.
+    memory_gb: float | None = Field(default=None, ge=0.0, le=4096.0, allow_inf_nan=False)
 
     # Lines of this entry and of each of its fields in models.yaml, so later checks can point at them.
     _line: int = PrivateAttr(default=0)
@@ -73,6 +81,9 @@ class StudioConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: list[ModelSpec] = Field(min_length=1)
+    # Memory the loaded models may take, in GB: one number for every pool, or per pool ({cpu: 12, cuda: 20});
+    # the environment's STUDIO_MEMORY_BUDGET wins. Unset: 70 % of RAM, 90 % of GPU memory.
+    memory_budget_gb: Gigabytes | dict[Literal["cpu", "cuda"], Gigabytes] | None = None
     _path: Path = PrivateAttr(default=DEFAULT_MODELS_FILE)
 
     @field_validator("models")

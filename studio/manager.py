@@ -1,13 +1,17 @@
-"""ModelManager: loads backends on first use and keeps at most `max_loaded` of them in memory.
+"""ModelManager: loads backends on first use and keeps them within a memory budget.
 
-Owns: the set of loaded backends, least-recently-used eviction of idle ones, never evicting one in
-use, and one load at a time per model (two users asking for the same cold model load it once).
-Ignores: memory measurement and budgets (a later issue replaces the count with a byte budget).
+Owns: the set of loaded backends; a budget per memory pool (RAM for CPU models, GPU memory for CUDA
+models) from the argument, STUDIO_MEMORY_BUDGET, models.yaml's `memory_budget_gb` or the device; a size
+per model (models.yaml's `memory_gb` or the weights on disk before load, measured after); evicting
+least-recently-used idle models to make room; never evicting one in use; refusing a model bigger than the
+whole budget; one load at a time per model; and the state the Models panel and the CLI show.
+Ignores: what backends do with memory, and remote backends' memory (it lives on their server).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -15,8 +19,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from studio import memory, sources
 from studio.backends import Backend, BackendError
 from studio.config import ModelSpec, StudioConfig
+from studio.memory import GB, Pool, format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +30,25 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Slot:
     backend: Backend
+    pool: Pool | None  # None: a remote backend, costs nothing here
+    size: int  # bytes, measured after load
     in_use: int = 0
     load_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """One model as the Models panel and `studio models list` show it."""
+
+    id: str
+    loaded: bool
+    loading: bool
+    in_use: int
+    memory_bytes: int  # measured when loaded, else the estimate (0: unknown or remote)
+    measured: bool
+    pool: str | None
+    load_seconds: float | None  # how long the last load took
+    loading_for: float | None  # seconds since a running load began
 
 
 class ModelManager:
@@ -34,17 +57,39 @@ class ModelManager:
         config: StudioConfig,
         factory: Callable[[ModelSpec], Backend],
         *,
-        max_loaded: int = 2,
+        budget: dict[Pool, int] | None = None,
+        max_loaded: int | None = None,
     ) -> None:
-        if max_loaded < 1:
+        if max_loaded is not None and max_loaded < 1:
             raise ValueError("max_loaded must be at least 1")
         self._config = config
         self._factory = factory
-        self._max_loaded = max_loaded
+        self._max_loaded = max_loaded  # an optional cap on the count, on top of the memory budget
+        self._configured = dict(budget) if budget else self._configured_budget(config)
+        self._budget = dict(self._configured)
         self._slots: OrderedDict[str, _Slot] = OrderedDict()  # order = least recently used first
+        self._loading: dict[str, tuple[float, Pool | None, int]] = {}  # id -> (start, pool, reserved)
+        self._estimates: dict[str, int] = {}  # from models.yaml or the disk
+        self._measured: dict[str, int] = {}  # from earlier loads in this process
         self._lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
 
+    @staticmethod
+    def _configured_budget(config: StudioConfig) -> dict[Pool, int]:
+        env = os.environ.get("STUDIO_MEMORY_BUDGET", "").strip()
+        if env:
+            try:
+                return memory.parse_budget(env)
+            except ValueError as exc:
+                raise BackendError(f"STUDIO_MEMORY_BUDGET: {exc}") from None
+        value = config.memory_budget_gb
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            return {pool: int(gb * GB) for pool, gb in value.items()}
+        return {"cpu": int(value * GB), "cuda": int(value * GB)}
+
+    # -- what is loaded ----------------------------------------------------------------------------
     def loaded(self) -> list[str]:
         with self._lock:
             return list(self._slots)
@@ -54,6 +99,84 @@ class ModelManager:
             slot = self._slots.get(model_id)
             return slot.load_seconds if slot else None
 
+    def configured_budget(self, pool: Pool) -> int | None:
+        """The budget set by the caller, STUDIO_MEMORY_BUDGET or models.yaml; None: the device default."""
+        return self._configured.get(pool)
+
+    def budget(self, pool: Pool) -> int:
+        """The pool's budget in bytes; the device default is computed on first need."""
+        if pool not in self._budget:
+            self._budget[pool] = memory.default_budget(pool)
+        return self._budget[pool]
+
+    def used(self, pool: Pool) -> int:
+        with self._lock:
+            return self._used(pool)
+
+    def _used(self, pool: Pool) -> int:
+        held = sum(s.size for s in self._slots.values() if s.pool == pool)
+        return held + sum(size for _, p, size in self._loading.values() if p == pool)
+
+    def estimate(self, spec: ModelSpec) -> int:
+        """Bytes a model should take once loaded: what it took last time in this process, else models.yaml's
+        memory_gb, else its weights on disk."""
+        if spec.id in self._measured:
+            return self._measured[spec.id]
+        if spec.memory_gb is not None:
+            return int(spec.memory_gb * GB)
+        if spec.id in self._estimates:
+            return self._estimates[spec.id]
+        backend = self._factory(spec)  # cheap by contract; gives the model cache and the base folder
+        size = 0
+        if not getattr(backend, "remote", False):
+            ctx = backend.context
+            converted = ctx.model_cache / spec.id / "converted"  # a GGUF dequantised once
+            try:
+                where = (
+                    converted
+                    if converted.is_dir()
+                    else sources.local_path(spec, cache=ctx.model_cache, base_dir=ctx.base_dir)
+                )
+            except sources.SourceError:
+                where = None
+            if isinstance(where, str):
+                where = memory.hub_snapshot(where)
+            size = memory.weights_on_disk(where) if where is not None else 0
+        if size:  # unknown (not downloaded yet) is asked again: a pull may have happened meanwhile
+            self._estimates[spec.id] = size
+        return size
+
+    def states(self) -> list[ModelState]:
+        now = time.perf_counter()
+        out = []
+        for spec in self._config.models:
+            with self._lock:
+                slot = self._slots.get(spec.id)
+                loading = self._loading.get(spec.id)
+            if slot is not None:
+                out.append(
+                    ModelState(
+                        spec.id, True, False, slot.in_use, slot.size, True, slot.pool, slot.load_seconds, None
+                    )
+                )
+                continue
+            size = loading[2] if loading else self.estimate(spec)
+            out.append(
+                ModelState(
+                    spec.id,
+                    False,
+                    loading is not None,
+                    0,
+                    size,
+                    False,
+                    loading[1] if loading else None,
+                    None,
+                    now - loading[0] if loading else None,
+                )
+            )
+        return out
+
+    # -- borrowing ---------------------------------------------------------------------------------
     @contextmanager
     def use(self, model_id: str) -> Iterator[Backend]:
         """Borrow a loaded backend; it cannot be evicted until the block ends."""
@@ -75,40 +198,112 @@ class ModelManager:
                     slot.in_use += 1
                     self._slots.move_to_end(model_id)
                     return slot
-            self._make_room()
             backend = self._factory(spec)
-            started = time.perf_counter()
+            pool = self._pool_of(spec, backend)
+            need = self.estimate(spec) if pool else 0
+            self._make_room(spec.id, pool, need)  # reserves `need` in the pool, or raises
+            return self._load(spec, backend, pool, need)
+
+    def _load(self, spec: ModelSpec, backend: Backend, pool: Pool | None, need: int) -> _Slot:
+        before = memory.cuda_allocated() if pool == "cuda" else memory.process_rss()
+        started = time.perf_counter()
+        try:
             backend.load()  # may raise; nothing is registered then
-            slot = _Slot(backend, in_use=1, load_seconds=time.perf_counter() - started)
-            log.info("loaded %s in %.1f s", model_id, slot.load_seconds)
+        except BaseException:
             with self._lock:
-                self._slots[model_id] = slot
-            return slot
-
-    def _make_room(self) -> None:
+                self._loading.pop(spec.id, None)
+            memory.release_memory()
+            raise
+        seconds = time.perf_counter() - started
+        size = 0
+        if pool is not None:
+            after = memory.cuda_allocated() if pool == "cuda" else memory.process_rss()
+            # The backend's own count (parameters and buffers) is exact on the CPU; on a GPU the allocator's
+            # delta also sees buffers and workspaces. Either falls back to the estimate.
+            counted = backend.memory_bytes()
+            delta = max(after - before, 0)
+            size = (delta if pool == "cuda" and delta else counted or delta) or need
+        slot = _Slot(backend, pool, size, in_use=1, load_seconds=seconds)
         with self._lock:
-            victims: list[tuple[str, _Slot]] = []
-            excess = len(self._slots) + 1 - self._max_loaded
-            for mid, slot in list(self._slots.items()):
-                if excess <= 0:
-                    break
-                if slot.in_use == 0:
-                    victims.append((mid, self._slots.pop(mid)))
-                    excess -= 1
-            if excess > 0 and not victims and self._slots and all(s.in_use for s in self._slots.values()):
-                busy = ", ".join(self._slots)
-                raise BackendError(f"all loaded models are busy ({busy}); try again when one finishes")
-        for mid, slot in victims:
-            log.info("evicting %s (least recently used)", mid)
-            slot.backend.unload()
+            self._loading.pop(spec.id, None)
+            self._slots[spec.id] = slot
+            self._measured[spec.id] = size  # the next load of this model knows its real size
+        log.info("loaded %s in %.1f s (%s)", spec.id, seconds, format_bytes(size) if pool else "remote")
+        if pool is not None and size > need:
+            self._evict_idle(pool, 0)  # the estimate was low: make room after the fact, best effort
+        return slot
 
+    def _pool_of(self, spec: ModelSpec, backend: Backend) -> Pool | None:
+        if getattr(backend, "remote", False):
+            return None
+        if spec.device == "auto":
+            return "cuda" if memory.cuda_available() else "cpu"
+        return spec.device
+
+    def _over(self, pool: Pool | None, need: int, victims: set[str]) -> bool:
+        if self._max_loaded is not None:
+            count = len(self._slots) + len(self._loading) - len(victims) + 1
+            if count > self._max_loaded:
+                return True
+        if pool is None:
+            return False
+        freed = sum(self._slots[v].size for v in victims if self._slots[v].pool == pool)
+        return self._used(pool) - freed + need > self.budget(pool)
+
+    def _make_room(self, model_id: str, pool: Pool | None, need: int) -> None:
+        if pool is not None and need > self.budget(pool):
+            raise BackendError(
+                f"model {model_id!r} needs about {format_bytes(need)} of {_pool_name(pool)} but the whole "
+                f"memory budget is {format_bytes(self.budget(pool))}; raise memory_budget_gb in models.yaml "
+                "or STUDIO_MEMORY_BUDGET, or choose a smaller model"
+            )
+        with self._lock:
+            victims: list[str] = []
+            for mid, slot in self._slots.items():  # least recently used first
+                if not self._over(pool, need, set(victims)):
+                    break
+                if slot.in_use == 0 and (self._max_loaded is not None or slot.pool == pool):
+                    victims.append(mid)
+            if self._over(pool, need, set(victims)):
+                busy = ", ".join(m for m, s in self._slots.items() if s.in_use) or "none"
+                loading = ", ".join(self._loading) or "none"
+                raise BackendError(
+                    f"no room for model {model_id!r} (about {format_bytes(need)}): the models that would "
+                    f"have to make room are busy (in use: {busy}; loading: {loading}); try again when one "
+                    "finishes"
+                )
+            dropped = [(mid, self._slots.pop(mid)) for mid in victims]
+            self._loading[model_id] = (time.perf_counter(), pool, need)
+        self._unload_slots(dropped, "least recently used")
+
+    def _evict_idle(self, pool: Pool, need: int) -> None:
+        with self._lock:
+            victims: list[str] = []
+            for mid, slot in self._slots.items():
+                if self._used(pool) - sum(self._slots[v].size for v in victims) + need <= self.budget(pool):
+                    break
+                if slot.in_use == 0 and slot.pool == pool:
+                    victims.append(mid)
+            dropped = [(mid, self._slots.pop(mid)) for mid in victims]
+        self._unload_slots(dropped, "over budget after a load")
+
+    @staticmethod
+    def _unload_slots(dropped: list[tuple[str, _Slot]], why: str) -> None:
+        for mid, slot in dropped:
+            log.info("evicting %s (%s, %s)", mid, why, format_bytes(slot.size))
+            slot.backend.unload()
+        if dropped:
+            memory.release_memory()
+
+    # -- explicit control --------------------------------------------------------------------------
     def unload(self, model_id: str) -> bool:
+        """Unload an idle model; False when it is not loaded or is in use."""
         with self._lock:
             slot = self._slots.get(model_id)
             if slot is None or slot.in_use:
                 return False
             del self._slots[model_id]
-        slot.backend.unload()
+        self._unload_slots([(model_id, slot)], "asked")
         return True
 
     def unload_all(self) -> None:
@@ -120,3 +315,7 @@ class ModelManager:
         with self.use(model_id):
             pass
         return self.load_seconds(model_id) or 0.0
+
+
+def _pool_name(pool: Pool) -> str:
+    return "GPU memory" if pool == "cuda" else "RAM"

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from studio import sources, storage
+from studio import storage
 from studio.audio_service import AudioTab, AudioUpdate
 from studio.backends import (
     BackendContext,
@@ -35,6 +35,7 @@ from studio.code_service import CodeTab, code_fields
 from studio.config import Settings, StudioConfig, load_config
 from studio.image_service import ImageTab, ImageUpdate
 from studio.manager import ModelManager
+from studio.models_service import ModelsPanel, weights_status
 from studio.results import ChatTurn, ChatUpdate, ModelInfo, StudioError
 from studio.validation import TAB_DEFAULTS, model_for, params_for, prompt_text
 
@@ -54,9 +55,14 @@ __all__ = [
 Action = Literal["send", "regenerate", "edit", "continue"]
 
 
-class Studio(CodeTab, ImageTab, AudioTab):
+class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel):
     def __init__(
-        self, config: StudioConfig, settings: Settings, *, engine: Engine | None = None, max_loaded: int = 2
+        self,
+        config: StudioConfig,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        max_loaded: int | None = None,
     ):
         check_models(config)
         self.config = config
@@ -84,7 +90,7 @@ class Studio(CodeTab, ImageTab, AudioTab):
         spec = self.config.model(model_id)
         if model_id in self.manager.loaded():
             return "loaded"
-        return sources.status(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
+        return weights_status(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
 
     def default_params(self, model_id: str, tab: str | None = None) -> dict[str, Any]:
         """The parameters a run starts from: the backend's, the model's, then the tab's (code: cooler)."""

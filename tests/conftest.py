@@ -16,6 +16,7 @@ import pytest
 from studio import Settings
 from studio.service import Studio
 from tests import fakes  # noqa: F401  (registers the fake backend kinds)
+from tests.pg import database_url, postgres_server, postgres_url  # noqa: F401  (database fixtures)
 
 
 def write_models(folder: Path, body: str) -> Path:

@@ -119,10 +119,20 @@ class Backend(ABC):
     tabs: ClassVar[frozenset[str]]
     Params: ClassVar[type[Params]]
     Options: ClassVar[type[BaseModel]] = NoOptions  # how models.yaml's `options:` are checked
+    remote: ClassVar[bool] = False  # runs on another machine: no local memory, no GPU queue needed
 
     def __init__(self, spec: ModelSpec, context: BackendContext) -> None:
         self.spec = spec
         self.context = context
+
+    @classmethod
+    def check_spec(cls, spec: ModelSpec) -> list[str]:
+        """Start-up problems with a models.yaml entry beyond its defaults and options ("field 'x': ...")."""
+        return [
+            f"field {name!r}: only remote backends (openai-chat) use it"
+            for name in ("base_url", "api_key_env")
+            if getattr(spec, name) and not cls.remote
+        ]
 
     @abstractmethod
     def load(self) -> None:
@@ -198,6 +208,7 @@ def check_models(config: StudioConfig) -> None:
                 f"{config.where(spec, 'tabs')}: field 'tabs': backend {spec.backend!r} cannot serve "
                 f"{', '.join(extra_tabs)} (it serves {', '.join(sorted(cls.tabs))})"
             )
+        problems += [f"{config.where(spec)}: {problem}" for problem in cls.check_spec(spec)]
         try:
             validate_params(cls, spec.defaults)
         except ValueError as exc:
@@ -216,6 +227,7 @@ from studio.backends import (  # noqa: E402
     diffusers_image,
     hibari_tts,
     musicgen,
+    openai_chat,
     transformers_chat,
     transformers_tts,
 )
@@ -241,6 +253,7 @@ __all__ = [
     "hibari_tts",
     "known_kinds",
     "musicgen",
+    "openai_chat",
     "register",
     "release_accelerator_memory",
     "transformers_chat",

@@ -17,6 +17,7 @@ from studio.ui.audio import build_audio_tab
 from studio.ui.chat import build_chat_tab
 from studio.ui.code import build_code_tab
 from studio.ui.image import build_image_tab
+from studio.ui.models import build_models_tab
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ def build_app(studio: Studio) -> gr.Blocks:
                 build_image_tab(studio, app)
             with gr.Tab("Audio", id="audio"):
                 build_audio_tab(studio, app)
+            with gr.Tab("Models", id="models") as models_tab:
+                build_models_tab(studio, app, models_tab)
     # One generation at a time per process: every model-running event shares the "gpu" id.
     app.queue(default_concurrency_limit=1, max_size=64)
     return app

@@ -1,0 +1,225 @@
+"""Model manager and remote engine costs: cold load vs warm reuse, and openai-chat vs a plain OpenAI client.
+
+(a) Cold load vs warm reuse, per tab's tiny model (chat/code: the tiny Llama; image: the tiny Stable
+    Diffusion pipeline) and the bundled SmolLM2-135M when it has been pulled: `manager.preload` after an
+    unload (cold; the first load in the process is reported apart: libraries are imported by then) vs
+    `with manager.use(id)` on the loaded model (warm), plus the first and second `Studio.chat` turn.
+(b) Tokens per second through a real `transformers serve` (tiny model, greedy, exactly N new tokens):
+    the plain `openai` client streaming the same request vs the studio's openai-chat backend
+    (`backend.generate`) and the whole service (`Studio.chat`, incl. the DB write). Rounds alternate
+    the ways; ratios are medians of per-round ratios. Target: backend/plain >= 0.97.
+
+  .venv/bin/python benchmarks/models.py --rounds 9 --tokens 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from _common import (
+    BUNDLED_ID,
+    bundled_weights,
+    default_model_cache,
+    load_note,
+    median,
+    pin_torch_threads,
+    print_targets,
+    table,
+)
+
+
+def _studio(folder: Path, body: str):  # type: ignore[no-untyped-def]
+    from studio import Settings
+    from studio.service import Studio
+
+    (folder / "models.yaml").write_text(body, encoding="utf-8")
+    return Studio.from_settings(
+        Settings.from_env(models_file=folder / "models.yaml", data_dir=folder / "data")
+    )
+
+
+def load_costs(work: Path, repeats: int) -> list[list[object]]:
+    from studio.testing import build_tiny_chat_model, build_tiny_sd_pipeline
+
+    chat = build_tiny_chat_model(work / "tiny-chat")
+    image = build_tiny_sd_pipeline(work / "tiny-sd")
+    cache = default_model_cache()
+    _gguf, converted = bundled_weights(cache)
+    entries = [
+        ("tiny chat/code", "chat", f"backend: transformers-chat\n    source: {chat}\n    tabs: [chat, code]"),
+        ("tiny image", "image", f"backend: diffusers\n    source: {image}\n    tabs: [image]"),
+    ]
+    if converted.exists():
+        entries.append(
+            (
+                f"bundled {BUNDLED_ID}",
+                "chat",
+                f"backend: transformers-chat\n    source: {converted}\n    tabs: [chat]",
+            )
+        )
+    else:
+        print(f"bundled {BUNDLED_ID}: skipped (not pulled; run `studio models pull --bundled`)")
+    body = "models:\n" + "".join(f"  - id: m{i}\n    {e[2]}\n" for i, e in enumerate(entries))
+    studio = _studio(work, body)
+    rows: list[list[object]] = []
+    try:
+        for i, (name, tab, _) in enumerate(entries):
+            mid = f"m{i}"
+            started = time.perf_counter()
+            studio.manager.preload(mid)
+            first = time.perf_counter() - started
+            cold, warm = [], []
+            for _ in range(repeats):
+                studio.manager.unload(mid)
+                started = time.perf_counter()
+                studio.manager.preload(mid)
+                cold.append(time.perf_counter() - started)
+                for _ in range(20):
+                    started = time.perf_counter()
+                    with studio.manager.use(mid):
+                        pass
+                    warm.append(time.perf_counter() - started)
+            turn_cold = turn_warm = float("nan")
+            if tab == "chat":
+                studio.manager.unload(mid)
+                params = {"do_sample": False, "max_new_tokens": 8}
+                started = time.perf_counter()
+                list(studio.chat(model_id=mid, message="hi", params=params))
+                turn_cold = time.perf_counter() - started
+                started = time.perf_counter()
+                list(studio.chat(model_id=mid, message="hi", params=params))
+                turn_warm = time.perf_counter() - started
+            size = next(s.memory_bytes for s in studio.manager.states() if s.id == mid) / 2**20
+            rows.append(
+                [
+                    name,
+                    size,
+                    first,
+                    median(cold),
+                    median(warm) * 1e6,
+                    median(cold) / median(warm),
+                    turn_cold,
+                    turn_warm,
+                ]
+            )
+            studio.manager.unload(mid)
+    finally:
+        studio.close()
+    return rows
+
+
+def remote_rates(work: Path, rounds: int, tokens: int) -> tuple[list[list[object]], float]:
+    from openai import OpenAI
+
+    from studio.backends import Request
+    from studio.backends.params import ChatParams
+    from studio.testing import build_tiny_chat_model
+    from studio.testing_server import transformers_serve
+
+    model = build_tiny_chat_model(work / "served")
+    messages = [{"role": "user", "content": "Hello, how are you?"}]
+    with transformers_serve(model, log=work / "serve.log") as url:
+        body = f"models:\n  - id: remote\n    tabs: [chat]\n    backend: openai-chat\n    base_url: {url}\n"
+        body += f"    source: {model}\n    options: {{extra_params: false}}\n"
+        studio = _studio(work, body)
+        client = OpenAI(base_url=url, api_key="unused", max_retries=0)
+        params = ChatParams(do_sample=False, max_new_tokens=tokens)
+
+        def plain() -> float:
+            started = time.perf_counter()
+            stream = client.chat.completions.create(
+                model=str(model),
+                messages=messages,
+                max_tokens=tokens,
+                temperature=0.0,
+                stream=True,  # type: ignore[arg-type]
+            )
+            done = 0
+            for chunk in stream:
+                if chunk.usage:
+                    done = chunk.usage.completion_tokens
+            assert done == tokens, done
+            return done / (time.perf_counter() - started)
+
+        def backend() -> float:
+            with studio.manager.use("remote") as b:
+                started = time.perf_counter()
+                usage = [
+                    e
+                    for e in b.generate(Request("Hello, how are you?", params))
+                    if type(e).__name__ == "Usage"
+                ]
+                assert usage[-1].completion_tokens == tokens  # type: ignore[attr-defined]
+                return tokens / (time.perf_counter() - started)
+
+        def service() -> float:
+            started = time.perf_counter()
+            list(studio.chat(model_id="remote", message="Hello, how are you?", params=params.model_dump()))
+            return tokens / (time.perf_counter() - started)
+
+        try:
+            studio.manager.preload("remote")
+            for way in (plain, backend, service):  # warm-up: connections, the server's first request
+                way()
+            results: dict[str, list[float]] = {"plain": [], "backend": [], "service": []}
+            for r in range(rounds):
+                order = [("plain", plain), ("backend", backend), ("service", service)]
+                for name, way in order if r % 2 == 0 else order[::-1]:
+                    results[name].append(way())
+        finally:
+            studio.close()
+    base = results["plain"]
+    rows: list[list[object]] = []
+    for name, rates in results.items():
+        ratios = [x / y for x, y in zip(rates, base, strict=True)]
+        rows.append([name, median(rates), median(ratios)])
+    return rows, median([x / y for x, y in zip(results["backend"], base, strict=True)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5, help="cold loads per model")
+    args = parser.parse_args()
+    pin_torch_threads()
+    print(load_note())
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "a").mkdir()
+        (work / "b").mkdir()
+        loads = load_costs(work / "a", args.repeats)
+        print(
+            table(
+                [
+                    "model",
+                    "MB",
+                    "1st load s",
+                    "cold load s",
+                    "warm use us",
+                    "cold/warm",
+                    "1st turn s",
+                    "2nd turn s",
+                ],
+                loads,
+                "\n== cold load vs warm reuse (medians) ==",
+            )
+        )
+        rates, ratio = remote_rates(work / "b", args.rounds, args.tokens)
+        print(
+            table(
+                ["way", "tok/s", "vs plain openai"],
+                rates,
+                f"\n== transformers serve, tiny model, greedy, {args.tokens} tokens, {args.rounds} rounds ==",
+            )
+        )
+    print_targets({"openai-chat backend tok/s >= 0.97 x plain OpenAI client": ratio >= 0.97})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""The Models panel's side of the service: every model's status and memory, and loading or unloading one.
+
+Owns: `ModelRow` (what the panel and `studio models list` show), a model's status word (loaded, loading,
+ready, not downloaded, missing, remote), loading with progress updates and unloading on request.
+Ignores: Gradio, and how memory is budgeted (the manager decides).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from studio import sources
+from studio.backends import backend_class
+from studio.config import ModelSpec, StudioConfig
+from studio.memory import format_bytes
+from studio.results import StudioError
+
+if TYPE_CHECKING:
+    from studio.config import Settings
+    from studio.manager import ModelManager, ModelState
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    id: str
+    tabs: list[str]
+    backend: str
+    status: str  # loaded | loading | ready | not downloaded | missing | remote
+    memory: str  # "1.20 GB" measured, "~1.20 GB" estimated, "" unknown, "remote"
+    memory_bytes: int
+    in_use: int
+    load_seconds: float | None
+    description: str
+
+
+def weights_status(spec: ModelSpec, *, cache: Path, base_dir: Path) -> str:
+    """ready / not downloaded / missing for local weights; 'remote' for a model on a server."""
+    if getattr(backend_class(spec.backend), "remote", False):
+        return "remote"
+    return sources.status(spec, cache=cache, base_dir=base_dir)
+
+
+def rows_for(config: StudioConfig, manager: ModelManager, *, cache: Path) -> list[ModelRow]:
+    base = config.path.parent
+    rows = []
+    for state in manager.states():
+        spec = config.model(state.id)
+        status = "loaded" if state.loaded else "loading" if state.loading else None
+        rows.append(
+            ModelRow(
+                spec.id,
+                list(spec.tabs),
+                spec.backend,
+                status or weights_status(spec, cache=cache, base_dir=base),
+                _memory_text(state, spec),
+                state.memory_bytes,
+                state.in_use,
+                state.load_seconds,
+                spec.description,
+            )
+        )
+    return rows
+
+
+def _memory_text(state: ModelState, spec: ModelSpec) -> str:
+    if getattr(backend_class(spec.backend), "remote", False):
+        return "remote"
+    if not state.memory_bytes:
+        return ""
+    return format_bytes(state.memory_bytes) if state.measured else f"~{format_bytes(state.memory_bytes)}"
+
+
+class ModelsPanel:
+    """Mixed into `Studio` (uses its config, settings and manager)."""
+
+    config: StudioConfig
+    settings: Settings
+    manager: ModelManager
+
+    def model_rows(self) -> list[ModelRow]:
+        return rows_for(self.config, self.manager, cache=self.settings.model_cache)
+
+    def memory_summary(self) -> str:
+        """'RAM: 1.2 GB of 16.0 GB used by models' for each pool a loaded model uses."""
+        pools = sorted({s.pool for s in self.manager.states() if s.loaded and s.pool}) or ["cpu"]
+        names = {"cpu": "RAM", "cuda": "GPU memory"}
+        return "; ".join(
+            f"{names[p]}: {format_bytes(self.manager.used(p))} of {format_bytes(self.manager.budget(p))} "  # type: ignore[arg-type]
+            "used by models"
+            for p in pools
+        )
+
+    def load_model(self, model_id: str, *, interval: float = 0.25) -> Iterator[str]:
+        """Load a model, yielding progress lines while it loads; StudioError when it cannot load."""
+        self._known(model_id)
+        if model_id in self.manager.loaded():
+            yield f"{model_id} is already loaded"
+            return
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self.manager.preload(model_id)
+            except BaseException as exc:  # reported to the caller below
+                failure.append(exc)
+
+        worker = threading.Thread(target=run, name=f"load-{model_id}", daemon=True)
+        started = time.perf_counter()
+        worker.start()
+        estimate = self.manager.estimate(self.config.model(model_id))
+        while worker.is_alive():
+            size = f" (about {format_bytes(estimate)})" if estimate else ""
+            yield f"loading {model_id}{size}: {time.perf_counter() - started:.1f} s"
+            worker.join(interval)
+        if failure:
+            raise StudioError(f"could not load {model_id}: {failure[0]}") from failure[0]
+        yield f"{model_id} loaded in {self.manager.load_seconds(model_id) or 0.0:.1f} s"
+
+    def unload_model(self, model_id: str) -> str:
+        self._known(model_id)
+        if model_id not in self.manager.loaded():
+            return f"{model_id} is not loaded"
+        if not self.manager.unload(model_id):
+            raise StudioError(f"{model_id} is in use; unload it when its generation has finished")
+        return f"{model_id} unloaded"
+
+    def _known(self, model_id: str) -> None:
+        try:
+            self.config.model(model_id)
+        except KeyError as exc:
+            raise StudioError(exc.args[0]) from None
