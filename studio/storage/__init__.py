@@ -21,26 +21,47 @@ from studio.storage.records import (
     rename_conversation,
     set_rating,
 )
-from studio.storage.tables import Conversation, Generation, Rating, User, utcnow
+from studio.storage.preferences import (
+    CHOICES,
+    delete_generations,
+    delete_preference,
+    preference_rows,
+    rated_rows,
+    rating_counts,
+    set_preference,
+)
+from studio.storage.search import Filters, ensure_search, find_generations
+from studio.storage.tables import Conversation, Generation, Preference, Rating, User, utcnow
 
 __all__ = [
+    "CHOICES",
     "Conversation",
+    "Filters",
     "Generation",
+    "Preference",
     "Rating",
     "User",
     "active_turns",
     "count_generations",
     "create_conversation",
     "delete_conversation",
+    "delete_generations",
+    "delete_preference",
+    "ensure_search",
+    "find_generations",
     "get_conversation",
     "get_generation",
     "get_or_create_user",
     "list_conversations",
     "list_generations",
     "make_engine",
+    "preference_rows",
+    "rated_rows",
+    "rating_counts",
     "ratings_for",
     "record_generation",
     "rename_conversation",
+    "set_preference",
     "set_rating",
     "utcnow",
 ]
