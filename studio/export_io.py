@@ -61,7 +61,8 @@ def _dump(record: dict[str, Any]) -> bytes:
 
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
+        # Via UTF-16: a split surrogate pair joins up again; a lone half becomes U+FFFD.
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     if isinstance(value, list):
         return [_clean(v) for v in value]
     if isinstance(value, dict):
