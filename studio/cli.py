@@ -1,4 +1,4 @@
-"""The `studio` console script: serve, models list/pull, generate, rate; history, export, prefer (cli_library).
+"""The `studio` console script: serve, models list/pull, generate, rate; history, export, prefer.
 
 Owns: argument parsing, turning `--param key=value` into typed values, and printing results for
 people (text) and scripts (`--json`). Every command goes through the same `Studio` service as the UI.

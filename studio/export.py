@@ -97,7 +97,9 @@ def sft(rated: Iterable[Row]) -> Dataset:
         past = row["history"] or []
         if any(m["role"] == "assistant" and (conv, user, m["content"]) in disliked for m in past):
             continue
-        candidates.append((row, [*prompt_messages(row), {"role": "assistant", "content": row["output_text"]}]))
+        candidates.append(
+            (row, [*prompt_messages(row), {"role": "assistant", "content": row["output_text"]}])
+        )
     # Longest first: a turn whose messages begin a kept longer one of its conversation adds nothing.
     candidates.sort(key=lambda item: -len(item[1]))
     covered: set[tuple[Any, ...]] = set()

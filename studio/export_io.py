@@ -119,7 +119,7 @@ def write(
         path = folder / f"{name}.{suffix}"
         (write_parquet if parquet else write_jsonl)(records, path)
         result.files.append(path)
-    for stale in ({"train", "test"} - splits.keys()):  # a previous export's split must not linger
+    for stale in {"train", "test"} - splits.keys():  # a previous export's split must not linger
         (folder / f"{stale}.{suffix}").unlink(missing_ok=True)
     if data.media:
         assert media_root is not None, "media exports need the data folder"
@@ -159,6 +159,12 @@ def dataset_card(data: Dataset, result: ExportResult, suffix: str, filters: str 
         f"- Exported {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{filters}",
     ]
     lines += [f"- Left out: {n} ({why})" for why, n in data.skipped.items()]
-    lines += ["", "```python", "from datasets import load_dataset", "", 'data = load_dataset("path/to/this/folder")']
+    lines += [
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        'data = load_dataset("path/to/this/folder")',
+    ]
     lines += ["```", ""]
     return "\n".join(header + lines)

@@ -279,9 +279,7 @@ class LibraryTab:
                 return False
 
         data = export.build(fmt, rated, prefs, exists=exists)
-        filters = "".join(
-            [f", tab {tab}" if tab else "", f", since {when:%Y-%m-%d}" if when else ""]
-        )
+        filters = "".join([f", tab {tab}" if tab else "", f", since {when:%Y-%m-%d}" if when else ""])
         return export_io.write(
             data,
             out,

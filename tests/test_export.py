@@ -184,7 +184,7 @@ def test_odd_text_survives_jsonl_and_parquet(tmp_path: Path) -> None:
 
 
 def test_nothing_to_export_writes_nothing(tmp_path: Path) -> None:
-    with pytest.raises(StudioError, match="nothing to export as dpo.*needs A/B votes"):
+    with pytest.raises(StudioError, match=r"nothing to export as dpo.*needs A/B votes"):
         export_io.write(export.dpo([row(1, 1)], []), tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(StudioError, match="unknown export format 'csv'"):

@@ -6,6 +6,15 @@ Ignores: models, torch and the UI.
 """
 
 from studio.storage.engine import make_engine
+from studio.storage.preferences import (
+    CHOICES,
+    delete_generations,
+    delete_preference,
+    preference_rows,
+    rated_rows,
+    rating_counts,
+    set_preference,
+)
 from studio.storage.records import (
     active_turns,
     count_generations,
@@ -20,15 +29,6 @@ from studio.storage.records import (
     record_generation,
     rename_conversation,
     set_rating,
-)
-from studio.storage.preferences import (
-    CHOICES,
-    delete_generations,
-    delete_preference,
-    preference_rows,
-    rated_rows,
-    rating_counts,
-    set_preference,
 )
 from studio.storage.search import Filters, ensure_search, find_generations
 from studio.storage.tables import Conversation, Generation, Preference, Rating, User, utcnow

@@ -120,7 +120,8 @@ def rated_rows(
     oldest first (an export's order follows the order things happened)."""
     rating = Rating.__table__.c  # type: ignore[attr-defined]
     query = sa_select(*_COLUMNS, rating.value.label("rating"), rating.reason.label("reason")).join(
-        Rating.__table__, rating.generation_id == Generation.__table__.c.id  # type: ignore[attr-defined]
+        Rating.__table__,  # type: ignore[attr-defined]
+        rating.generation_id == Generation.__table__.c.id,  # type: ignore[attr-defined]
     )
     query = _narrow(query, user_id=user_id, tab=tab, since=since, user_column=rating.user_id)
     return [dict(row) for row in session.execute(query.order_by(rating.generation_id)).mappings()]
@@ -129,9 +130,11 @@ def rated_rows(
 def preference_rows(
     session: Session, *, user_id: int | None = None, tab: str | None = None, since: datetime | None = None
 ) -> list[dict[str, Any]]:
-    """Every A/B vote as {choice, tab, user_id, created_at, a: {generation columns}, b: {...}}, oldest first."""
+    """Every A/B vote as {id, user_id, tab, choice, a: {generation columns}, b: {...}}, oldest first."""
     pref = Preference.__table__.c  # type: ignore[attr-defined]
-    query = sa_select(pref.id, pref.user_id, pref.tab, pref.choice, pref.generation_a_id, pref.generation_b_id)
+    query = sa_select(
+        pref.id, pref.user_id, pref.tab, pref.choice, pref.generation_a_id, pref.generation_b_id
+    )
     query = _narrow(query, user_id=user_id, tab=tab, since=since, user_column=pref.user_id, table=pref)
     votes = list(session.execute(query.order_by(pref.id)).mappings())
     if not votes:
@@ -167,12 +170,17 @@ def _narrow(
     return query
 
 
-def rating_counts(session: Session, *, user_id: int | None = None, tab: str | None = None) -> list[dict[str, Any]]:
+def rating_counts(
+    session: Session, *, user_id: int | None = None, tab: str | None = None
+) -> list[dict[str, Any]]:
     """Thumbs per tab and model: [{tab, model_id, up, down}] (the leaderboard's second half)."""
     gen = Generation.__table__.c  # type: ignore[attr-defined]
     rating = Rating.__table__.c  # type: ignore[attr-defined]
     up = func.sum(case((rating.value > 0, 1), else_=0)).label("up")
     down = func.sum(case((rating.value < 0, 1), else_=0)).label("down")
-    query = sa_select(gen.tab, gen.model_id, up, down).join(Rating.__table__, rating.generation_id == gen.id)
+    query = sa_select(gen.tab, gen.model_id, up, down).join(
+        Rating.__table__,  # type: ignore[attr-defined]
+        rating.generation_id == gen.id,
+    )
     query = _narrow(query, user_id=user_id, tab=tab, since=None, user_column=rating.user_id)
     return [dict(row) for row in session.execute(query.group_by(gen.tab, gen.model_id)).mappings()]

@@ -29,18 +29,22 @@ _SQLITE_DDL = [
     "CREATE VIRTUAL TABLE IF NOT EXISTS generation_fts USING fts5(prompt, output_text, "
     "content='generation', content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
     "CREATE TRIGGER IF NOT EXISTS generation_fts_ai AFTER INSERT ON generation BEGIN "
-    "INSERT INTO generation_fts(rowid, prompt, output_text) VALUES (new.id, new.prompt, new.output_text); END",
+    "INSERT INTO generation_fts(rowid, prompt, output_text) "
+    "VALUES (new.id, new.prompt, new.output_text); END",
     "CREATE TRIGGER IF NOT EXISTS generation_fts_ad AFTER DELETE ON generation BEGIN "
     "INSERT INTO generation_fts(generation_fts, rowid, prompt, output_text) "
     "VALUES ('delete', old.id, old.prompt, old.output_text); END",
     "CREATE TRIGGER IF NOT EXISTS generation_fts_au AFTER UPDATE OF prompt, output_text ON generation BEGIN "
     "INSERT INTO generation_fts(generation_fts, rowid, prompt, output_text) "
     "VALUES ('delete', old.id, old.prompt, old.output_text); "
-    "INSERT INTO generation_fts(rowid, prompt, output_text) VALUES (new.id, new.prompt, new.output_text); END",
+    "INSERT INTO generation_fts(rowid, prompt, output_text) "
+    "VALUES (new.id, new.prompt, new.output_text); END",
 ]
 # The query must repeat this expression exactly for PostgreSQL to use the index. 'simple' = no stemming, no
 # stop words: prompts come in every language.
-_PG_DOCUMENT = "to_tsvector('simple', coalesce(generation.prompt, '') || ' ' || coalesce(generation.output_text, ''))"
+_PG_DOCUMENT = (
+    "to_tsvector('simple', coalesce(generation.prompt, '') || ' ' || coalesce(generation.output_text, ''))"
+)
 _PG_DDL = [f"CREATE INDEX IF NOT EXISTS ix_generation_fts ON generation USING GIN ({_PG_DOCUMENT})"]
 
 
@@ -70,7 +74,7 @@ def ensure_search(engine: Engine) -> None:
             log.info("full-text search index ready (%s)", engine.dialect.name)
 
 
-@event.listens_for(Generation.__table__, "after_create")
+@event.listens_for(Generation.__table__, "after_create")  # type: ignore[attr-defined]
 def _on_create(_table: Any, connection: Connection, **_kw: Any) -> None:
     """A new database gets the index with its `generation` table (inside `create_all`)."""
     _install(connection)
@@ -136,7 +140,9 @@ def _where(session: Session, filters: Filters) -> list[Any]:
         if filters.rating == "unrated":
             clauses.append(col(Generation.id).not_in(voted))
         else:
-            clauses.append(col(Generation.id).in_(voted.where(Rating.value == (1 if filters.rating == "up" else -1))))
+            clauses.append(
+                col(Generation.id).in_(voted.where(Rating.value == (1 if filters.rating == "up" else -1)))
+            )
     return clauses
 
 
