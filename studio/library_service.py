@@ -10,6 +10,8 @@ into export files (studio/export.py, studio/export_io.py). Ignores: Gradio, SQL 
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -123,6 +125,15 @@ class LibraryTab:
             votes = storage.ratings_for(session, generation_ids=[r.id for r in rows if r.id], user_id=uid)
             items = [self._item(row, votes.get(row.id or 0)) for row in rows]
         return LibraryPage(items, total, page, max(1, -(-total // per_page)))
+
+    def library_item(self, generation_id: int, *, user: str | None = None) -> dict[str, Any]:
+        """One generation as the Library lists it (files: the media still on disk, absolute paths)."""
+        studio: Any = self
+        uid = studio.user_id(user)
+        with Session(studio.engine) as session:
+            row = self._owned(session, generation_id, uid)
+            votes = storage.ratings_for(session, generation_ids=[row.id or 0], user_id=uid)
+            return self._item(row, votes.get(row.id or 0)) | {"params": dict(row.params)}
 
     def _item(self, row: storage.Generation, vote: int | None) -> dict[str, Any]:
         files = []
@@ -288,3 +299,10 @@ class LibraryTab:
             test_fraction=fraction,
             filters=f" ({filters[2:]})" if filters else "",
         )
+
+    def export_archive(self, fmt: str, **options: Any) -> tuple[Path, str]:
+        """Export into a fresh temporary folder and zip it, for a browser download: (zip file, summary)."""
+        folder = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"studio-{fmt}"
+        result = self.export(fmt, folder, **options)
+        archive = shutil.make_archive(str(folder), "zip", root_dir=folder)
+        return Path(archive), result.summary().replace(str(folder), f"studio-{fmt}.zip")

@@ -16,6 +16,7 @@ from studio.service import Studio
 from studio.ui.chat import build_chat_tab
 from studio.ui.code import build_code_tab
 from studio.ui.image import build_image_tab
+from studio.ui.library import build_library_tab
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +26,16 @@ TITLE = "Studio"
 def build_app(studio: Studio) -> gr.Blocks:
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
         gr.Markdown(f"## {TITLE}: create with models running on your own machine")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Chat", id="chat"):
                 build_chat_tab(studio, app)
             with gr.Tab("Code", id="code"):
                 build_code_tab(studio, app)
             with gr.Tab("Image", id="image"):
                 build_image_tab(studio, app)
+            # Last: it fills the other tabs' controls (found by elem id) for re-runs and switches tabs.
+            with gr.Tab("Library", id="library"):
+                build_library_tab(studio, app, tabs)
     # One generation at a time per process: every model-running event shares the "gpu" id.
     app.queue(default_concurrency_limit=1, max_size=64)
     return app

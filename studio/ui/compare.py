@@ -99,7 +99,8 @@ def compare_panel(studio: Studio, tab: str) -> None:
             raise gr.Error(str(exc)) from None
         ids = [res_a["generation_id"], res_b["generation_id"]]
         failed = [r["error"] for r in (res_a, res_b) if r["status"] == "error"]
-        note = f"Failed: {'; '.join(failed)}" if failed else "Which is better?"
+        pair_note = f"(#{ids[0]} vs #{ids[1]})"
+        note = f"Failed: {'; '.join(failed)} {pair_note}" if failed else f"Which is better? {pair_note}"
         return _shown(kind, res_a), _shown(kind, res_b), ids, note
 
     run_btn.click(
