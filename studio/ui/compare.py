@@ -74,11 +74,12 @@ def compare_panel(studio: Studio, tab: str) -> None:
         )
         run_btn = gr.Button("Generate A and B", variant="primary", elem_id=f"{tab}-compare-run")
         with gr.Row():
-            out_a = _output(kind, "A", f"{tab}-compare-a")
-            out_b = _output(kind, "B", f"{tab}-compare-b")
+            out_a = _output(kind, "A", f"{tab}-compare-out-a")
+            out_b = _output(kind, "B", f"{tab}-compare-out-b")
         with gr.Row():
             buttons = [
-                gr.Button(label, size="sm", elem_id=f"{tab}-compare-{value}") for label, value in VERDICTS
+                gr.Button(label, size="sm", elem_id=f"{tab}-compare-vote-{value}")
+                for label, value in VERDICTS
             ]
         status = gr.Markdown(elem_id=f"{tab}-compare-status")
 
