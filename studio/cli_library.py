@@ -98,5 +98,5 @@ def _history(studio: Any, args: argparse.Namespace) -> int:
         head = f"{r['generation_id']:>6} {r['created_at']} {r['tab']:<5} {r['model']:<20}"
         print(f"{head} {r['status']:<7} {vote} {text}")
     if page.total > len(page.items):
-        print(f"({len(page.items)} of {page.total}; --limit shows more)")
+        print(f"({len(page.items)} of {page.total_text}; --limit shows more)")
     return 0

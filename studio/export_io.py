@@ -52,11 +52,14 @@ class ExportResult:
         return f"{self.format}: {counts} record(s) in {self.folder}{skipped}"
 
 
+_LINE = orjson.OPT_APPEND_NEWLINE
+
+
 def _dump(record: dict[str, Any]) -> bytes:
     try:
-        return orjson.dumps(record)
+        return orjson.dumps(record, option=_LINE)
     except TypeError:  # a lone surrogate cannot be UTF-8: replace it rather than lose the record
-        return orjson.dumps(_clean(record))
+        return orjson.dumps(_clean(record), option=_LINE)
 
 
 def _clean(value: Any) -> Any:
@@ -71,9 +74,8 @@ def _clean(value: Any) -> Any:
 
 
 def write_jsonl(records: list[dict[str, Any]], path: Path) -> None:
-    with path.open("wb") as out:
-        out.write(b"\n".join(map(_dump, records)))
-        out.write(b"\n")
+    with path.open("wb", buffering=1 << 20) as out:
+        out.writelines(map(_dump, records))
 
 
 def write_parquet(records: list[dict[str, Any]], path: Path) -> None:
@@ -107,10 +109,12 @@ def write(
     if folder.exists() and not folder.is_dir():
         raise StudioError(f"{folder} is a file; give a folder to export into")
     is_test = split(data.keys, test_fraction)
-    splits = {
-        "train": [r for r, test in zip(data.records, is_test, strict=True) if not test],
-        "test": [r for r, test in zip(data.records, is_test, strict=True) if test],
-    }
+    splits = {"train": data.records, "test": []}
+    if any(is_test):
+        splits = {
+            "train": [r for r, test in zip(data.records, is_test, strict=True) if not test],
+            "test": [r for r, test in zip(data.records, is_test, strict=True) if test],
+        }
     splits = {name: records for name, records in splits.items() if records}
     folder.mkdir(parents=True, exist_ok=True)
     suffix = "parquet" if parquet else "jsonl"

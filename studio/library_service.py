@@ -32,9 +32,13 @@ PER_PAGE_MAX = 200
 @dataclass
 class LibraryPage:
     items: list[dict[str, Any]]
-    total: int
+    total: int  # counted up to storage.COUNT_CAP + 1
     page: int
     pages: int
+
+    @property
+    def total_text(self) -> str:
+        return f"more than {storage.COUNT_CAP}" if self.total > storage.COUNT_CAP else str(self.total)
 
 
 def parse_date(value: str | date | datetime | None, what: str = "date") -> datetime | None:
@@ -278,6 +282,21 @@ class LibraryTab:
             raise StudioError(f"the test split must be a number, not {split!r}") from None
         when = parse_date(since, "since")
         uid = None if all_users else studio.user_id(user)
+        with export.paused_gc():
+            return self._export(fmt, out, uid, tab, when, parquet=parquet, fraction=fraction)
+
+    def _export(
+        self,
+        fmt: str,
+        out: str | Path,
+        uid: int | None,
+        tab: str | None,
+        when: datetime | None,
+        *,
+        parquet: bool,
+        fraction: float,
+    ) -> export_io.ExportResult:
+        studio: Any = self
         with Session(studio.engine) as session:
             rated = storage.rated_rows(session, user_id=uid, tab=tab or None, since=when)
             prefs = storage.preference_rows(session, user_id=uid, tab=tab or None, since=when)

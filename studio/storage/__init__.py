@@ -30,11 +30,12 @@ from studio.storage.records import (
     rename_conversation,
     set_rating,
 )
-from studio.storage.search import Filters, ensure_search, find_generations
+from studio.storage.search import COUNT_CAP, Filters, ensure_search, find_generations
 from studio.storage.tables import Conversation, Generation, Preference, Rating, User, utcnow
 
 __all__ = [
     "CHOICES",
+    "COUNT_CAP",
     "Conversation",
     "Filters",
     "Generation",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, event, false, func, or_, text
+from sqlalchemy import Connection, Engine, and_, column, event, false, func, or_, table, text
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
@@ -85,16 +85,20 @@ def words(query: str) -> list[str]:
     return re.findall(r"\w+", query.replace("\x00", " "))
 
 
+def fts_query(found: list[str]) -> str:
+    """Each word quoted: FTS5 operators typed by the user (AND, NEAR, *, :) are plain words here."""
+    return " ".join('"' + word.replace('"', '""') + '"' for word in found)
+
+
 def matches(dialect: str, query: str) -> ColumnElement[bool]:
     """A WHERE clause on `generation` for rows whose prompt or text output contain every word of `query`."""
     found = words(query)
     if not found:
         return false()
     if dialect == "sqlite":
-        # Each word quoted: FTS5 operators typed by the user (AND, NEAR, *, :) are plain words here.
-        fts = " ".join('"' + word.replace('"', '""') + '"' for word in found)
-        clause = "generation.id IN (SELECT rowid FROM generation_fts WHERE generation_fts MATCH :fts_query)"
-        return text(clause).bindparams(fts_query=fts)  # type: ignore[return-value]
+        # Used with a join on generation_fts (find_generations); IN (subquery) would make SQLite list every
+        # match before it could stop at a page (14 ms vs 0.1 ms for a word in every row, 100k rows).
+        return text("generation_fts MATCH :fts_query").bindparams(fts_query=fts_query(found))  # type: ignore[return-value]
     if dialect == "postgresql":
         clause = f"{_PG_DOCUMENT} @@ plainto_tsquery('simple', :ts_query)"
         return text(clause).bindparams(ts_query=" ".join(found))  # type: ignore[return-value]
@@ -104,6 +108,10 @@ def matches(dialect: str, query: str) -> ColumnElement[bool]:
             for word in found
         ]
     )
+
+
+COUNT_CAP = 1000
+_FTS = table("generation_fts", column("rowid"))  # the FTS5 table, for joins (not in SQLModel's metadata)
 
 
 @dataclass
@@ -149,14 +157,20 @@ def _where(session: Session, filters: Filters) -> list[Any]:
 def find_generations(
     session: Session, *, filters: Filters, offset: int = 0, limit: int = 20
 ) -> tuple[list[Generation], int]:
-    """One page of matching generations, newest first, and how many match in all."""
+    """One page of matching generations, newest (highest id) first, and how many match, counted up to
+    COUNT_CAP + 1: past that, "more than COUNT_CAP" is all a person needs and counting costs a full scan."""
     clauses = _where(session, filters)
-    total = session.exec(select(func.count()).select_from(Generation).where(*clauses)).one()
-    query = (
-        select(Generation)
-        .where(*clauses)
-        .order_by(col(Generation.created_at).desc(), col(Generation.id).desc())
-        .offset(offset)
-        .limit(limit)
-    )
-    return list(session.exec(query)), int(total)
+    order = col(Generation.id).desc()
+    query = select(Generation)
+    ids = select(Generation.id)
+    if filters.search and words(filters.search) and session.get_bind().dialect.name == "sqlite":
+        # Driven by the index, in its rowid order: a page of a common word stops after `limit` matches.
+        query = query.join(_FTS, _FTS.c.rowid == Generation.id)
+        ids = ids.join(_FTS, _FTS.c.rowid == Generation.id)
+        order = _FTS.c.rowid.desc()
+    # Ordered like the page, or SQLite may walk every generation and probe the index for each (2.7 s for a
+    # rare word at 100k rows instead of 3 ms).
+    counted = ids.where(*clauses).order_by(order).limit(COUNT_CAP + 1).subquery()
+    total = session.exec(select(func.count()).select_from(counted)).one()
+    page = query.where(*clauses).order_by(order).offset(offset).limit(limit)
+    return list(session.exec(page)), int(total)

@@ -122,7 +122,8 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
              _short(i["text"] or ", ".join(f.rsplit("/", 1)[-1] for f in i["files"]) or (i["error"] or ""))]
             for i in result.items
         ]  # fmt: skip
-        note = f"{result.total} generation(s), page {result.page} of {result.pages}"
+        pages = str(result.pages) if result.total_text.isdigit() else f"{result.pages}+"
+        note = f"{result.total_text} generation(s), page {result.page} of {pages}"
         return (
             pd.DataFrame(rows, columns=COLUMNS),
             [i["generation_id"] for i in result.items],
