@@ -82,7 +82,11 @@ def write_parquet(records: list[dict[str, Any]], path: Path) -> None:
     import pyarrow as pa  # optional: only Parquet exports need it
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.Table.from_pylist(_clean(records)), path)
+    try:
+        frame = pa.Table.from_pylist(records)
+    except (UnicodeError, pa.ArrowException):  # a lone surrogate: replace it rather than lose the record
+        frame = pa.Table.from_pylist(_clean(records))
+    pq.write_table(frame, path)
 
 
 def write(

@@ -299,7 +299,11 @@ class LibraryTab:
         studio: Any = self
         with Session(studio.engine) as session:
             rated = storage.rated_rows(session, user_id=uid, tab=tab or None, since=when)
-            prefs = storage.preference_rows(session, user_id=uid, tab=tab or None, since=when)
+            prefs = (
+                storage.preference_rows(session, user_id=uid, tab=tab or None, since=when)
+                if fmt in ("dpo", "reward", "pickapic")  # sft and kto use votes only
+                else []
+            )
         data_dir = studio.settings.data_dir
 
         def exists(relative: str) -> bool:

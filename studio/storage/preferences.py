@@ -12,15 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from orjson import loads as json_loads  # 5x faster than json on the 300k small values of a 100k-row export
 from sqlalchemy import Text, case, func, type_coerce
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, delete, select, update
-
-try:  # a runtime dependency; 5x faster than json on the 300k small values of a 100k-row export
-    from orjson import loads as json_loads
-except ImportError:  # pragma: no cover
-    from json import loads as json_loads
 
 from studio.storage.tables import Conversation, Generation, Preference, Rating, utcnow
 
