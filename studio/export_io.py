@@ -1,8 +1,9 @@
 """Export files: a `Dataset` (studio/export.py) written as JSONL or Parquet with a dataset card.
 
 Owns: the output folder's layout (`train.jsonl` / `test.jsonl` or `.parquet`, `README.md` whose YAML header
-lets `datasets.load_dataset(folder)` find the splits, `files/` for media), copying media, and writing
-nothing at all when there is nothing to export. Ignores: which records exist (export.py) and the database.
+maps the splits to the files, as on the Hub, and whose body says how to load them, `files/` for media),
+copying media, and writing nothing at all when there is nothing to export.
+Ignores: which records exist (export.py) and the database.
 """
 
 from __future__ import annotations
@@ -164,15 +165,14 @@ def dataset_card(data: Dataset, result: ExportResult, suffix: str, filters: str 
         f"- Models: {', '.join(sorted(data.models))}",
         f"- Tabs: {', '.join(sorted(data.tabs))}",
         f"- Generations from {when}",
+        # To the microsecond: `datasets` keys its cache on the card, and two exports must not share an entry.
         f"- Exported {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{filters}",
     ]
     lines += [f"- Left out: {n} ({why})" for why, n in data.skipped.items()]
-    lines += [
-        "",
-        "```python",
-        "from datasets import load_dataset",
-        "",
-        'data = load_dataset("path/to/this/folder")',
-    ]
-    lines += ["```", ""]
+    kind = "json" if suffix == "jsonl" else suffix
+    files = ", ".join(f'"{name}": "{name}.{suffix}"' for name in result.counts)
+    lines += ["", "```python", "from datasets import load_dataset", "", "# run inside this folder"]
+    # Not load_dataset(folder): datasets 5.2 caches local folders by their name alone, so a second export
+    # into a folder of the same name would load the first one's records.
+    lines += [f'data = load_dataset("{kind}", data_files={{{files}}})', "```", ""]
     return "\n".join(header + lines)

@@ -107,8 +107,11 @@ class LibraryTab:
             raise StudioError(f"rating filter is up, down, unrated or any, not {rating!r}")
         if search is not None and not isinstance(search, str):
             raise StudioError("search must be text")
-        per_page = max(1, min(int(per_page), PER_PAGE_MAX))
-        page = max(1, int(page))
+        try:
+            per_page = max(1, min(int(per_page), PER_PAGE_MAX))
+            page = max(1, int(page))
+        except (TypeError, ValueError):
+            raise StudioError("page and per_page must be whole numbers") from None
         if not getattr(self, "_search_ready", False):  # a database made before the index gets it now
             storage.ensure_search(studio.engine)
             self._search_ready = True

@@ -142,8 +142,17 @@ def test_delete_removes_rows_votes_and_media(studio: Studio) -> None:
         assert s.exec(select(storage.Preference)).all() == [] and s.exec(select(storage.Rating)).all() == []
     with pytest.raises(StudioError, match="does not exist"):
         studio.delete_generations([a["generation_id"]])
-    conv = say(studio, "chat turn")
-    studio.delete_generations([conv.generation_id])
+    first = say(studio, "chat turn")
+    second = say(studio, "second turn", conv=first.conversation_id)
+    studio.delete_generations([first.generation_id])
+    # The kept turn moves up; the next message becomes turn 1, after it.
+    assert [(t.prompt, t.generation_id) for t in studio.conversation(first.conversation_id)] == [
+        ("second turn", second.generation_id)
+    ]
+    third = say(studio, "third turn", conv=first.conversation_id)
+    turns = studio.conversation(first.conversation_id)
+    assert [t.generation_id for t in turns] == [second.generation_id, third.generation_id]
+    studio.delete_generations([second.generation_id, third.generation_id])
     assert studio.conversations() == []  # an emptied conversation goes too
     assert studio.library(search="chat").total == 0
 

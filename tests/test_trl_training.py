@@ -46,15 +46,21 @@ def exports(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> d
         for fmt in ("sft", "kto", "dpo", "reward"):
             out[fmt] = folder / fmt
             studio.export(fmt, out[fmt])
+        out["kto-parquet"] = folder / "kto-parquet"
+        studio.export("kto", out["kto-parquet"], parquet=True)
         return out
     finally:
         studio.close()
 
 
 def _load(folder: Path):
+    """As the dataset card says to. (`load_dataset(folder)` also reads the card's splits, but datasets 5.2
+    caches such folders by name alone: a second `kto` folder would load the first one's records.)"""
     from datasets import load_dataset
 
-    return load_dataset(str(folder))["train"]
+    kind = "parquet" if (folder / "train.parquet").exists() else "json"
+    files = {"train": str(folder / f"train.{kind.replace('json', 'jsonl')}")}
+    return load_dataset(kind, data_files=files, cache_dir=str(folder.parent / "cache"))["train"]
 
 
 def _config(cls: type, tmp_path: Path, **extra):
@@ -102,6 +108,7 @@ def test_exports_load_with_trls_columns(exports: dict[str, Path]) -> None:
     assert sorted(len(m) for m in _load(exports["sft"])["messages"]) == [2, 4]
     kto = _load(exports["kto"])
     assert sorted(kto["label"]) == [False, True, True, True]
+    assert _load(exports["kto-parquet"]).to_list() == kto.to_list()  # Parquet holds the same records
 
 
 def test_one_sft_step(exports: dict[str, Path], tiny_model_dir: Path, tmp_path: Path) -> None:

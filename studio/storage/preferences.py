@@ -89,6 +89,17 @@ def delete_generations(session: Session, *, generation_ids: list[int]) -> list[G
         left = session.exec(select(Generation.id).where(Generation.conversation_id == conv_id)).first()
         if left is None:
             session.exec(delete(Conversation).where(col(Conversation.id) == conv_id))
+            continue
+        # Close the gap a deleted turn leaves, or the next message would share a turn index with a kept turn.
+        active = session.exec(
+            select(Generation)
+            .where(Generation.conversation_id == conv_id, col(Generation.active))
+            .order_by(col(Generation.turn_index), col(Generation.id))
+        )
+        for position, turn in enumerate(active):
+            if turn.turn_index != position:
+                turn.turn_index = position
+                session.add(turn)
     session.commit()
     return rows
 

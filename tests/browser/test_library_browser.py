@@ -24,7 +24,7 @@ def test_vote_compare_search_rerun_and_export(chat, image) -> None:
 
     studio = chat.studio
     # 1. Thumbs up in the Chat tab.
-    row = chat.send("Library browser hello")
+    row = chat.send("Library zebrafinch hello")
     chat.bot_buttons().get_by_role("button", name="Like", exact=True).click()
     chat.wait_until(lambda: ratings(studio).get(row.id, (0,))[0] == 1, "the chat vote")
 
@@ -52,7 +52,7 @@ def test_vote_compare_search_rerun_and_export(chat, image) -> None:
 
     # 4. The Library: search finds the chat turn; vote it down with a reason and a comment.
     page.get_by_role("tab", name="Library", exact=True).click()
-    page.locator("#library-search textarea").fill("browser hello")
+    page.locator("#library-search textarea").fill("zebrafinch")
     page.locator("#library-find").click()
     table = page.locator("#library-table")
     expect(page.locator("#library-count")).to_contain_text("1 generation(s)")
@@ -66,7 +66,7 @@ def test_vote_compare_search_rerun_and_export(chat, image) -> None:
 
     # 5. Re-run with these settings: back in the Chat tab with the prompt in the message box.
     page.locator("#library-rerun").click()
-    expect(page.locator("#message textarea")).to_have_value("Library browser hello")
+    expect(page.locator("#message textarea")).to_have_value("Library zebrafinch hello")
     expect(page.get_by_role("tab", name="Chat", exact=True)).to_have_attribute("aria-selected", "true")
 
     # 6. Export KTO from the Library: a zip with TRL's columns comes back.
