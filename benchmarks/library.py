@@ -128,7 +128,7 @@ def main() -> None:
     print(f"{engine.dialect.name}, {args.rows} generations; {load_note()}")
     t0 = time.perf_counter()
     uid, words = populate(engine, args.rows)
-    print(f"populated in {time.perf_counter() - t0:.1f} s (bulk insert, search index kept by the triggers)")
+    print(f"populated in {time.perf_counter() - t0:.1f} s (bulk insert; the database keeps the search index)")
 
     # -- export ------------------------------------------------------------------------------------
     from studio import Settings, load_config

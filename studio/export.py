@@ -79,8 +79,7 @@ def paused_gc() -> Iterator[None]:
 # -- messages ---------------------------------------------------------------------------------------------
 def prompt_messages(row: Row) -> list[Message]:
     """What the model was sent: system prompt, earlier turns, then the user's prompt."""
-    params, history = row["params"], row["history"]
-    system = params.get("system_prompt") if params else None
+    history, system = row["history"], row["system_prompt"]
     user = {"role": "user", "content": row["prompt"]}
     # History entries are stored as {role, content} already: shared, not copied (this runs once per record).
     if system:
@@ -89,7 +88,7 @@ def prompt_messages(row: Row) -> list[Message]:
 
 
 def _has_context(row: Row) -> bool:
-    return bool(row["history"]) or bool((row["params"] or {}).get("system_prompt"))
+    return bool(row["history"]) or bool(row["system_prompt"])
 
 
 def _is_text(row: Row) -> bool:
@@ -103,7 +102,7 @@ def _is_media(row: Row) -> bool:
 def _context_key(row: Row) -> tuple[Any, ...]:
     """Rows with equal keys answered the same request (prompt, history, system prompt): comparable."""
     history = tuple((m["role"], m["content"]) for m in row["history"] or [])
-    return (row["tab"], row["prompt"], history, (row["params"] or {}).get("system_prompt") or "")
+    return (row["tab"], row["prompt"], history, row["system_prompt"] or "")
 
 
 # -- unpaired formats -------------------------------------------------------------------------------------
@@ -133,8 +132,9 @@ def sft(rated: Iterable[Row]) -> Dataset:
             )
             continue
         if row["conversation_id"] is not None:
-            for end in range(2, len(pairs), 2):
-                covered.add((row["conversation_id"], row["user_id"], pairs[:end]))
+            for end in range(1, len(pairs)):  # every earlier point where the assistant had answered
+                if pairs[end - 1][0] == "assistant":
+                    covered.add((row["conversation_id"], row["user_id"], pairs[:end]))
         data.records.append({"messages": messages})
         data.keys.append(f"g{row['id']}u{row['user_id']}")
         data.saw(row)

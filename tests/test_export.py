@@ -27,7 +27,7 @@ def row(gid: int, rating: int, *, prompt: str = "Q", text: str = "", **extra) ->
         "output_text": text or f"answer {gid}",
         "history": [],
         "files": [],
-        "params": {},
+        "system_prompt": None,
         "conversation_id": gid,
         "turn_index": 0,
         "status": "ok",
@@ -54,7 +54,7 @@ def test_kto_is_standard_without_history_and_skips_failed_runs() -> None:
 
 def test_one_history_or_system_prompt_makes_the_whole_dataset_conversational() -> None:
     history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
-    rows = [row(1, 1), row(2, -1, history=history, params={"system_prompt": "Be brief."}, turn_index=1)]
+    rows = [row(1, 1), row(2, -1, history=history, system_prompt="Be brief.", turn_index=1)]
     data = export.kto(rows)
     assert data.conversational
     assert data.records[0]["prompt"] == [{"role": "user", "content": "Q"}]

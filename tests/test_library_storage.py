@@ -84,7 +84,7 @@ def test_preferences_upsert_by_pair_and_conversations_delete_cleanly(engine: Eng
     with Session(engine, expire_on_commit=False) as s:
         uid = storage.get_or_create_user(s, name="u").id or 0
         conv = storage.create_conversation(s, user_id=uid, title="t", model_id="m")
-        a = add(s, uid, "p", "x", conversation_id=conv.id, turn_index=0)
+        a = add(s, uid, "p", "x", conversation_id=conv.id, turn_index=0, params={"system_prompt": "S"})
         b = add(s, uid, "p", "y")
         storage.set_preference(s, user_id=uid, tab="chat", generation_a_id=a, generation_b_id=b, choice="a")
         storage.set_preference(s, user_id=uid, tab="chat", generation_a_id=b, generation_b_id=a, choice="tie")
@@ -99,7 +99,13 @@ def test_preferences_upsert_by_pair_and_conversations_delete_cleanly(engine: Eng
         storage.set_rating(s, generation_id=a, user_id=uid, value=1, reason="other", comment="c")
         assert storage.rating_counts(s) == [{"tab": "chat", "model_id": "m", "up": 1, "down": 0}]
         [rated] = storage.rated_rows(s, user_id=uid)
-        assert (rated["rating"], rated["reason"], rated["prompt"]) == (1, "other", "p")
+        assert (rated["rating"], rated["reason"], rated["prompt"], rated["system_prompt"]) == (
+            1,
+            "other",
+            "p",
+            "S",
+        )
+        assert rated["history"] == [] and rated["created_at"].year >= 2026
         # The conversation goes with its turn, the turn's vote and the A/B vote naming it.
         assert storage.delete_conversation(s, conversation_id=conv.id or 0, user_id=uid)
         assert s.exec(select(storage.Preference)).all() == [] and storage.rated_rows(s) == []

@@ -27,9 +27,14 @@ def exports(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> d
     settings = Settings.from_env(models_file=write_models(folder, yaml_body), data_dir=folder / "data")
     studio = Studio.from_settings(settings)
     try:
-        *_, first = studio.chat(model_id="tiny", message="Hello, how are you?", params={"seed": 1})
+        *_, first = studio.chat(
+            model_id="tiny", message="Hello, how are you?", params={"seed": 1, "system_prompt": "Be brief."}
+        )
         *_, second = studio.chat(
-            model_id="tiny", message="What is the capital of France?", conversation_id=first.conversation_id
+            model_id="tiny",
+            message="What is the capital of France?",
+            conversation_id=first.conversation_id,
+            params={"system_prompt": "Be brief."},  # the tab sends it with every turn
         )
         studio.rate(first.generation_id, "up")
         studio.rate(second.generation_id, "up", reason="inaccurate", comment="fine")
@@ -105,9 +110,13 @@ def test_exports_load_with_trls_columns(exports: dict[str, Path]) -> None:
         # conversational always (its records hold the prompt).
         assert is_conversational(data[0]) == (fmt != "dpo"), fmt
     # The first turn is inside the liked two-turn conversation; the liked A/B answer stands alone.
-    assert sorted(len(m) for m in _load(exports["sft"])["messages"]) == [2, 4]
+    assert sorted(len(m) for m in _load(exports["sft"])["messages"]) == [2, 5]  # with the system prompt
     kto = _load(exports["kto"])
     assert sorted(kto["label"]) == [False, True, True, True]
+    assert kto[0]["prompt"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hello, how are you?"},
+    ]
     assert _load(exports["kto-parquet"]).to_list() == kto.to_list()  # Parquet holds the same records
 
 

@@ -106,27 +106,29 @@ def delete_generations(session: Session, *, generation_ids: list[int]) -> list[G
 
 # -- flat rows for export and the leaderboard ------------------------------------------------------------
 # JSON and date columns are read as the driver returns them and decoded here: SQLAlchemy's per-value result
-# processing cost more than the whole export (benchmarks/library.py: 1.8 s -> 0.6 s for 100k rows).
-_RAW = ("history", "files", "params", "created_at")
+# processing cost more than the whole export (benchmarks/library.py: 1.8 s -> 0.6 s for 100k rows). Of the
+# parameters only the system prompt matters to an export: the database extracts it (no dict decoded per row).
+_RAW = ("history", "files", "created_at")
+_GEN = Generation.__table__.c  # type: ignore[attr-defined]
 _COLUMNS = [
-    type_coerce(Generation.__table__.c[name], Text).label(name)  # type: ignore[attr-defined]
-    if name in _RAW
-    else Generation.__table__.c[name]  # type: ignore[attr-defined]
-    for name in (
-        "id",
-        "user_id",
-        "tab",
-        "model_id",
-        "prompt",
-        "output_text",
-        "history",
-        "files",
-        "params",
-        "conversation_id",
-        "turn_index",
-        "status",
-        "created_at",
-    )
+    *(
+        type_coerce(_GEN[name], Text).label(name) if name in _RAW else _GEN[name]
+        for name in (
+            "id",
+            "user_id",
+            "tab",
+            "model_id",
+            "prompt",
+            "output_text",
+            "history",
+            "files",
+            "conversation_id",
+            "turn_index",
+            "status",
+            "created_at",
+        )
+    ),
+    _GEN.params["system_prompt"].as_string().label("system_prompt"),
 ]
 
 
@@ -135,7 +137,7 @@ def _plain(result: Any) -> list[dict[str, Any]]:
     keys = list(result.keys())
     rows = [dict(zip(keys, values, strict=True)) for values in result.all()]
     for row in rows:
-        for name in ("history", "files", "params"):
+        for name in ("history", "files"):
             if isinstance(row[name], str):
                 row[name] = json_loads(row[name])
         if isinstance(row["created_at"], str):
