@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 
 from studio.service import Studio
 from studio.ui import build_app, launch
@@ -38,7 +39,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Studio, C
 
 def test_compare_vote_list_leaderboard_and_export(served) -> None:
     studio, client = served
-    a, b, note = client.predict("Name a colour", "fake", 1, "fake-2", 2, True, api_name="/compare_chat")
+    a, b, note = client.predict("Name a colour", "fake", "1", "fake-2", "2", True, api_name="/compare_chat")
     ids = [int(n) for n in re.findall(r"#(\d+)", note)]
     assert (
         a.startswith("echo: Name a colour")
@@ -48,9 +49,11 @@ def test_compare_vote_list_leaderboard_and_export(served) -> None:
     )
     studio.prefer(ids[0], ids[1], "b")
     pic_a, pic_b, note = client.predict(
-        "a fox", "painter", 3, "painter-2", None, True, api_name="/compare_image"
+        "a fox", "painter", "3", "painter-2", "", True, api_name="/compare_image"
     )
     pic_ids = [int(n) for n in re.findall(r"#(\d+)", note)]
+    with pytest.raises(AppError, match="a seed is a whole number"):
+        client.predict("a fox", "painter", "x", "painter-2", "", True, api_name="/compare_image")
     assert Path(pic_a).suffix == ".png" and Path(pic_b).is_file() and len(pic_ids) == 2
     studio.prefer(*pic_ids, "a")
     table, count, page = client.predict("colour", "", "", "", "", 1, api_name="/library")

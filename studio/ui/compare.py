@@ -58,14 +58,14 @@ def compare_panel(studio: Studio, tab: str) -> None:
             model_a = gr.Dropdown(
                 label="Model A", choices=model_choices(models), value=first, elem_id=f"{tab}-compare-model-a"
             )
-            seed_a = gr.Number(
-                label="Seed A (blank = random)", precision=0, value=None, elem_id=f"{tab}-compare-seed-a"
+            seed_a = gr.Textbox(
+                label="Seed A", placeholder="random", max_lines=1, elem_id=f"{tab}-compare-seed-a"
             )
             model_b = gr.Dropdown(
                 label="Model B", choices=model_choices(models), value=second, elem_id=f"{tab}-compare-model-b"
             )
-            seed_b = gr.Number(
-                label="Seed B (blank = random)", precision=0, value=None, elem_id=f"{tab}-compare-seed-b"
+            seed_b = gr.Textbox(
+                label="Seed B", placeholder="random", max_lines=1, elem_id=f"{tab}-compare-seed-b"
             )
         sample = gr.Checkbox(
             value=True,
@@ -84,7 +84,12 @@ def compare_panel(studio: Studio, tab: str) -> None:
         status = gr.Markdown(elem_id=f"{tab}-compare-status")
 
     def side(model: str, seed: Any, sampled: bool) -> dict[str, Any]:
-        params: dict[str, Any] = {} if seed in (None, "") else {"seed": int(seed)}
+        # A textbox, not gr.Number: a Number shows 0 until a page-load event blanks it, and two sides on
+        # seed 0 would give one model the same answer twice.
+        text = str(seed if seed is not None else "").strip()
+        if text and not text.lstrip("-").isdigit():
+            raise gr.Error(f"a seed is a whole number, not {text!r}")
+        params: dict[str, Any] = {"seed": int(text)} if text else {}
         if kind == "text":
             params["do_sample"] = bool(sampled)
         return {"model": model, "params": params}

@@ -87,8 +87,8 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
     with gr.Row():
         reasons = gr.CheckboxGroup(list(REASONS), label="Why (optional)", elem_id="library-reasons")
         comment = gr.Textbox(label="Comment (optional)", max_length=2000, elem_id="library-comment")
-        up_btn = gr.Button("👍", size="sm", elem_id="library-up")
-        down_btn = gr.Button("👎", size="sm", elem_id="library-down")
+        up_btn = gr.Button("👍 Like", size="sm", elem_id="library-up")
+        down_btn = gr.Button("👎 Dislike", size="sm", elem_id="library-down")
         clear_btn = gr.Button("Clear vote", size="sm", elem_id="library-clear-vote")
     with gr.Accordion("Leaderboard", open=False, elem_id="library-leaderboard"):
         board_btn = gr.Button("Refresh", size="sm", elem_id="library-board-refresh")
@@ -265,7 +265,11 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
     def leaderboard(request: gr.Request) -> tuple[Any, Any]:
         rows = studio.leaderboard()
         frame = pd.DataFrame(rows)
-        return frame, frame[["tab", "model", "elo"]] if len(frame) else None
+        if not len(frame):
+            return frame, None
+        # Elo sits near 1000: an axis from 0 would hide every difference.
+        low, high = float(frame["elo"].min()), float(frame["elo"].max())
+        return frame, gr.BarPlot(value=frame[["tab", "model", "elo"]], y_lim=[low - 50, high + 50])
 
     board_btn.click(leaderboard, None, [board, plot], api_name="leaderboard")
 
