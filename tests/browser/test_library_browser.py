@@ -38,8 +38,8 @@ def test_vote_compare_search_rerun_and_export(chat, image) -> None:
     page = chat.page
     page.locator("#chat-compare").get_by_text("Compare A/B").click()
     page.locator("#chat-compare-prompt textarea").fill("Library compare prompt")
-    page.locator("#chat-compare-seed-a textarea").fill("1")
-    page.locator("#chat-compare-seed-b textarea").fill("2")
+    page.locator("#chat-compare-seed-a input").fill("1")
+    page.locator("#chat-compare-seed-b input").fill("2")
     before = chat.generation_count()
     page.locator("#chat-compare-run").click()
     chat.wait_until(lambda: chat.generation_count() == before + 2, "both candidates")
