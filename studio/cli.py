@@ -1,4 +1,4 @@
-"""The `studio` console script: serve, models list/pull, generate, rate, history.
+"""The `studio` console script: serve, models list/pull, generate, rate; history, export, prefer.
 
 Owns: argument parsing, turning `--param key=value` into typed values, and printing results for
 people (text) and scripts (`--json`). Every command goes through the same `Studio` service as the UI.
@@ -19,6 +19,7 @@ import yaml
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+from studio import cli_library
 from studio.config import ConfigError, Settings, load_config
 
 log = logging.getLogger("studio")
@@ -97,10 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     rate.add_argument("generation_id", type=int)
     rate.add_argument("vote", choices=["up", "down", "none"])
 
-    hist = sub.add_parser("history", help="recent generations", parents=[common])
-    hist.add_argument("--limit", type=int, default=20)
-    hist.add_argument("--tab")
-    hist.add_argument("--json", action="store_true")
+    cli_library.add_parsers(sub, common)  # history, export, prefer
     return parser
 
 
@@ -189,16 +187,7 @@ def _with_studio(args: argparse.Namespace, settings: Settings) -> int:
             studio.rate(args.generation_id, None if args.vote == "none" else args.vote)
             print(f"generation {args.generation_id}: {args.vote}")
             return 0
-        rows = studio.history(tab=args.tab, limit=args.limit)
-        if args.json:
-            print(json.dumps(rows, indent=2))
-        else:
-            for r in rows:
-                vote = {1: "+1", -1: "-1"}.get(r["rating"], "  ")
-                text = " ".join(r["prompt"].split())[:60]
-                head = f"{r['generation_id']:>6} {r['created_at']} {r['tab']:<5} {r['model']:<20}"
-                print(f"{head} {r['status']:<7} {vote} {text}")
-        return 0
+        return cli_library.run(studio, args)
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -34,6 +34,7 @@ from studio.backends import (
 from studio.code_service import CodeTab, code_fields
 from studio.config import Settings, StudioConfig, load_config
 from studio.image_service import ImageTab, ImageUpdate
+from studio.library_service import LibraryTab, feedback_fields
 from studio.manager import ModelManager
 from studio.models_service import ModelsPanel, weights_status
 from studio.results import ChatTurn, ChatUpdate, ModelInfo, StudioError
@@ -55,7 +56,7 @@ __all__ = [
 Action = Literal["send", "regenerate", "edit", "continue"]
 
 
-class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel):
+class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
     def __init__(
         self,
         config: StudioConfig,
@@ -356,17 +357,34 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel):
             ):
                 raise StudioError(f"conversation {conversation_id} does not exist")
 
-    def rate(self, generation_id: int, vote: str | int | None, *, user: str | None = None) -> None:
-        """Record 'up' / 'down' (or +1 / -1); None removes the vote. Repeating a vote changes nothing."""
+    def rate(
+        self,
+        generation_id: int,
+        vote: str | int | None,
+        *,
+        user: str | None = None,
+        reason: str | list[str] | None = None,
+        comment: str | None = None,
+    ) -> None:
+        """Record 'up' / 'down' (or +1 / -1) with an optional reason (tags from REASONS) and comment; None
+        removes the vote. Repeating a vote changes nothing; a new one replaces the old with its reason."""
         values: dict[Any, int | None] = {"up": 1, "down": -1, 1: 1, -1: -1, None: None, "none": None}
-        if vote not in values:
+        if isinstance(vote, bool) or vote not in values:
             raise StudioError(f"a vote is 'up', 'down' or none, not {vote!r}")
+        reason, comment = feedback_fields(reason, comment)
         uid = self.user_id(user)
         with Session(self.engine) as session:
             gen = storage.get_generation(session, generation_id=generation_id)
             if gen is None or gen.user_id != uid:
                 raise StudioError(f"generation {generation_id} does not exist")
-            storage.set_rating(session, generation_id=generation_id, user_id=uid, value=values[vote])
+            storage.set_rating(
+                session,
+                generation_id=generation_id,
+                user_id=uid,
+                value=values[vote],
+                reason=reason,
+                comment=comment,
+            )
 
     def rating(self, generation_id: int, *, user: str | None = None) -> int | None:
         """The user's vote on a generation: +1, -1 or None."""

@@ -6,6 +6,15 @@ Ignores: models, torch and the UI.
 """
 
 from studio.storage.engine import make_engine
+from studio.storage.preferences import (
+    CHOICES,
+    delete_generations,
+    delete_preference,
+    preference_rows,
+    rated_rows,
+    rating_counts,
+    set_preference,
+)
 from studio.storage.records import (
     active_turns,
     count_generations,
@@ -21,26 +30,39 @@ from studio.storage.records import (
     rename_conversation,
     set_rating,
 )
-from studio.storage.tables import Conversation, Generation, Rating, User, utcnow
+from studio.storage.search import COUNT_CAP, Filters, find_generations, install_index
+from studio.storage.tables import Conversation, Generation, Preference, Rating, User, utcnow
 
 __all__ = [
+    "CHOICES",
+    "COUNT_CAP",
     "Conversation",
+    "Filters",
     "Generation",
+    "Preference",
     "Rating",
     "User",
     "active_turns",
     "count_generations",
     "create_conversation",
     "delete_conversation",
+    "delete_generations",
+    "delete_preference",
+    "find_generations",
     "get_conversation",
     "get_generation",
     "get_or_create_user",
+    "install_index",
     "list_conversations",
     "list_generations",
     "make_engine",
+    "preference_rows",
+    "rated_rows",
+    "rating_counts",
     "ratings_for",
     "record_generation",
     "rename_conversation",
+    "set_preference",
     "set_rating",
     "utcnow",
 ]

@@ -61,8 +61,17 @@ def _baseline(conn: Connection) -> None:
     """Version 1 is the schema every database had before migrations: nothing to change."""
 
 
+def _preferences_and_search(conn: Connection) -> None:
+    """Version 2 (the Library): A/B votes, and the full-text index over existing generations."""
+    from studio.storage.search import install_index  # search imports tables; keep this module's imports light
+
+    create_table("preference")(conn)
+    install_index(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "baseline: user, conversation, generation, rating", _baseline),
+    Migration(2, "preference table; full-text search index", _preferences_and_search),
 ]
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
-from studio.storage.tables import Conversation, Generation, Rating, User, utcnow
+from studio.storage.tables import Conversation, Generation, Preference, Rating, User, utcnow
 
 
 # -- users -------------------------------------------------------------------------------------
@@ -68,12 +68,17 @@ def rename_conversation(session: Session, *, conversation_id: int, user_id: int,
 
 
 def delete_conversation(session: Session, *, conversation_id: int, user_id: int) -> bool:
-    """Delete a conversation with its generations and their ratings, in one transaction."""
+    """Delete a conversation with its generations, their ratings and A/B votes, in one transaction."""
     conv = get_conversation(session, conversation_id=conversation_id, user_id=user_id)
     if conv is None:
         return False
     gen_ids = select(Generation.id).where(Generation.conversation_id == conversation_id)
     session.exec(delete(Rating).where(col(Rating.generation_id).in_(gen_ids)))
+    session.exec(
+        delete(Preference).where(
+            col(Preference.generation_a_id).in_(gen_ids) | col(Preference.generation_b_id).in_(gen_ids)
+        )
+    )
     session.exec(delete(Generation).where(col(Generation.conversation_id) == conversation_id))
     session.delete(conv)
     session.commit()
@@ -143,8 +148,17 @@ def count_generations(session: Session) -> int:
 
 
 # -- ratings ---------------------------------------------------------------------------------------
-def set_rating(session: Session, *, generation_id: int, user_id: int, value: int | None) -> Rating | None:
-    """Upsert a vote (+1/-1); None removes it. Clicking twice stores one row."""
+def set_rating(
+    session: Session,
+    *,
+    generation_id: int,
+    user_id: int,
+    value: int | None,
+    reason: str | None = None,
+    comment: str | None = None,
+) -> Rating | None:
+    """Upsert a vote (+1/-1) with its optional reason and comment; None removes it. Clicking twice stores
+    one row; a new vote replaces the reason and comment too."""
     existing = session.exec(
         select(Rating).where(Rating.generation_id == generation_id, Rating.user_id == user_id)
     ).first()
@@ -154,9 +168,11 @@ def set_rating(session: Session, *, generation_id: int, user_id: int, value: int
             session.commit()
         return None
     if existing is None:
-        existing = Rating(generation_id=generation_id, user_id=user_id, value=value)
+        existing = Rating(
+            generation_id=generation_id, user_id=user_id, value=value, reason=reason, comment=comment
+        )
     else:
-        existing.value = value
+        existing.value, existing.reason, existing.comment = value, reason, comment
         existing.updated_at = utcnow()
     session.add(existing)
     session.commit()

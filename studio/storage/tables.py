@@ -1,4 +1,4 @@
-"""Storage tables: the schema (user, conversation, generation, rating) as SQLModel classes.
+"""Storage tables: the schema (user, conversation, generation, rating, preference) as SQLModel classes.
 
 Owns: table and column definitions only. Ignores: engines, queries and everything above storage.
 """
@@ -80,5 +80,20 @@ class Rating(SQLModel, table=True):
     value: int  # +1 or -1
     reason: str | None = None
     comment: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Preference(SQLModel, table=True):
+    """One A/B vote: which of two generations of the same prompt a user preferred (one row per pair)."""
+
+    __tablename__ = "preference"
+    __table_args__ = (UniqueConstraint("user_id", "generation_a_id", "generation_b_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    tab: str = Field(index=True)
+    generation_a_id: int = Field(foreign_key="generation.id", index=True)
+    generation_b_id: int = Field(foreign_key="generation.id", index=True)
+    choice: str  # a | b | tie | both_bad
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -17,6 +17,7 @@ from studio.ui.audio import build_audio_tab
 from studio.ui.chat import build_chat_tab
 from studio.ui.code import build_code_tab
 from studio.ui.image import build_image_tab
+from studio.ui.library import build_library_tab
 from studio.ui.models import build_models_tab
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ TITLE = "Studio"
 def build_app(studio: Studio) -> gr.Blocks:
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
         gr.Markdown(f"## {TITLE}: create with models running on your own machine")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Chat", id="chat"):
                 build_chat_tab(studio, app)
             with gr.Tab("Code", id="code"):
@@ -38,6 +39,9 @@ def build_app(studio: Studio) -> gr.Blocks:
                 build_audio_tab(studio, app)
             with gr.Tab("Models", id="models") as models_tab:
                 build_models_tab(studio, app, models_tab)
+            # Last: it fills the other tabs' controls (found by elem id) for re-runs and switches tabs.
+            with gr.Tab("Library", id="library"):
+                build_library_tab(studio, app, tabs)
     # One generation at a time per process: every model-running event shares the "gpu" id.
     app.queue(default_concurrency_limit=1, max_size=64)
     return app

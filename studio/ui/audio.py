@@ -16,6 +16,7 @@ import gradio as gr
 
 from studio.service import Studio, StudioError
 from studio.ui.common import default_model, model_choices, user_of
+from studio.ui.compare import compare_panel
 from studio.ui.image import model_note
 
 # The parameter controls of each section, in the order the handlers (and the /speech, /music APIs) take them.
@@ -240,5 +241,7 @@ def build_audio_tab(studio: Studio, app: gr.Blocks) -> None:
     with gr.Tabs():
         with gr.Tab("Speech", id="speech"):
             _section(studio, app, "speech")
+            compare_panel(studio, "speech")
         with gr.Tab("Music", id="music"):
             _section(studio, app, "music")
+            compare_panel(studio, "music")

@@ -27,6 +27,7 @@ from studio.ui.common import (
     user_of,
     vote_handler,
 )
+from studio.ui.compare import compare_panel
 
 
 def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
@@ -72,7 +73,8 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
                 regen_btn = gr.Button("Regenerate", elem_id="regenerate")
                 continue_btn = gr.Button("Continue", elem_id="continue")
-            sampling = sampling_panel(defaults)
+            sampling = sampling_panel(defaults, "chat")
+            compare_panel(studio, "chat")
 
     def model_defaults(model_id: str) -> list[Any]:
         """Show the chosen model's models.yaml defaults, or its first reply would use the previous model's."""

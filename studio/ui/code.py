@@ -31,6 +31,7 @@ from studio.ui.common import (
     user_of,
     vote_handler,
 )
+from studio.ui.compare import compare_panel
 
 LANGUAGE_CHOICES = [(lang.label, lang.id) for lang in LANGUAGES.values()]
 MODE_CHOICES = [(mode.label, mode.id) for mode in MODES.values()]
@@ -133,7 +134,8 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
                     download = gr.DownloadButton("Download", visible=False, elem_id="code-download")
                 with gr.Column():
                     explanation = gr.Markdown(label="Explanation", elem_id="code-explanation")
-            sampling = sampling_panel(defaults)
+            sampling = sampling_panel(defaults, "code")
+            compare_panel(studio, "code")
 
     mode.input(mode_controls, mode, [text, error, source_language, template], api_visibility="private")
 

@@ -82,23 +82,46 @@ def params_from(values: tuple[Any, ...], system_prompt: str) -> dict[str, Any]:
     return params
 
 
-def sampling_panel(defaults: dict[str, Any]) -> list[Any]:
-    """The Sampling accordion; returns its controls in PARAM_NAMES order."""
+def sampling_panel(defaults: dict[str, Any], prefix: str = "") -> list[Any]:
+    """The Sampling accordion; returns its controls in PARAM_NAMES order (elem ids `<prefix>-<name>`, which
+    the Library's "re-run with these settings" fills in)."""
+
+    def ids(name: str) -> dict[str, Any]:
+        return {"elem_id": f"{prefix}-{name}"} if prefix else {}
+
     with gr.Accordion("Sampling", open=False):
         with gr.Row():
-            do_sample = gr.Checkbox(value=defaults["do_sample"], label="Sample (off = greedy)")
-            num_beams = gr.Slider(1, 8, value=defaults["num_beams"], step=1, label="Beams")
-            seed = gr.Number(value=defaults["seed"], precision=0, label="Seed (blank = random)")
+            do_sample = gr.Checkbox(
+                value=defaults["do_sample"], label="Sample (off = greedy)", **ids("do_sample")
+            )
+            num_beams = gr.Slider(
+                1, 8, value=defaults["num_beams"], step=1, label="Beams", **ids("num_beams")
+            )
+            seed = gr.Number(
+                value=defaults["seed"], precision=0, label="Seed (blank = random)", **ids("seed")
+            )
         with gr.Row():
-            temperature = gr.Slider(0.01, 2.0, value=defaults["temperature"], step=0.01, label="Temperature")
-            top_p = gr.Slider(0.01, 1.0, value=defaults["top_p"], step=0.01, label="Top-p")
-            top_k = gr.Slider(0, 1000, value=defaults["top_k"], step=1, label="Top-k")
+            temperature = gr.Slider(
+                0.01, 2.0, value=defaults["temperature"], step=0.01, label="Temperature", **ids("temperature")
+            )
+            top_p = gr.Slider(0.01, 1.0, value=defaults["top_p"], step=0.01, label="Top-p", **ids("top_p"))
+            top_k = gr.Slider(0, 1000, value=defaults["top_k"], step=1, label="Top-k", **ids("top_k"))
         with gr.Row():
             repetition_penalty = gr.Slider(
-                0.5, 2.0, value=defaults["repetition_penalty"], step=0.01, label="Repetition penalty"
+                0.5,
+                2.0,
+                value=defaults["repetition_penalty"],
+                step=0.01,
+                label="Repetition penalty",
+                **ids("repetition_penalty"),
             )
             max_new_tokens = gr.Slider(
-                1, 4096, value=defaults["max_new_tokens"], step=1, label="Max new tokens"
+                1,
+                4096,
+                value=defaults["max_new_tokens"],
+                step=1,
+                label="Max new tokens",
+                **ids("max_new_tokens"),
             )
     return [do_sample, temperature, top_p, top_k, repetition_penalty, max_new_tokens, num_beams, seed]
 

@@ -15,6 +15,7 @@ import gradio as gr
 
 from studio.service import Studio, StudioError
 from studio.ui.common import default_model, model_choices, user_of
+from studio.ui.compare import compare_panel
 from studio.validation import model_for, params_for
 
 SCHEDULERS = [
@@ -75,13 +76,23 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id="image-prompt")
             negative = gr.Textbox(label="Negative prompt", lines=2, elem_id="image-negative")
             with gr.Row():
-                steps = gr.Slider(1, 150, value=defaults["steps"], step=1, label="Steps")
-                guidance = gr.Slider(0, 30, value=defaults["guidance"], step=0.5, label="Guidance")
+                steps = gr.Slider(
+                    1, 150, value=defaults["steps"], step=1, label="Steps", elem_id="image-steps"
+                )
+                guidance = gr.Slider(
+                    0, 30, value=defaults["guidance"], step=0.5, label="Guidance", elem_id="image-guidance"
+                )
             with gr.Row():
-                width = gr.Slider(64, 2048, value=defaults["width"], step=8, label="Width")
-                height = gr.Slider(64, 2048, value=defaults["height"], step=8, label="Height")
+                width = gr.Slider(
+                    64, 2048, value=defaults["width"], step=8, label="Width", elem_id="image-width"
+                )
+                height = gr.Slider(
+                    64, 2048, value=defaults["height"], step=8, label="Height", elem_id="image-height"
+                )
             with gr.Row():
-                num_images = gr.Slider(1, 8, value=defaults["num_images"], step=1, label="Images")
+                num_images = gr.Slider(
+                    1, 8, value=defaults["num_images"], step=1, label="Images", elem_id="image-num-images"
+                )
                 seed = gr.Number(
                     value=None,
                     precision=0,
@@ -91,7 +102,14 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
                 )  # blanked by the page's load event (below)
             with gr.Accordion("Image to image", open=False):
                 init_image = gr.Image(label="Init image", type="filepath", format="png", elem_id="image-init")
-                strength = gr.Slider(0.05, 1.0, value=defaults["strength"], step=0.05, label="Strength")
+                strength = gr.Slider(
+                    0.05,
+                    1.0,
+                    value=defaults["strength"],
+                    step=0.05,
+                    label="Strength",
+                    elem_id="image-strength",
+                )
             with gr.Accordion("LoRA", open=False):
                 lora = gr.Dropdown(
                     label="LoRA", choices=lora_choices(studio, default), value="", elem_id="image-lora"
@@ -110,6 +128,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
                 reuse_btn = gr.Button("Reuse settings", size="sm", elem_id="image-reuse")
                 init_btn = gr.Button("Use as init image", size="sm", elem_id="image-use-init")
 
+    compare_panel(studio, "image")
     controls = [negative, steps, guidance, width, height, num_images, seed, scheduler]
 
     def refreshed_gallery(user: str | None) -> tuple[list[tuple[str, str]], list[int]]:

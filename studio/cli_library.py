@@ -1,0 +1,102 @@
+"""The Library's commands: `studio history`, `studio export`, `studio prefer`.
+
+Owns: their sub-parsers (`add_parsers`) and running them against a `Studio` (`run`); output for people
+(text) and scripts (`--json`). Ignores: everything the service decides (validation, storage, formats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from studio.export import FORMATS
+
+COMMANDS = ("history", "export", "prefer")
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    hist = sub.add_parser("history", help="past generations, newest first", parents=[common])
+    hist.add_argument("--search", help="only generations whose prompt or text contains these words")
+    hist.add_argument("--tab")
+    hist.add_argument("--model")
+    hist.add_argument("--rating", choices=["up", "down", "unrated"])
+    hist.add_argument("--since", help="a date like 2026-11-01")
+    hist.add_argument("--limit", type=int, default=20)
+    hist.add_argument("--json", action="store_true")
+
+    exp = sub.add_parser("export", help="write ratings and A/B votes as a TRL dataset", parents=[common])
+    exp.add_argument("--format", required=True, choices=FORMATS)
+    exp.add_argument("--out", required=True, help="folder to write (created)")
+    exp.add_argument("--parquet", action="store_true", help="Parquet instead of JSONL")
+    exp.add_argument("--tab")
+    exp.add_argument("--since", help="only generations from this date on (2026-11-01)")
+    exp.add_argument("--split", type=float, default=0.0, help="fraction for a test split, e.g. 0.1")
+    exp.add_argument("--all-users", action="store_true", help="everyone's votes, not only yours")
+    exp.add_argument("--json", action="store_true")
+
+    prefer = sub.add_parser("prefer", help="record an A/B vote: GEN_A beat GEN_B", parents=[common])
+    prefer.add_argument("generation_a", type=int)
+    prefer.add_argument("generation_b", type=int)
+    verdict = prefer.add_mutually_exclusive_group()
+    verdict.add_argument("--tie", action="store_true", help="equally good")
+    verdict.add_argument("--both-bad", action="store_true", help="neither is acceptable")
+
+
+def run(studio: Any, args: argparse.Namespace) -> int:
+    """Run one Library command; StudioError propagates to the caller (exit code 2 there)."""
+    if args.command == "history":
+        return _history(studio, args)
+    if args.command == "export":
+        result = studio.export(
+            args.format,
+            args.out,
+            parquet=args.parquet,
+            tab=args.tab,
+            since=args.since,
+            split=args.split,
+            all_users=args.all_users,
+        )
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "format": result.format,
+                        "folder": str(result.folder),
+                        "counts": result.counts,
+                        "files": [str(p) for p in result.files],
+                        "skipped": result.skipped,
+                    },
+                    indent=2,
+                )
+            )
+        else:
+            print(result.summary())
+        return 0
+    choice = "tie" if args.tie else "both_bad" if args.both_bad else "a"
+    studio.prefer(args.generation_a, args.generation_b, choice)
+    words = {"a": f"{args.generation_a} preferred over {args.generation_b}", "tie": "a tie"}
+    print(f"recorded: {words.get(choice, 'both bad')}")
+    return 0
+
+
+def _history(studio: Any, args: argparse.Namespace) -> int:
+    page = studio.library(
+        search=args.search,
+        tab=args.tab,
+        model=args.model,
+        rating=args.rating,
+        since=args.since,
+        per_page=max(1, args.limit),
+    )
+    if args.json:
+        print(json.dumps(page.items, indent=2, ensure_ascii=False))
+        return 0
+    for r in page.items:
+        vote = {1: "+1", -1: "-1"}.get(r["rating"], "  ")
+        text = " ".join(r["prompt"].split())[:60]
+        head = f"{r['generation_id']:>6} {r['created_at']} {r['tab']:<5} {r['model']:<20}"
+        print(f"{head} {r['status']:<7} {vote} {text}")
+    if page.total > len(page.items):
+        print(f"({len(page.items)} of {page.total_text}; --limit shows more)")
+    return 0

@@ -1,0 +1,135 @@
+"""The A/B compare panel every tab includes with one call: `compare_panel(studio, tab)`.
+
+Owns: two candidates for one prompt side by side (two models, or one model with two seeds: the user picks)
+and the vote on them: A, B, tie or both bad. Text tabs show Markdown, the Image tab pictures, audio tabs
+players. `gr.State` keeps the pair's generation ids only. Ignores: running, storing and validating (the
+service's `compare` and `prefer`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from studio.service import Studio, StudioError
+from studio.ui.common import default_model, model_choices, user_of
+
+AUDIO_TABS = ("audio", "speech", "music")
+VERDICTS = (("A is better", "a"), ("B is better", "b"), ("Tie", "tie"), ("Both bad", "both_bad"))
+
+
+def _kind(tab: str) -> str:
+    return "image" if tab == "image" else "audio" if tab in AUDIO_TABS else "text"
+
+
+def _output(kind: str, label: str, elem_id: str) -> Any:
+    if kind == "image":
+        return gr.Image(label=label, type="filepath", interactive=False, elem_id=elem_id, height=256)
+    if kind == "audio":
+        return gr.Audio(label=label, type="filepath", interactive=False, elem_id=elem_id)
+    return gr.Markdown(label=label, elem_id=elem_id, container=True, min_height=80)
+
+
+def _shown(kind: str, result: dict[str, Any]) -> Any:
+    if result["status"] == "error":
+        return None if kind != "text" else f"**Error:** {result['error']}"
+    if kind == "text":
+        return result["text"] or "*(empty answer)*"
+    return result["files"][0] if result["files"] else None
+
+
+def compare_panel(studio: Studio, tab: str) -> None:
+    """An accordion with the A/B comparison for `tab` (nothing when the tab has no model)."""
+    models = studio.models(tab)
+    if not models:
+        return
+    kind = _kind(tab)
+    first = default_model(models)
+    second = next((m.id for m in models if m.id != first), first)
+    pair = gr.State([])  # [generation id of A, generation id of B]
+    with gr.Accordion("Compare A/B", open=False, elem_id=f"{tab}-compare"):
+        gr.Markdown(
+            "Two answers to one prompt, side by side: pick two models, or one model with two seeds. "
+            "Your verdict becomes a preference pair in the Library's exports."
+        )
+        prompt = gr.Textbox(label="Prompt", lines=2, elem_id=f"{tab}-compare-prompt")
+        with gr.Row():
+            model_a = gr.Dropdown(
+                label="Model A", choices=model_choices(models), value=first, elem_id=f"{tab}-compare-model-a"
+            )
+            seed_a = gr.Textbox(
+                label="Seed A", placeholder="random", max_lines=1, elem_id=f"{tab}-compare-seed-a"
+            )
+            model_b = gr.Dropdown(
+                label="Model B", choices=model_choices(models), value=second, elem_id=f"{tab}-compare-model-b"
+            )
+            seed_b = gr.Textbox(
+                label="Seed B", placeholder="random", max_lines=1, elem_id=f"{tab}-compare-seed-b"
+            )
+        sample = gr.Checkbox(
+            value=True,
+            visible=kind == "text",
+            label="Sample (greedy decoding gives one model the same answer whatever the seed)",
+        )
+        run_btn = gr.Button("Generate A and B", variant="primary", elem_id=f"{tab}-compare-run")
+        with gr.Row():
+            out_a = _output(kind, "A", f"{tab}-compare-out-a")
+            out_b = _output(kind, "B", f"{tab}-compare-out-b")
+        with gr.Row():
+            buttons = [
+                gr.Button(label, size="sm", elem_id=f"{tab}-compare-vote-{value}")
+                for label, value in VERDICTS
+            ]
+        status = gr.Markdown(elem_id=f"{tab}-compare-status")
+
+    def side(model: str, seed: Any, sampled: bool) -> dict[str, Any]:
+        # A textbox, not gr.Number: a Number shows 0 until a page-load event blanks it, and two sides on
+        # seed 0 would give one model the same answer twice.
+        text = str(seed if seed is not None else "").strip()
+        if text and not text.lstrip("-").isdigit():
+            raise gr.Error(f"a seed is a whole number, not {text!r}")
+        params: dict[str, Any] = {"seed": int(text)} if text else {}
+        if kind == "text":
+            params["do_sample"] = bool(sampled)
+        return {"model": model, "params": params}
+
+    def run(
+        text: str, a: str, sa: Any, b: str, sb: Any, sampled: bool, request: gr.Request
+    ) -> tuple[Any, Any, list[int], str]:
+        try:
+            res_a, res_b = studio.compare(
+                tab=tab, prompt=text, a=side(a, sa, sampled), b=side(b, sb, sampled), user=user_of(request)
+            )
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        ids = [res_a["generation_id"], res_b["generation_id"]]
+        failed = [r["error"] for r in (res_a, res_b) if r["status"] == "error"]
+        pair_note = f"(#{ids[0]} vs #{ids[1]})"
+        note = f"Failed: {'; '.join(failed)} {pair_note}" if failed else f"Which is better? {pair_note}"
+        return _shown(kind, res_a), _shown(kind, res_b), ids, note
+
+    run_btn.click(
+        run,
+        [prompt, model_a, seed_a, model_b, seed_b, sample],
+        [out_a, out_b, pair, status],
+        api_name=f"compare_{tab}",
+        concurrency_id="gpu",
+        concurrency_limit=1,
+    )
+
+    def vote(choice: str) -> Any:
+        def handler(ids: list[int], request: gr.Request) -> str:
+            if len(ids) != 2:
+                raise gr.Error("Generate A and B first.")
+            try:
+                studio.prefer(ids[0], ids[1], choice, user=user_of(request))
+            except StudioError as exc:
+                raise gr.Error(str(exc)) from None
+            label = dict((v, k) for k, v in VERDICTS)[choice]
+            return f"Recorded: {label.lower()} (#{ids[0]} vs #{ids[1]}). A new vote on this pair replaces it."
+
+        return handler
+
+    for button, (_, value) in zip(buttons, VERDICTS, strict=True):
+        button.click(vote(value), pair, status, api_visibility="private")

@@ -1,0 +1,110 @@
+"""The Library tab and the A/B panel served for real (fake backends), called through their API endpoints:
+compare, list and search, leaderboard, export as a downloadable zip; and what a re-run fills in."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from studio.service import Studio
+from studio.ui import build_app, launch
+from studio.ui.library import rerun_values
+from tests.test_library import MODELS
+from tests.test_ui_api import free_port
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Studio, Client]]:
+    from studio import Settings
+    from tests.conftest import write_models
+
+    folder = tmp_path_factory.mktemp("served-library")
+    studio = Studio.from_settings(
+        Settings.from_env(models_file=write_models(folder, MODELS), data_dir=folder / "d")
+    )
+    app = build_app(studio)
+    port = free_port()
+    launch(app, studio, host="127.0.0.1", port=port, block=False)
+    yield studio, Client(f"http://127.0.0.1:{port}/", verbose=False)
+    app.close()
+    studio.close()
+
+
+def test_compare_vote_list_leaderboard_and_export(served) -> None:
+    studio, client = served
+    a, b, note = client.predict("Name a colour", "fake", "1", "fake-2", "2", True, api_name="/compare_chat")
+    ids = [int(n) for n in re.findall(r"#(\d+)", note)]
+    assert (
+        a.startswith("echo: Name a colour")
+        and b.startswith("echo:")
+        and len(ids) == 2
+        and note.startswith("Which is better?")
+    )
+    studio.prefer(ids[0], ids[1], "b")
+    pic_a, pic_b, note = client.predict(
+        "a fox", "painter", "3", "painter-2", "", True, api_name="/compare_image"
+    )
+    pic_ids = [int(n) for n in re.findall(r"#(\d+)", note)]
+    with pytest.raises(AppError, match="a seed is a whole number"):
+        client.predict("a fox", "painter", "x", "painter-2", "", True, api_name="/compare_image")
+    assert Path(pic_a).suffix == ".png" and Path(pic_b).is_file() and len(pic_ids) == 2
+    studio.prefer(*pic_ids, "a")
+    table, count, page = client.predict("colour", "", "", "", "", 1, api_name="/library")
+    assert [row[0] for row in table["data"]] == sorted(ids, reverse=True)  # newest first
+    assert count.startswith("2 generation(s)") and page == 1
+    board, _plot = client.predict(api_name="/leaderboard")
+    models = {row[board["headers"].index("model")]: row for row in board["data"]}
+    assert set(models) == {"fake", "fake-2", "painter", "painter-2"}
+    note, archive = client.predict("pickapic", "image", "", 0, False, api_name="/export")
+    assert note.startswith("Exported pickapic: 1 train record(s)")
+    with zipfile.ZipFile(archive) as z:
+        names = set(z.namelist())
+        assert {"train.jsonl", "README.md"} <= names and len([n for n in names if n.endswith(".png")]) == 2
+        record = json.loads(z.read("train.jsonl"))
+        assert record["caption"] == "a fox" and record["label_0"] == 1.0 and record["jpg_0"] in names
+    note, archive = client.predict("sft", "", "", 0, False, api_name="/export")
+    assert note.startswith("nothing to export as sft") and archive is None
+
+
+def test_rerun_fills_the_right_controls() -> None:
+    chat = rerun_values(
+        {"tab": "chat", "model": "m", "prompt": "hi", "params": {"temperature": 0.3, "system_prompt": "S"}}
+    )
+    assert chat == {
+        "chat-temperature": 0.3,
+        "model": "m",
+        "message": "hi",
+        "conversation": None,
+        "system-prompt": "S",
+        "chatbot": [],
+    }
+    code = rerun_values(
+        {
+            "tab": "code",
+            "model": "m",
+            "prompt": "filled template",
+            "params": {"code": {"input": "x", "mode": "fix"}},
+        }
+    )
+    assert code["code-input"] == "x" and code["code-mode"] == "fix" and code["code-model"] == "m"
+    image = rerun_values(
+        {"tab": "image", "model": "p", "prompt": "fox", "params": {"seed": 7, "negative_prompt": "blur"}}
+    )
+    assert image == {
+        "image-model": "p",
+        "image-prompt": "fox",
+        "image-seed": 7,
+        "image-negative": "blur",
+        "image-num-images": 1,
+    }
+    assert rerun_values({"tab": "speech", "model": "v", "prompt": "say", "params": {}}) == {
+        "speech-model": "v",
+        "speech-prompt": "say",
+    }
