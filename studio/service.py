@@ -1,8 +1,10 @@
 """Studio: the service the UI and the CLI call, and nothing else does.
 
 Owns: validating input (for browser and API callers alike), running a backend through the manager,
-accumulating streamed output, writing exactly one generation row per turn (failures and stops
-included) and the chat operations built on that: send, regenerate, edit, continue, rate.
+accumulating streamed output, writing exactly one generation row per turn (begun as "running" in a
+short commit, finished in another; failures and stops included), who may see what (each user their
+own rows; an admin every user's, for exports) and the chat operations built on that: send,
+regenerate, edit, continue, rate.
 Ignores: Gradio types, SQL details (storage) and model internals (backends).
 """
 
@@ -17,10 +19,9 @@ from typing import Any, Literal
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from studio import sources, storage
+from studio import faults, sources, storage
 from studio.backends import (
     BackendContext,
-    BackendError,
     Message,
     Notice,
     Request,
@@ -58,6 +59,11 @@ class Studio(CodeTab, ImageTab):
         )
         self._user_ids: dict[str, int] = {}
         self._runs: dict[str, threading.Event] = {}
+        # Set by `studio serve --auth`: who is an admin. Without accounts the one local user owns everything.
+        self.accounts: Any = None
+        with Session(self.engine) as session:
+            if interrupted := storage.mark_interrupted(session):
+                log.warning("%d generation(s) cut off by the last shutdown: marked interrupted", interrupted)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Studio:
@@ -86,6 +92,10 @@ class Studio(CodeTab, ImageTab):
     def check_prompt(message: Any) -> str:
         """Raise StudioError for a message `chat` would refuse (lets the UI refuse before queueing)."""
         return prompt_text(message)
+
+    def is_admin(self, user: str | None) -> bool:
+        """May this user read every user's data (exports)? The single local user may."""
+        return self.accounts is None or bool(self.accounts.is_admin(user))
 
     def user_id(self, name: str | None) -> int:
         name = name or "local"
@@ -179,7 +189,9 @@ class Studio(CodeTab, ImageTab):
         started = time.perf_counter()
         first_token: float | None = None
         status, error = "error", None
+        fatal: BaseException | None = None
         key = run_key or f"run-{id(request)}"
+        self._begin(row)
         self._runs[key] = request.stop
         try:
             if spec.id not in self.manager.loaded():
@@ -210,13 +222,7 @@ class Studio(CodeTab, ImageTab):
             status, error = "stopped", "the browser stopped listening"
             raise
         except Exception as exc:
-            status, error = "error", str(exc) or type(exc).__name__
-            log.warning(
-                "generation with %s failed: %s",
-                spec.id,
-                error,
-                exc_info=not isinstance(exc, (ValueError, BackendError)),
-            )
+            status, error, fatal = "error", *faults.handle(exc, self.manager, spec.id)
         finally:
             self._runs.pop(key, None)
             row.output_text = prefix + "".join(pieces)
@@ -224,6 +230,8 @@ class Studio(CodeTab, ImageTab):
             row.duration_ms = (time.perf_counter() - started) * 1000
             row.first_token_ms = (first_token - started) * 1000 if first_token else None
             saved = self._save(row, supersede)
+            if fatal is not None:
+                faults.exit_for_supervisor(fatal)
         yield ChatUpdate(
             row.output_text,
             done=True,
@@ -233,6 +241,11 @@ class Studio(CodeTab, ImageTab):
             error=error,
             notices=notices,
         )
+
+    def _begin(self, row: storage.Generation) -> None:
+        """Store the row as "running" before the model starts (a short commit of its own)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            storage.begin_generation(session, generation=row)
 
     def _save(self, row: storage.Generation, supersede: int | None) -> storage.Generation:
         with Session(self.engine, expire_on_commit=False) as session:
@@ -244,7 +257,7 @@ class Studio(CodeTab, ImageTab):
                     session, user_id=row.user_id, title=title, model_id=row.model_id, tab=row.tab
                 )
                 row.conversation_id = conv.id
-            return storage.record_generation(session, generation=row, supersede_from=supersede)
+            return storage.finish_generation(session, generation=row, supersede_from=supersede)
 
     def cancel(self, run_key: str) -> bool:
         """Ask a running generation to stop at its next token; True when one was running."""
