@@ -69,7 +69,7 @@ def load_users(path: Path) -> dict[str, Account]:
     except (OSError, ValueError) as exc:
         raise UsersError(f"cannot read users file {path}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("users"), dict):
-        raise UsersError(f"users file {path}: expected {{\"users\": {{name: account}}}}")
+        raise UsersError(f'users file {path}: expected {{"users": {{name: account}}}}')
     accounts = {}
     for name, entry in data["users"].items():
         try:

@@ -1,4 +1,4 @@
-"""The `studio` console script: serve, models list/pull, generate, rate, history.
+"""The `studio` console script: serve, models list/pull, generate, rate, history (users, backup: cli_admin).
 
 Owns: argument parsing, turning `--param key=value` into typed values, and printing results for
 people (text) and scripts (`--json`). Every command goes through the same `Studio` service as the UI.
@@ -19,6 +19,7 @@ import yaml
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+from studio import cli_admin
 from studio.config import ConfigError, Settings, load_config
 
 log = logging.getLogger("studio")
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=int(os.environ.get("STUDIO_PORT", "7860")))
     serve.add_argument("--no-preload", action="store_true", help="do not warm the default chat model")
+    cli_admin.add_serve_flags(serve)
 
     models = sub.add_parser("models", help="list or fetch models", parents=[common]).add_subparsers(
         dest="models_command", required=True
@@ -92,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     hist.add_argument("--limit", type=int, default=20)
     hist.add_argument("--tab")
     hist.add_argument("--json", action="store_true")
+    cli_admin.add_parsers(sub, common)
     return parser
 
 
@@ -108,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "models":
             return _models(args, settings)
+        if args.command in ("users", "backup"):
+            return cli_admin.run(args, settings)
+        if args.command == "serve":
+            stop, args.accounts = cli_admin.serve_guard(args, settings)
+            if stop is not None:
+                return stop
         return _with_studio(args, settings)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -212,7 +221,11 @@ def _serve(studio: Any, args: argparse.Namespace) -> int:
     app = build_app(studio)
     warm = _import_model_libraries if args.no_preload else _warm_default_chat_model
     threading.Thread(target=warm, args=(studio,), daemon=True).start()
-    launch(app, studio, host=args.host, port=args.port, block=True)
+    _, local_url, share_url = launch(
+        app, studio, host=args.host, port=args.port, block=False, accounts=args.accounts, share=args.share
+    )
+    cli_admin.print_links(local_url, share_url, args.share)
+    app.block_thread()
     return 0
 
 

@@ -195,20 +195,23 @@ class ImageTab:
                 raise
             return [(row.id or 0, path) for row, path in zip(rows, written, strict=True)]
 
-    def media_owner(self, path: str | Path) -> int | None:
-        """The user id owning a stored media file (None when no generation lists it): for the file route."""
+    def media_access(self, user: str | None, path: Path) -> bool:
+        """May this user fetch this file through the web server's file route?
+
+        A generated media file (its name starts with its generation id) only by its owner, wherever it
+        lies (the media folder or Gradio's cache of outputs); other files in the media folder by nobody;
+        anything else is left to Gradio's checks (uploads and outputs under hash-named folders).
+        """
         studio: Any = self
-        resolved = Path(path).resolve()
-        try:
-            relative = str(resolved.relative_to(studio.settings.data_dir.resolve()))
-        except ValueError:
-            return None
-        generation_id = images.media_generation_id(resolved.name)
+        in_media = path.is_relative_to(studio.settings.media_dir.resolve())
+        generation_id = images.media_generation_id(path.name)
         if generation_id is None:
-            return None
+            return not in_media
         with Session(studio.engine) as session:
             row = storage.get_generation(session, generation_id=generation_id)
-            return row.user_id if row is not None and relative in row.files else None
+        if row is None or not any(Path(f).name == path.name for f in row.files):
+            return not in_media
+        return row.user_id == studio.user_id(user)
 
     def media_path(self, relative: str) -> Path:
         """The absolute path of a stored media file (rows keep paths relative to the data dir)."""
