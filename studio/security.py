@@ -140,7 +140,11 @@ class Guard:
         if refusal is None and self._is_login(scope) and self.policy.logins is not None:
             send = _counting_failures(send, self.policy.logins, self._login_key(scope))
         if refusal is None:
-            if self.policy.auth and scope.get("path") == "/" and self._user(scope, HTTPConnection(scope)) is None:
+            if (
+                self.policy.auth
+                and scope.get("path") == "/"
+                and self._user(scope, HTTPConnection(scope)) is None
+            ):
                 send = _without_api_info(send)  # Gradio's login page embeds the whole API description
             await self.app(scope, receive, send)
             return

@@ -58,7 +58,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     users = folder / "users.json"
     for name, password in PASSWORDS.items():
         add_user(users, name, password, admin=name == "carol")
-    settings = Settings.from_env(models_file=write_models(folder, FAKE_MODELS + IMAGE_MODEL), data_dir=folder / "d")
+    settings = Settings.from_env(
+        models_file=write_models(folder, FAKE_MODELS + IMAGE_MODEL), data_dir=folder / "d"
+    )
     studio = Studio.from_settings(settings)
     app = build_app(studio)
     port = free_port()
@@ -99,7 +101,16 @@ def all_routes(routes: list[Any]) -> Iterator[Any]:
 
 
 def test_anonymous_requests_are_refused_on_every_route(served: Served) -> None:
-    public = {"/", "/login", "/login/", "/logout", "/favicon.ico", "/theme.css", "/robots.txt", "/manifest.json"}
+    public = {
+        "/",
+        "/login",
+        "/login/",
+        "/logout",
+        "/favicon.ico",
+        "/theme.css",
+        "/robots.txt",
+        "/manifest.json",
+    }
     checked = 0
     with httpx.Client(base_url=served.url, timeout=30) as anon:
         for route in all_routes(served.app.routes):
@@ -111,7 +122,9 @@ def test_anonymous_requests_are_refused_on_every_route(served: Served) -> None:
                 continue
             for method in sorted(methods - {"HEAD", "OPTIONS"}):
                 reply = anon.request(method, concrete(path), json={})
-                assert reply.status_code in (401, 404), f"{method} {path}: {reply.status_code} {reply.text[:200]}"
+                assert reply.status_code in (401, 404), (
+                    f"{method} {path}: {reply.status_code} {reply.text[:200]}"
+                )
                 checked += 1
         # The API and file routes by name, with real arguments.
         for method, path in [
@@ -236,7 +249,9 @@ def test_user_b_gets_nothing_of_user_a_through_any_endpoint(served: Served) -> N
     assert studio.rating(generation, user="alice") == 1
     assert [t.prompt for t in studio.conversation(chat_id, user="alice")] == ["alice's secret plan"]
     assert dict(studio.conversations(user="alice"))[chat_id] == "alice's secret plan"
-    assert "secret" not in repr(studio.conversations(user="bob") + studio.conversations(user="bob", tab="code"))
+    assert "secret" not in repr(
+        studio.conversations(user="bob") + studio.conversations(user="bob", tab="code")
+    )
     assert all("secret" not in h["prompt"] for h in studio.history(user="bob", limit=1000))
     assert not studio.is_admin("bob") and studio.is_admin("carol")
 
@@ -260,5 +275,10 @@ def test_a_flood_of_events_from_one_user_is_slowed_down_others_are_not(served: S
 
 def test_monitoring_and_proxy_routes_are_closed(served: Served) -> None:
     alice = login(served, "alice")
-    for path in ["/monitoring", "/gradio_api/monitoring", "/gradio_api/proxy=http://127.0.0.1:1/", "/gradio_api/runs"]:
+    for path in [
+        "/monitoring",
+        "/gradio_api/monitoring",
+        "/gradio_api/proxy=http://127.0.0.1:1/",
+        "/gradio_api/runs",
+    ]:
         assert alice.get(path).status_code == 404, path
