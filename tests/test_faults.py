@@ -7,6 +7,7 @@ subprocesses on loopback (tests/faults_server.py); the database is a real SQLite
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -18,7 +19,7 @@ import time
 from collections.abc import Iterator
 from http.client import HTTPConnection
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from sqlmodel import Session, select
@@ -64,7 +65,7 @@ class Zygote:
 class Server:
     """A tests/faults_server.py process over one data dir (forked by the zygote, or started anew)."""
 
-    started: list[Server] = []  # killed at the end of each test, whatever happened
+    started: ClassVar[list[Server]] = []  # killed at the end of each test, whatever happened
 
     def __init__(self, folder: Path, zygote: Zygote | None = None) -> None:
         port_file = folder / f"port-{time.monotonic_ns()}"
@@ -191,7 +192,13 @@ def test_kill_9_during_vote_bursts_loses_no_acknowledged_vote(server_dir: Path) 
         server = Server(server_dir, zygote)
         todo = iter(order)
 
-        def client(server: Server = server, todo: Iterator[int] = todo, acked: list[int] = acked) -> None:
+        def client(
+            server: Server = server,
+            todo: Iterator[int] = todo,
+            acked: list[int] = acked,
+            lock: threading.Lock = lock,
+            vote: str = vote,
+        ) -> None:
             conn = HTTPConnection("127.0.0.1", server.port, timeout=30)
             try:
                 while True:
@@ -253,18 +260,14 @@ def _running(studio: Studio) -> bool:
 
 
 def _quietly(fn: Any, *args: Any) -> None:
-    try:
+    with contextlib.suppress(OSError):
         fn(*args)
-    except OSError:
-        pass
 
 
 def test_an_unrecoverable_gpu_error_exits_non_zero_after_recording_the_turn(server_dir: Path) -> None:
     server = Server(server_dir)
-    try:
+    with contextlib.suppress(OSError):  # the process ends without answering
         server.post("/chat?prompt=hello&model=fatal")
-    except OSError:
-        pass  # the process ended without answering
     assert server.proc is not None and server.proc.wait(timeout=30) == faults.FATAL_EXIT_CODE
     restarted = Studio.from_settings(settings_of(server_dir))
     (turn,) = restarted.history()
