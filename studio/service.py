@@ -350,7 +350,7 @@ class Studio(CodeTab, ImageTab):
     def rate(self, generation_id: int, vote: str | int | None, *, user: str | None = None) -> None:
         """Record 'up' / 'down' (or +1 / -1); None removes the vote. Repeating a vote changes nothing."""
         values: dict[Any, int | None] = {"up": 1, "down": -1, 1: 1, -1: -1, None: None, "none": None}
-        if vote not in values:
+        if not isinstance(vote, (str, int, type(None))) or vote not in values:
             raise StudioError(f"a vote is 'up', 'down' or none, not {vote!r}")
         uid = self.user_id(user)
         with Session(self.engine) as session:

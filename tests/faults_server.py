@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -84,6 +85,23 @@ def main(models: str, data_dir: str, port_file: str) -> None:
     server.serve_forever()
 
 
+def gradio(models: str, data_dir: str, port_file: str) -> None:
+    """The real Gradio app (no logins, no rate limit) in its own process, for the load test."""
+    from studio.ui import build_app, launch
+
+    studio = Studio.from_settings(Settings.from_env(models_file=models, data_dir=data_dir))
+    studio.user_id(None)
+    app = build_app(studio)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    launch(app, studio, host="127.0.0.1", port=port, block=False, queue_size=256, rate_limit=None)
+    tmp = Path(port_file + ".tmp")
+    tmp.write_text(str(port))
+    tmp.rename(port_file)
+    app.block_thread()
+
+
 def zygote() -> None:
     """Imports done once; every line on stdin forks a fresh server process (the tests kill it with -9)."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # killed children are reaped at once
@@ -101,5 +119,7 @@ def zygote() -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "--zygote":
         zygote()
+    elif sys.argv[1] == "--gradio":
+        gradio(*sys.argv[2:5])
     else:
         main(*sys.argv[1:4])
