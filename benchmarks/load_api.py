@@ -9,13 +9,13 @@ exactly once with no "database is locked". The test tier runs the same check wit
 
 from __future__ import annotations
 
-import _common  # noqa: F401  (first: offline, stable environment)
-
 import argparse
 import logging
 import sys
 import tempfile
 from pathlib import Path
+
+import _common  # noqa: F401  (first: offline, stable environment)
 
 
 def main() -> int:
@@ -56,7 +56,7 @@ def main() -> int:
             app.close()
             studio.close()
     turns = args.clients * args.turns
-    print(f"| API clients x turns | turns | seconds | turns/s | ms/turn | errors | 'database is locked' |")
+    print("| API clients x turns | turns | seconds | turns/s | ms/turn | errors | 'database is locked' |")
     print("|---|---|---|---|---|---|---|")
     print(
         f"| {args.clients} x {args.turns} | {turns} | {seconds:.1f} | {turns / seconds:.1f} | "

@@ -137,7 +137,9 @@ def test_fifty_api_clients_at_once_lose_and_double_nothing(
 
 
 @pytest.mark.tiny
-def test_concurrent_clients_on_a_real_tiny_model(served: tuple[Studio, str], caplog: pytest.LogCaptureFixture) -> None:
+def test_concurrent_clients_on_a_real_tiny_model(
+    served: tuple[Studio, str], caplog: pytest.LogCaptureFixture
+) -> None:
     studio, url = served
     caplog.set_level(logging.WARNING)
     conversations, errors, seconds = run_clients(url, "tiny", clients=5, turns=4)

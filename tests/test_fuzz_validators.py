@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from studio import cli, images
-from studio.auth import UserStore, UsersError, add_user
+from studio.auth import UsersError, UserStore, add_user
 from studio.backends.params import ChatParams, ImageParams
 from studio.code_service import code_settings
 from studio.config import ConfigError, load_config
@@ -39,7 +39,9 @@ scalars = st.one_of(
     st.text(max_size=30),
     st.binary(max_size=10),
 )
-values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=5), scalars, max_size=3))
+values = st.one_of(
+    scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=5), scalars, max_size=3)
+)
 chat_names = st.sampled_from([*ChatParams.model_fields, "bogus", ""])
 image_names = st.sampled_from([*ImageParams.model_fields, "bogus"])
 
@@ -164,7 +166,9 @@ def test_models_yaml(tmp_path_factory: pytest.TempPathFactory, body: str) -> Non
 
 
 @FUZZ
-@given(st.one_of(st.binary(max_size=200), st.builds(lambda b: b"\x89PNG\r\n\x1a\n" + b, st.binary(max_size=100))))
+@given(
+    st.one_of(st.binary(max_size=200), st.builds(lambda b: b"\x89PNG\r\n\x1a\n" + b, st.binary(max_size=100)))
+)
 def test_init_images(data: bytes) -> None:
     try:
         image = images.load_init_image(data)
@@ -196,7 +200,9 @@ def test_cli_params(text: str) -> None:
 
 @FUZZ
 @given(st.text(max_size=70), st.text(max_size=20))
-def test_account_names_and_passwords(tmp_path_factory: pytest.TempPathFactory, name: str, password: str) -> None:
+def test_account_names_and_passwords(
+    tmp_path_factory: pytest.TempPathFactory, name: str, password: str
+) -> None:
     path = tmp_path_factory.mktemp("users") / "users.json"
     try:
         add_user(path, name, password)
@@ -232,7 +238,11 @@ def test_file_route_paths(tmp_path_factory: pytest.TempPathFactory, tail: str) -
     data = Path("/tmp/fuzz-data").resolve()
     policy = GuardPolicy(auth=False, data_dir=data, media_dir=data / "media", media_allowed=lambda u, p: True)
     guard = Guard(lambda *a: None, policy)  # type: ignore[arg-type]
-    for prefix in ("/gradio_api/file=", "/gradio_api/file=/tmp/fuzz-data/", "/gradio_api/file=/tmp/fuzz-data/media/"):
+    for prefix in (
+        "/gradio_api/file=",
+        "/gradio_api/file=/tmp/fuzz-data/",
+        "/gradio_api/file=/tmp/fuzz-data/media/",
+    ):
         refusal = asyncio.run(guard._check_file(prefix + tail, None))
         target = Path(prefix.split("=", 1)[1] + tail.replace("\x00", ""))
         if refusal is None and "\x00" not in tail:
