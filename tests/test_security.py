@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,3 +283,28 @@ def test_monitoring_and_proxy_routes_are_closed(served: Served) -> None:
         "/gradio_api/runs",
     ]:
         assert alice.get(path).status_code == 404, path
+
+
+def test_a_full_queue_answers_busy_retry(tmp_path: Path) -> None:
+    settings = Settings.from_env(models_file=write_models(tmp_path, FAKE_MODELS), data_dir=tmp_path / "d")
+    studio = Studio.from_settings(settings)
+    app = build_app(studio)
+    port = free_port()
+    launch(app, studio, host="127.0.0.1", port=port, block=False, queue_size=1, rate_limit=None)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        slow = [False, 0.7, 0.9, 50, 1.0, 200, 1, None]  # about 1 s of the fake's SLOW words
+        running = client.submit("SLOW one", None, "fake", "", *slow, api_name="/chat")
+        deadline = time.monotonic() + 20
+        while not studio._runs and time.monotonic() < deadline:  # the first job holds the GPU slot
+            time.sleep(0.01)
+        waiting = client.submit("SLOW two", None, "fake", "", *slow, api_name="/chat")
+        time.sleep(0.3)
+        with pytest.raises(Exception, match=r"(?i)queue is full"):
+            client.predict("three", None, "fake", "", *SAMPLING, api_name="/chat")
+        running.result(timeout=60)
+        waiting.result(timeout=60)
+        assert client.predict("four", None, "fake", "", *SAMPLING, api_name="/chat")  # room again
+    finally:
+        app.close()
+        studio.close()
