@@ -1,7 +1,7 @@
 """HTML and script in a model's answer, in a real browser behind a login: shown or dropped, never run.
 
-Its own server (logins on, through `studio.ui.launch` and the guard middleware) and its own Chromium, so
-it does not need the tiny models the other browser tests share. The model is a stand-in that answers
+Its own server (logins on, through `studio.ui.launch` and the guard middleware), in the tier's shared
+Chromium. The model is a stand-in that answers
 with hostile markup; the page is checked for any sign it ran (a global set, a dialog, a live element).
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 from studio.backends import Backend, Request, TextDelta, register, unregister
 from studio.backends.params import ChatParams
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from tests.browser.conftest import CHROMIUM
 
 pytest.importorskip("playwright.sync_api", reason="the browser tier needs the playwright package (dev extra)")
 pytestmark = [
@@ -50,7 +50,7 @@ class HostileChat(Backend):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+def xss_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
     from studio import Settings
     from studio.auth import UserStore, add_user
     from studio.service import Studio
@@ -78,28 +78,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]
         unregister(HostileChat.kind)
 
 
-@pytest.fixture(scope="module")
-def page(server: tuple[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("profile")),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-        )
-        context.set_default_timeout(TIMEOUT_MS)
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
+@pytest.fixture
+def page(browser_context: Any) -> Iterator[Any]:
+    """A page of the tier's shared Chromium (one Playwright per session: a second one cannot start)."""
+    page = browser_context.new_page()
+    try:
+        yield page
+    finally:
+        page.close()
 
 
-def test_html_and_script_in_model_output_are_not_executed(server: tuple[str, Any], page: Any) -> None:
+def test_html_and_script_in_model_output_are_not_executed(xss_server: tuple[str, Any], page: Any) -> None:
     from playwright.sync_api import expect
 
-    url, studio = server
+    url, studio = xss_server
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(url)
