@@ -142,6 +142,7 @@ class Guard:
         if refusal is None:
             if (
                 self.policy.auth
+                and scope.get("method") == "GET"
                 and scope.get("path") == "/"
                 and self._user(scope, HTTPConnection(scope)) is None
             ):
