@@ -233,9 +233,10 @@ def test_kill_9_during_vote_bursts_loses_no_acknowledged_vote(server_dir: Path) 
 
 
 def test_kill_9_mid_generation_is_marked_interrupted_after_restart(server_dir: Path) -> None:
+    # Opened before the turn starts: a Studio marks running turns interrupted when it starts.
+    studio = Studio.from_settings(settings_of(server_dir))
     server = Server(server_dir)
     threading.Thread(target=lambda: _quietly(server.post, "/chat?prompt=SLOW%20story"), daemon=True).start()
-    studio = Studio.from_settings(settings_of(server_dir))
     deadline = time.monotonic() + 30
     while not _running(studio):
         assert time.monotonic() < deadline, "the generation never started"
