@@ -61,9 +61,6 @@ class Studio(CodeTab, ImageTab):
         self._runs: dict[str, threading.Event] = {}
         # Set by `studio serve --auth`: who is an admin. Without accounts the one local user owns everything.
         self.accounts: Any = None
-        with Session(self.engine) as session:
-            if interrupted := storage.mark_interrupted(session):
-                log.warning("%d generation(s) cut off by the last shutdown: marked interrupted", interrupted)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Studio:
@@ -92,6 +89,18 @@ class Studio(CodeTab, ImageTab):
     def check_prompt(message: Any) -> str:
         """Raise StudioError for a message `chat` would refuse (lets the UI refuse before queueing)."""
         return prompt_text(message)
+
+    def recover_interrupted(self) -> int:
+        """When the server starts: turns still "running" were cut off by a crash; mark them interrupted.
+
+        Only the serving process does this (not every CLI command), so a `studio history` run beside a
+        server never marks the server's turns in progress.
+        """
+        with Session(self.engine) as session:
+            count = storage.mark_interrupted(session)
+        if count:
+            log.warning("%d generation(s) cut off by the last shutdown: marked interrupted", count)
+        return count
 
     def is_admin(self, user: str | None) -> bool:
         """May this user read every user's data (exports)? The single local user may."""

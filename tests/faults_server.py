@@ -50,6 +50,7 @@ class FatalChat(Backend):
 
 def main(models: str, data_dir: str, port_file: str) -> None:
     studio = Studio.from_settings(Settings.from_env(models_file=models, data_dir=data_dir))
+    studio.recover_interrupted()  # as `studio serve` does when it starts
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

@@ -233,7 +233,6 @@ def test_kill_9_during_vote_bursts_loses_no_acknowledged_vote(server_dir: Path) 
 
 
 def test_kill_9_mid_generation_is_marked_interrupted_after_restart(server_dir: Path) -> None:
-    # Opened before the turn starts: a Studio marks running turns interrupted when it starts.
     studio = Studio.from_settings(settings_of(server_dir))
     server = Server(server_dir)
     threading.Thread(target=lambda: _quietly(server.post, "/chat?prompt=SLOW%20story"), daemon=True).start()
@@ -242,8 +241,10 @@ def test_kill_9_mid_generation_is_marked_interrupted_after_restart(server_dir: P
         assert time.monotonic() < deadline, "the generation never started"
         time.sleep(0.02)
     server.kill()
+    assert _running(studio), "a CLI-style Studio beside the server marks nothing"
     studio.close()
-    restarted = Studio.from_settings(settings_of(server_dir))  # start-up marks leftovers
+    Server(server_dir)  # the restart marks the leftover
+    restarted = Studio.from_settings(settings_of(server_dir))
     with Session(restarted.engine) as session:
         (row,) = session.exec(select(storage.Generation)).all()
     assert row.status == "interrupted" and "stopped while" in (row.error or "")
@@ -342,3 +343,21 @@ def test_backup_while_writing_is_a_consistent_copy(fake_studio: Studio, tmp_path
     assert copy.execute("SELECT count(*) FROM generation").fetchone()[0] >= 2000
     copy.close()
     assert backup(fake_studio.settings, tmp_path / "copy.db") == 2  # never overwrites
+
+
+def test_a_turn_is_stored_running_at_its_start_and_shown_only_once_finished(fake_studio: Studio) -> None:
+    updates = fake_studio.chat(
+        model_id="fake", message="SLOW tale", params={"max_new_tokens": 4096}, run_key="k"
+    )
+    next(updates)  # the first words: the turn has begun
+    with Session(fake_studio.engine) as session:
+        (row,) = storage.list_generations(session, include_running=True)
+        assert row.status == "running" and not row.active and row.prompt == "SLOW tale"
+        assert storage.count_generations(session) == 0  # readers see finished turns only
+    assert fake_studio.history() == [] and fake_studio.conversations() == []
+    assert fake_studio.cancel("k")
+    *_, final = updates
+    assert final.status == "stopped" and final.generation_id == row.id
+    (turn,) = fake_studio.conversation(final.conversation_id or 0)
+    assert turn.generation_id == row.id and turn.status == "stopped"
+    assert fake_studio.recover_interrupted() == 0  # nothing left running

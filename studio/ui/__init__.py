@@ -59,6 +59,7 @@ def launch(
     `rate_limit` is a `studio.security.RateLimiter`, None for none, or "env" for $STUDIO_RATE_LIMIT.
     """
     studio.accounts = accounts
+    studio.recover_interrupted()
     if queue_size is not None:
         app.queue(default_concurrency_limit=1, max_size=queue_size)
     policy = security.policy_for(studio, auth=accounts is not None, rate_limit=rate_limit)
