@@ -118,10 +118,10 @@ class GuardPolicy:
         return {urlsplit(o.strip()).netloc or o.strip() for o in raw.split(",") if o.strip()}
 
 
-def rate_from_env(auth: bool) -> RateLimiter | None:
-    """The per-user limit: $STUDIO_RATE_LIMIT events a minute (0 = off); on by default with auth."""
+def rate_from_env(on_by_default: bool) -> RateLimiter | None:
+    """The per-user limit: $STUDIO_RATE_LIMIT events a minute (0 = off); else the default when asked."""
     raw = os.environ.get(RATE_ENV)
-    per_minute = float(raw) if raw else (DEFAULT_RATE if auth else 0)
+    per_minute = float(raw) if raw else (DEFAULT_RATE if on_by_default else 0)
     return RateLimiter(per_minute) if per_minute > 0 else None
 
 
@@ -290,7 +290,9 @@ def blocked_paths(studio: Any) -> list[str]:
     return blocked
 
 
-def policy_for(studio: Any, *, auth: bool, rate_limit: Any = "env") -> GuardPolicy:
+def policy_for(studio: Any, *, auth: bool, exposed: bool = False, rate_limit: Any = "env") -> GuardPolicy:
+    """The guard's rules for this studio; the rate limit is on by default with logins or when exposed
+    (a share link or a non-loopback address), keyed by user, or by address for anonymous callers."""
     settings = studio.settings
     settings.media_dir.mkdir(parents=True, exist_ok=True)
     return GuardPolicy(
@@ -299,6 +301,6 @@ def policy_for(studio: Any, *, auth: bool, rate_limit: Any = "env") -> GuardPoli
         media_dir=settings.media_dir.resolve(),
         protected=[Path(p).resolve() for p in blocked_paths(studio)],
         media_allowed=studio.media_access,
-        rate=rate_from_env(auth) if rate_limit == "env" else rate_limit,
+        rate=rate_from_env(auth or exposed) if rate_limit == "env" else rate_limit,
         origins=GuardPolicy.origins_from_env(),
     )

@@ -62,7 +62,8 @@ def launch(
     studio.recover_interrupted()
     if queue_size is not None:
         app.queue(default_concurrency_limit=1, max_size=queue_size)
-    policy = security.policy_for(studio, auth=accounts is not None, rate_limit=rate_limit)
+    exposed = share or host not in ("127.0.0.1", "localhost", "::1")
+    policy = security.policy_for(studio, auth=accounts is not None, exposed=exposed, rate_limit=rate_limit)
     result = app.launch(
         server_name=host,
         server_port=port,
