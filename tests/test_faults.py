@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import pytest
 from sqlmodel import Session, select
 
-from studio import Settings, faults, storage
+from studio import Settings, cli, faults, storage
 from studio.backends import Backend, Request, TextDelta, register, unregister
 from studio.backends.params import ChatParams
 from studio.cli_admin import backup
@@ -343,6 +343,8 @@ def test_backup_while_writing_is_a_consistent_copy(fake_studio: Studio, tmp_path
     assert copy.execute("SELECT count(*) FROM generation").fetchone()[0] >= 2000
     copy.close()
     assert backup(fake_studio.settings, tmp_path / "copy.db") == 2  # never overwrites
+    data_dir = str(fake_studio.settings.data_dir)
+    assert cli.main(["backup", str(tmp_path / "again.db"), "--data-dir", data_dir]) == 0
 
 
 def test_a_turn_is_stored_running_at_its_start_and_shown_only_once_finished(fake_studio: Studio) -> None:
