@@ -91,11 +91,8 @@ class Studio(CodeTab, ImageTab):
         return prompt_text(message)
 
     def recover_interrupted(self) -> int:
-        """When the server starts: turns still "running" were cut off by a crash; mark them interrupted.
-
-        Only the serving process does this (not every CLI command), so a `studio history` run beside a
-        server never marks the server's turns in progress.
-        """
+        """At server start (not in CLI commands, which may run beside a server): mark turns a crash left
+        "running" as interrupted."""
         with Session(self.engine) as session:
             count = storage.mark_interrupted(session)
         if count:
@@ -251,8 +248,7 @@ class Studio(CodeTab, ImageTab):
             notices=notices,
         )
 
-    def _begin(self, row: storage.Generation) -> None:
-        """Store the row as "running" before the model starts (a short commit of its own)."""
+    def _begin(self, row: storage.Generation) -> None:  # "running", in a short commit of its own
         with Session(self.engine, expire_on_commit=False) as session:
             storage.begin_generation(session, generation=row)
 
