@@ -104,23 +104,19 @@ def build_tiny_musicgen(
     max_positions: int = 64,
     hidden_size: int = 16,
     layers: int = 2,
+    melody: bool = False,
 ) -> Path:
     """Save a tiny random-weight MusicGen (text encoder, EnCodec, decoder) + tokenizer into `folder`.
 
     EnCodec downsamples by 10 x 10, so 8 kHz audio is 80 frames a second, and the decoder has
     `max_positions` positions: its window is under a second, so continuation is exercised in a short test.
-    `hidden_size` and `layers` size the decoder (benchmarks use a larger one).
+    `hidden_size` and `layers` size the decoder (benchmarks use a larger one). `melody=True` builds a
+    MusicGen-Melody model (chroma conditioning, 32 chroma frames of 256 samples) with the extractor settings
+    in `preprocessor_config.json`, written as data because transformers' melody extractor needs torchaudio.
     """
     import torch
-    from transformers import (
-        EncodecConfig,
-        EncodecFeatureExtractor,
-        MusicgenConfig,
-        MusicgenDecoderConfig,
-        MusicgenForConditionalGeneration,
-        MusicgenProcessor,
-        T5Config,
-    )
+    import transformers
+    from transformers import EncodecConfig, EncodecFeatureExtractor, MusicgenProcessor, T5Config
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -152,7 +148,8 @@ def build_tiny_musicgen(
         compress=2,
         num_lstm_layers=1,
     )
-    decoder_config = MusicgenDecoderConfig(
+    prefix = "MusicgenMelody" if melody else "Musicgen"
+    decoder_config = getattr(transformers, f"{prefix}DecoderConfig")(
         vocab_size=64,
         hidden_size=hidden_size,
         num_hidden_layers=layers,
@@ -163,13 +160,17 @@ def build_tiny_musicgen(
         pad_token_id=64,
         bos_token_id=64,
         audio_channels=1,
+        # The default 0.02 leaves a random decoder deaf to its conditioning (the sinusoidal positions dominate
+        # every logit); the melody test needs the chroma prefix to steer what is sampled.
+        **({"initializer_factor": 0.5} if melody else {}),
     )
-    config = MusicgenConfig(
-        text_encoder=text_config.to_dict(),
-        audio_encoder=audio_config.to_dict(),
-        decoder=decoder_config.to_dict(),
-    )
-    model = MusicgenForConditionalGeneration(config)
+    parts = {
+        "text_encoder": text_config.to_dict(),
+        "audio_encoder": audio_config.to_dict(),
+        "decoder": decoder_config.to_dict(),
+    }
+    config = getattr(transformers, f"{prefix}Config")(**parts, **({"chroma_length": 32} if melody else {}))
+    model = getattr(transformers, f"{prefix}ForConditionalGeneration")(config)
     with torch.no_grad():  # EnCodec's codebooks start as zeros (k-means fills them in training): every code
         for name, buffer in model.audio_encoder.named_buffers():  # would decode to the same sound
             if name.endswith("codebook.embed") or name.endswith("codebook.embed_avg"):
@@ -179,6 +180,22 @@ def build_tiny_musicgen(
     model.generation_config.do_sample = True
     model.generation_config.max_length = max_positions
     model.save_pretrained(folder)
+    if melody:
+        extractor = {
+            "feature_extractor_type": "MusicgenMelodyFeatureExtractor",
+            "processor_class": "MusicgenMelodyProcessor",
+            "feature_size": 12,
+            "num_chroma": 12,
+            "sampling_rate": sampling_rate,
+            "n_fft": 1024,
+            "hop_length": 256,
+            "chunk_length": 30,
+            "padding_value": 0.0,
+            "return_attention_mask": True,
+            "stem_indices": [3, 2],
+        }
+        (folder / "preprocessor_config.json").write_text(json.dumps(extractor, indent=1), encoding="utf-8")
+        return folder
     processor = MusicgenProcessor(
         feature_extractor=EncodecFeatureExtractor(sampling_rate=sampling_rate), tokenizer=tokenizer
     )
