@@ -10,8 +10,12 @@ Ignores: Gradio types, SQL details (storage) and model internals (backends).
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +67,17 @@ class Clip:
     sample_rate: int
     seed: int | None
     rating: int | None
+
+
+_writers: list[ThreadPoolExecutor] = []  # one shared, lazily started pool: idle threads cost nothing
+_writers_lock = threading.Lock()
+
+
+def _writer() -> ThreadPoolExecutor:
+    with _writers_lock:
+        if not _writers:
+            _writers.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="audio-save"))
+        return _writers[0]
 
 
 def audio_text(text: Any, tab: str) -> str:
@@ -228,14 +243,22 @@ class AudioTab:
                 return storage.record_generation(session, generation=row), []
         folder = studio.settings.media_dir / "audio" / datetime.now(UTC).strftime("%Y-%m-%d")
         written: list[Path] = []
+        # The WAV's write + fsync (the largest fixed cost, I/O wait) runs in a worker thread while this one
+        # inserts the row and draws the picture (drawing in a worker too was slower: both need the GIL).
+        # The WAV is renamed into place, and the row naming it committed, only once its bytes are on disk.
+        temp = folder / f".{secrets.token_hex(8)}.wav.tmp"
+        pending = _writer().submit(audio.write_wav, output.audio, output.sample_rate, temp)
         try:
             with Session(studio.engine, expire_on_commit=False) as session:
                 session.add(row)
                 session.flush()  # the id names the files
                 name = audio.media_name(row.id or 0, "")
-                wav = audio.save_wav(output.audio, output.sample_rate, folder / f"{name}.wav")
-                written.append(wav)
-                written.append(audio.waveform_png(output.audio, folder / f"{name}.png"))
+                picture = audio.waveform_png(output.audio, folder / f"{name}.png")
+                written.append(picture)
+                pending.result()
+                wav = folder / f"{name}.wav"
+                os.replace(temp, wav)
+                written.insert(0, wav)
                 row.files = [str(p.relative_to(studio.settings.data_dir)) for p in written]
                 row.params = {
                     **values,
@@ -245,7 +268,8 @@ class AudioTab:
                 session.commit()
                 return row, written
         except Exception as exc:  # e.g. a full disk: no file without a row, and the job is still recorded
-            for path in written:
+            wait([pending])
+            for path in [temp, *written]:
                 path.unlink(missing_ok=True)
             log.warning("could not save the %s clip: %s", tab, exc)
             failed = storage.Generation(

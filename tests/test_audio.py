@@ -277,13 +277,20 @@ def test_stop_ends_a_clip_and_stores_it_as_stopped(studio: Studio) -> None:
     assert not studio.cancel("k1")  # the run is over
 
 
+@pytest.mark.parametrize(
+    "step", ["waveform_png", "write_wav"]
+)  # the picture (this thread), the WAV (a worker)
 def test_a_failed_save_is_recorded_and_leaves_no_file(
-    studio: Studio, monkeypatch: pytest.MonkeyPatch
+    studio: Studio, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
+    real = getattr(audio, step)
+
     def full_disk(*args: object, **kwargs: object) -> Path:
+        if step == "write_wav":  # it leaves its temporary file to the caller (the picture cleans up itself)
+            real(*args, **kwargs)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(audio, "waveform_png", full_disk)
+    monkeypatch.setattr(audio, step, full_disk)
     final = list(studio.speech(model_id="voice", text="hello there", params={"seed": 1}))[-1]
     assert final.status == "error" and "could not be saved" in (final.error or "") and final.file is None
     (row,) = _rows(studio)
