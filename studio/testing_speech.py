@@ -217,7 +217,7 @@ def build_tiny_speecht5(folder: str | Path, *, seed: int = 0, sampling_rate: int
         upsample_kernel_sizes=[8, 8],
         resblock_kernel_sizes=[3],
         resblock_dilation_sizes=[[1, 3]],
-        initializer_range=0.3,  # the default 0.01 makes a random vocoder's output quieter than 16-bit's last step
+        initializer_range=0.3,  # at 0.01 a random vocoder is quieter than 16-bit audio's smallest step
     )
     SpeechT5HifiGan(vocoder).save_pretrained(folder / "vocoder")
     for name, speaker_seed in (("a", 1), ("b", 2)):
