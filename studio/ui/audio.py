@@ -45,7 +45,9 @@ def _speech_controls(defaults: dict[str, Any]) -> list[Any]:
 
 def _music_controls(defaults: dict[str, Any]) -> list[Any]:
     with gr.Row():
-        duration = gr.Slider(1, 300, value=defaults["duration"], step=0.5, label="Duration (s)")
+        duration = gr.Slider(
+            1, 300, value=defaults["duration"], step=0.5, label="Duration (s)", elem_id="music-duration"
+        )
         guidance = gr.Slider(0, 20, value=defaults["guidance"], step=0.5, label="Guidance")
     with gr.Row():
         temperature = gr.Slider(0.05, 2.0, value=defaults["temperature"], step=0.05, label="Temperature")
