@@ -35,6 +35,10 @@ IMAGE_MODEL = """
     backend: fake-image
     source: fake/painter
     defaults: {steps: 2, width: 64, height: 64}
+  - id: hibari-heart
+    tabs: [speech]
+    backend: hibari-tts
+    source: pip:hibari-tts==0.2.1#hibari/assets/hibari.onnx
 """
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22", "carol": "carol-password-3"}
 
@@ -190,6 +194,17 @@ def test_file_routes_refuse_traversal_private_files_and_other_users_media(served
     own = alice.get(f"/gradio_api/file={alice_picture}")
     assert own.status_code == 200 and own.content.startswith(b"\x89PNG")
     assert login(served, "bob").get(f"/gradio_api/file={bob_picture}").status_code == 200
+
+
+def test_audio_clips_and_their_pictures_are_only_for_their_owner(served: Served) -> None:
+    final = list(served.studio.speech(model_id="hibari-heart", text="Hello Bob.", user="alice"))[-1]
+    assert final.status == "ok", final.error
+    assert final.file is not None and final.picture is not None
+    alice, bob = login(served, "alice"), login(served, "bob")
+    for path, magic in ((final.file, b"RIFF"), (final.picture, b"\x89PNG")):
+        own = alice.get(f"/gradio_api/file={path}")
+        assert own.status_code == 200 and own.content.startswith(magic)
+        assert bob.get(f"/gradio_api/file={path}").status_code in (403, 404)
 
 
 def test_gradio_cached_copies_of_a_picture_are_only_for_its_owner(served: Served) -> None:
