@@ -1,6 +1,7 @@
 """Many API clients at once against a served studio, over Gradio's queue protocol (raw HTTP + SSE).
 
-Run as a separate process (`python -m tests.api_clients URL CLIENTS TURNS MODEL`, prints JSON), so the
+Run as a separate process (`python -m tests.api_clients URL CLIENTS TURNS MODEL [http|gradio_client]`,
+prints JSON; `gradio_client` runs tests/test_faults_load.py's `gradio_client` clients instead), so the
 clients do not share the server's interpreter lock: in one process they and the server take turns on one
 core. Each client is one Gradio session (its own `session_hash`, as a browser tab or `gradio_client.Client`
 has) holding one conversation through `/chat`: join the queue, read the event's SSE stream to its
@@ -82,5 +83,10 @@ def run_clients(url: str, model: str, clients: int, turns: int) -> tuple[list[in
 
 if __name__ == "__main__":
     url, clients, turns, model = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    conversations, errors, seconds = run_clients(url, model, clients, turns)
+    if sys.argv[5:] == ["gradio_client"]:
+        from tests.test_faults_load import run_clients as run_gradio_clients
+
+        conversations, errors, seconds = run_gradio_clients(url, model, clients, turns)
+    else:
+        conversations, errors, seconds = run_clients(url, model, clients, turns)
     print(json.dumps({"conversations": conversations, "errors": errors, "seconds": seconds}))
