@@ -5,7 +5,7 @@ security guard, a real SQLite file) on a free loopback port, the fake chat backe
 a separate process (tests/api_clients.py: one Gradio session each, raw queue protocol) start together,
 each holding one conversation of 20 turns through `/chat`. Then: exactly 1000 stored turns, none doubled,
 each conversation's turns in order, every turn "ok", no client error and no "database is locked" in the
-server's logs or the clients' output. Bounded: the clients get 120 s in all (about 40 s here).
+server's logs or the clients' output. Bounded: the clients get 120 s in all (37-46 s here).
 """
 
 from __future__ import annotations
