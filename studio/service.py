@@ -198,10 +198,13 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
         status, error = "error", None
         key = run_key or f"run-{id(request)}"
         self._runs[key] = request.stop
+        turn = self.manager.line_up(spec.id)  # first come, first served on its device (remote: at once)
         try:
+            for waiting in turn.waiting(request.stop):
+                yield ChatUpdate(prefix, conversation_id=row.conversation_id, notices=[waiting.capitalize()])
             if spec.id not in self.manager.loaded():
                 yield ChatUpdate(prefix, status="loading", conversation_id=row.conversation_id)
-            with self.manager.use(spec.id) as backend:
+            with self.manager.use(spec.id, turn=turn, stop=request.stop) as backend:
                 stream = backend.generate(request)
                 try:
                     for event in stream:
@@ -235,6 +238,7 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
                 exc_info=not isinstance(exc, (ValueError, BackendError)),
             )
         finally:
+            turn.release()  # also when the stream was closed while waiting for its turn
             self._runs.pop(key, None)
             row.output_text = prefix + "".join(pieces)
             row.status, row.error, row.notices = status, error, notices
