@@ -55,15 +55,17 @@ class Turn:
         return self._line.wait(self, timeout, stop)
 
     def waiting(self, stop: threading.Event | None = None) -> Iterator[str]:
-        """While the turn has not come, every REPORT_EVERY_S: 'waiting for the GPU: 2 jobs ahead'. When
-        `stop` is set meanwhile the job leaves the line and the iteration ends."""
-        while not self.wait(REPORT_EVERY_S, stop):
+        """While the turn has not come, at once and then every REPORT_EVERY_S: 'Waiting for the GPU: 2 jobs
+        ahead'. When `stop` is set meanwhile the job leaves the line and the iteration ends."""
+        timeout = 0.0
+        while not self.wait(timeout, stop):
+            timeout = REPORT_EVERY_S
             if self.state == "done" or (stop is not None and stop.is_set()):
                 self.release()
                 return
             ahead = self.ahead()
             device = _DEVICE_NAMES.get(self._line.name if self._line else "", "the device")
-            yield f"waiting for {device}: {ahead} job{'s' if ahead != 1 else ''} ahead"
+            yield f"Waiting for {device}: {ahead} job{'s' if ahead != 1 else ''} ahead"
 
     def release(self) -> None:
         if self._line is not None:

@@ -201,7 +201,7 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
         turn = self.manager.line_up(spec.id)  # first come, first served on its device (remote: at once)
         try:
             for waiting in turn.waiting(request.stop):
-                yield ChatUpdate(prefix, conversation_id=row.conversation_id, notices=[waiting.capitalize()])
+                yield ChatUpdate(prefix, conversation_id=row.conversation_id, notices=[waiting])
             if spec.id not in self.manager.loaded():
                 yield ChatUpdate(prefix, status="loading", conversation_id=row.conversation_id)
             with self.manager.use(spec.id, turn=turn, stop=request.stop) as backend:
