@@ -135,7 +135,9 @@ def test_waiting_local_jobs_start_in_arrival_order_across_models(make_studio) ->
     workers = []
     for i, prompt in enumerate(order):
         model = "ab"[i % 2]  # alternate the two local models: arrival decides, not the model
-        workers.append(in_thread(lambda p=prompt, m=model: results.update({p: chat_final(studio, m, p).status})))
+        workers.append(
+            in_thread(lambda p=prompt, m=model: results.update({p: chat_final(studio, m, p).status}))
+        )
         until(lambda n=i + 1: studio.manager.jobs("cpu") == (1, n), f"{prompt} to line up")
     Gated.gate.set()
     for worker in [holder, *workers]:
@@ -150,7 +152,9 @@ def test_a_waiting_job_shows_its_place_in_the_line(make_studio) -> None:
     studio = make_studio(QUEUE_MODELS)
     updates, _ = hold(studio)
     seen: list[str] = []
-    waiter = in_thread(lambda: seen.extend(" ".join(u.notices) for u in studio.chat(model_id="b", message="x")))
+    waiter = in_thread(
+        lambda: seen.extend(" ".join(u.notices) for u in studio.chat(model_id="b", message="x"))
+    )
     until(lambda: any(s.startswith("Waiting") for s in seen), "a waiting notice")
     assert "Waiting for the CPU: 1 job ahead" in seen
     Gated.gate.set()
@@ -253,7 +257,9 @@ def test_the_setting_comes_from_models_yaml_or_the_environment(
     with pytest.raises(BackendError, match="STUDIO_JOBS_PER_DEVICE must be a whole number from 1 to 64"):
         manager()
     with pytest.raises(ConfigError, match="jobs_per_device"):
-        load_config(write_models(tmp_path, QUEUE_MODELS.replace("models:\n", "jobs_per_device: 0\nmodels:\n")))
+        load_config(
+            write_models(tmp_path, QUEUE_MODELS.replace("models:\n", "jobs_per_device: 0\nmodels:\n"))
+        )
 
 
 def test_device_line_slots_and_release_are_exact() -> None:
