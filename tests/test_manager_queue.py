@@ -296,6 +296,38 @@ def served(tmp_path: Path) -> Iterator[tuple[Studio, str]]:
     studio.close()
 
 
+def test_every_model_running_event_shares_the_generation_queue(make_studio) -> None:
+    """A tab left on its own queue of one would again make remote requests wait behind local ones."""
+    from studio.ui import build_app
+    from studio.ui.common import PARALLEL_RUNS
+    from tests import test_audio  # noqa: F401  (registers the fake speech and music backends)
+
+    more = "".join(
+        f"  - {{id: {mid}, tabs: [{tab}], backend: fake-{kind}, source: fake/{mid}}}\n"
+        for mid, tab, kind in (
+            ("painter", "image", "image"),
+            ("voice", "speech", "speech"),
+            ("band", "music", "music"),
+        )
+    )
+    fns = {fn.api_name: fn for fn in build_app(make_studio(QUEUE_MODELS + more)).fns.values() if fn.api_name}
+    runs = [
+        "chat",
+        "regenerate",
+        "continue",
+        "code",
+        "image",
+        "speech",
+        "music",
+        "compare_chat",
+        "load_model",
+    ]
+    assert {name: (fns[name].concurrency_id, fns[name].concurrency_limit) for name in runs} == dict.fromkeys(
+        runs, ("generation", PARALLEL_RUNS)
+    )
+    assert not [name for name, fn in fns.items() if fn.concurrency_id == "gpu"]
+
+
 def reply(chatbot: dict) -> str:
     """The last assistant message of a chatbot output from the API."""
     return str(chatbot["value"][-1]["content"][0]["text"])
