@@ -374,9 +374,9 @@ class ModelManager:
         for mid in self.loaded():
             self.unload(mid)
 
-    def preload(self, model_id: str) -> float:
-        """Load a model now (e.g. at start-up) and return how long that took."""
-        with self.use(model_id):
+    def preload(self, model_id: str, *, turn: Turn | None = None) -> float:
+        """Load a model now (e.g. at start-up), in its turn on the device, and return how long that took."""
+        with self.use(model_id, turn=turn):
             pass
         return self.load_seconds(model_id) or 0.0
 

@@ -220,6 +220,25 @@ def test_a_job_stopped_while_waiting_leaves_the_line_and_runs_nothing(make_studi
     assert chat_final(studio, "b", "after").status == "ok"  # the device is free again
 
 
+def test_a_load_from_the_models_tab_waits_its_turn_and_says_so(make_studio) -> None:
+    studio = make_studio(QUEUE_MODELS)
+    updates, _ = hold(studio)
+    lines: list[str] = []
+
+    def load() -> None:
+        for line in studio.load_model("b", interval=0.02):
+            lines.append(line)
+
+    loader = in_thread(load)
+    until(lambda: len(lines) >= 2, "progress lines")
+    assert studio.manager.jobs("cpu") == (1, 1) and "b" not in studio.manager.loaded()  # the device is busy
+    Gated.gate.set()
+    list(updates)
+    loader.join(WAIT_S)
+    assert lines[:2] == ["b is waiting for its turn: 1 job ahead"] * 2
+    assert lines[-1].startswith("b loaded in") and studio.manager.loaded() == ["a", "b"]
+
+
 def test_jobs_per_device_lets_that_many_run_and_concurrent_loads_stay_in_budget(make_studio) -> None:
     body = QUEUE_MODELS.replace("models:\n", "memory_budget_gb: 1.0\njobs_per_device: 2\nmodels:\n")
     body = body.replace("source: fake/a}", "source: fake/a, memory_gb: 0.6, options: {load_wait: 0.2}}")
