@@ -213,3 +213,17 @@ def test_cli_history_prefer_and_export(capsys, tmp_path: Path) -> None:
     assert code == 0 and json.loads(out)["counts"] == {"train": 2}
     code, _, err = cli("export", "--format", "kto", "--out", str(tmp_path / "k"), "--since", "soon")
     assert code == 2 and "not a date" in err
+
+
+def test_only_an_admin_exports_every_users_data(studio: Studio, tmp_path: Path) -> None:
+    from studio.auth import UserStore, add_user
+
+    users = tmp_path / "users.json"
+    add_user(users, "ann", "pw-ann-123456", admin=True)
+    add_user(users, "bob", "pw-bob-123456")
+    studio.accounts = UserStore(users)
+    with pytest.raises(StudioError, match="only an admin"):
+        studio.export("kto", tmp_path / "out", all_users=True, user="bob")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(StudioError, match="nothing to export"):  # allowed, and nothing is rated yet
+        studio.export("kto", tmp_path / "out", all_users=True, user="ann")
