@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
-from studio.ui.common import default_model, model_choices, user_of
+from studio.ui.common import GENERATION_QUEUE, default_model, model_choices, user_of
 from studio.ui.compare import compare_panel
 from studio.ui.image import model_note
 
@@ -192,8 +192,7 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
         [prompt, model, run_key, *melody_input, *controls],
         [player, picture, selected, info, clips, notice],
         api_name=tab,
-        concurrency_id="gpu",
-        concurrency_limit=1,
+        **GENERATION_QUEUE,
     )
     stop_btn.click(
         lambda key: studio.cancel(key) and None, run_key, None, queue=False, api_visibility="private"

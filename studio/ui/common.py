@@ -32,6 +32,14 @@ PARAM_NAMES = (
 # milliseconds (benchmarks/chat_overhead.py), more than a token of a small model takes.
 UPDATES_PER_SECOND = 20
 
+# Every event that runs a model (each tab's runs, A/B compare, the Models tab's Load) shares one Gradio queue
+# that lets this many run at once. It does not serialise the GPU: the model manager does, first come first
+# served per device (`jobs_per_device` in models.yaml), so a remote (openai-chat) request starts while local
+# jobs wait for their turn, and the server batches it with the others. Beyond this many running or waiting in
+# the manager, further events wait in Gradio's queue (max 64) in arrival order.
+PARALLEL_RUNS = 16
+GENERATION_QUEUE: dict[str, Any] = {"concurrency_id": "generation", "concurrency_limit": PARALLEL_RUNS}
+
 
 def messages(turns: list[ChatTurn], pending: tuple[str, str] | None = None) -> list[dict[str, str]]:
     """Stored turns (plus an in-flight one) as chatbot messages."""
