@@ -213,3 +213,24 @@ def test_cli_history_prefer_and_export(capsys, tmp_path: Path) -> None:
     assert code == 0 and json.loads(out)["counts"] == {"train": 2}
     code, _, err = cli("export", "--format", "kto", "--out", str(tmp_path / "k"), "--since", "soon")
     assert code == 2 and "not a date" in err
+
+
+def test_thumbs_in_the_tabs_keep_the_reason_until_the_vote_changes(studio: Studio) -> None:
+    from studio.ui.feedback import cast_vote
+
+    gid = say(studio, "explain this").generation_id
+    assert studio.vote_detail(gid) == {"vote": None, "reasons": [], "comment": ""}
+    cast_vote(studio, gid, "down", None)
+    studio.rate(gid, "down", reason=["off-topic", "other"], comment="about cats")  # the panel's Save
+    cast_vote(studio, gid, "down", None)  # a double click keeps the reason
+    assert studio.vote_detail(gid) == {"vote": -1, "reasons": ["off-topic", "other"], "comment": "about cats"}
+    cast_vote(studio, gid, "up", None)  # a new vote: the old reason explained the other one
+    assert studio.vote_detail(gid) == {"vote": 1, "reasons": [], "comment": ""}
+    studio.rate(gid, "up", reason="low quality", comment="ok-ish")
+    cast_vote(studio, gid, None, None)  # undo removes the vote with its reason
+    assert studio.vote_detail(gid)["vote"] is None
+    with Session(studio.engine) as s:
+        assert s.exec(select(storage.Rating)).all() == []
+    other = say(studio, "not yours", user="someone-else").generation_id
+    with pytest.raises(StudioError, match="does not exist"):
+        studio.vote_detail(other)

@@ -68,6 +68,13 @@ def delete_preference(session: Session, *, user_id: int, generation_a_id: int, g
     return bool(getattr(result, "rowcount", 0))
 
 
+def rating_detail(session: Session, *, generation_id: int, user_id: int) -> Rating | None:
+    """The user's vote on a generation with its reason and comment, or None."""
+    return session.exec(
+        select(Rating).where(Rating.generation_id == generation_id, Rating.user_id == user_id)
+    ).first()
+
+
 def delete_generations(session: Session, *, generation_ids: list[int]) -> list[Generation]:
     """Delete generations with their ratings and A/B votes in one transaction; conversations left with no
     turn go too. Returns the deleted rows (their `files` are the caller's to remove)."""
