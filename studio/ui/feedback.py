@@ -54,8 +54,7 @@ class FeedbackPanel:
         detail = self.studio.vote_detail(gid, user=user) if gid is not None else {"vote": None}
         if detail["vote"] is None:  # no vote (or it was taken back): nothing to explain
             return gid, gr.Group(visible=False), gr.skip(), [], "", ""
-        thumb = "👍" if detail["vote"] > 0 else "👎"
-        heading = f"Why {thumb} on #{gid}? (optional)"
+        heading = f"Why did you {'like' if detail['vote'] > 0 else 'dislike'} #{gid}? (optional)"
         return gid, gr.Group(visible=True), heading, detail["reasons"], detail["comment"], ""
 
 

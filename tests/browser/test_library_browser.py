@@ -29,7 +29,7 @@ def test_vote_compare_search_rerun_and_export(chat, image) -> None:
     chat.wait_until(lambda: ratings(studio).get(row.id, (0,))[0] == 1, "the chat vote")
     # The "why?" panel appears after the vote; its reason and comment are stored with it.
     panel = chat.page.locator("#chat-feedback").first  # Gradio gives a group's id to two divs
-    expect(panel).to_contain_text(f"Why 👍 on #{row.id}?")
+    expect(panel).to_contain_text(f"Why did you like #{row.id}?")
     panel.get_by_label("other").check()
     chat.page.locator("#chat-feedback-comment textarea").fill("friendly")
     chat.page.locator("#chat-feedback-save").click()
