@@ -10,8 +10,12 @@ Ignores: Gradio types, SQL details (storage) and model internals (backends).
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,8 +23,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from studio import audio, storage
-from studio.backends import AudioOutput, BackendError, Notice, Progress, Request
+from studio import audio, faults, storage
+from studio.backends import AudioOutput, Notice, Progress, Request
 from studio.results import StudioError
 from studio.validation import model_for, params_for
 
@@ -63,6 +67,17 @@ class Clip:
     sample_rate: int
     seed: int | None
     rating: int | None
+
+
+_writers: list[ThreadPoolExecutor] = []  # one shared, lazily started pool: idle threads cost nothing
+_writers_lock = threading.Lock()
+
+
+def _writer() -> ThreadPoolExecutor:
+    with _writers_lock:
+        if not _writers:
+            _writers.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="audio-save"))
+        return _writers[0]
 
 
 def audio_text(text: Any, tab: str) -> str:
@@ -142,15 +157,26 @@ class AudioTab:
         studio: Any = self
         request = Request(prompt=text, params=validated, melody=melody)
         key = run_key or f"run-{id(request)}"
+        # The row is stored as "running" now (a crash leaves it to be marked interrupted at the next start).
+        row = storage.Generation(
+            user_id=uid,
+            tab=tab,
+            model_id=model_id,
+            prompt=text,
+            params={**validated.model_dump(), "melody": melody is not None},
+            seed=getattr(validated, "seed", None),
+        )
+        studio._begin(row)
         studio._runs[key] = request.stop
         output: AudioOutput | None = None
         notices: list[str] = []
         status, error = "error", None
+        fatal: BaseException | None = None
         started = time.perf_counter()
         try:
             if model_id not in studio.manager.loaded():
                 yield AudioUpdate(status="loading")
-            with studio.manager.use(model_id) as backend:
+            with studio.manager.use(model_id, stop=request.stop) as backend:
                 stream = backend.generate(request)
                 try:
                     for event in stream:
@@ -169,18 +195,15 @@ class AudioTab:
             status, error = "stopped", "the browser stopped listening"
             raise
         except Exception as exc:
-            status, error = "error", str(exc) or type(exc).__name__
-            log.warning(
-                "%s job with %s failed: %s", tab, model_id, error, exc_info=not isinstance(exc, BackendError)
-            )
+            status, error, fatal = "error", *faults.handle(exc, studio.manager, model_id)
         finally:
             studio._runs.pop(key, None)
-            seconds = time.perf_counter() - started
             kept = output if status == "ok" else None
-            extra = {"melody": melody is not None}
-            row, files = self._save_clip(
-                uid, tab, model_id, text, validated, extra, kept, status, error, notices, seconds
-            )
+            row.status, row.error, row.notices = status, error, notices
+            row.duration_ms = (time.perf_counter() - started) * 1000
+            row, files = self._save_clip(row, kept)
+            if fatal is not None:
+                faults.exit_for_supervisor(fatal)
         yield AudioUpdate(
             status=row.status,
             done=True,
@@ -195,66 +218,48 @@ class AudioTab:
         )
 
     def _save_clip(
-        self,
-        uid: int,
-        tab: str,
-        model_id: str,
-        text: str,
-        params: Any,
-        extra: dict[str, Any],
-        output: AudioOutput | None,
-        status: str,
-        error: str | None,
-        notices: list[str],
-        seconds: float,
+        self, row: storage.Generation, output: AudioOutput | None
     ) -> tuple[storage.Generation, list[Path]]:
-        """One row; the WAV and its picture named after it; all or nothing (a failed save is a failed row)."""
+        """Finish the begun row; the WAV and its picture named after it; all or nothing (a failed save is a
+        failed row)."""
         studio: Any = self
-        values = {**params.model_dump(), **extra}
-        row = storage.Generation(
-            user_id=uid,
-            tab=tab,
-            model_id=model_id,
-            prompt=text,
-            params=values,
-            seed=getattr(params, "seed", None),
-            notices=notices,
-            status=status,
-            error=error,
-            duration_ms=seconds * 1000,
-        )
+        values = dict(row.params)
         if output is None:
             with Session(studio.engine, expire_on_commit=False) as session:
-                return storage.record_generation(session, generation=row), []
+                return storage.finish_generation(session, generation=row), []
         folder = studio.settings.media_dir / "audio" / datetime.now(UTC).strftime("%Y-%m-%d")
         written: list[Path] = []
+        # The WAV's write + fsync (the largest fixed cost, I/O wait) runs in a worker thread while this one
+        # draws the picture (drawing in a worker too was slower: both need the GIL).
+        # The WAV is renamed into place, and the row naming it committed, only once its bytes are on disk.
+        temp = folder / f".{secrets.token_hex(8)}.wav.tmp"
+        pending = _writer().submit(audio.write_wav, output.audio, output.sample_rate, temp)
         try:
             with Session(studio.engine, expire_on_commit=False) as session:
-                session.add(row)
-                session.flush()  # the id names the files
                 name = audio.media_name(row.id or 0, "")
-                wav = audio.save_wav(output.audio, output.sample_rate, folder / f"{name}.wav")
-                written.append(wav)
-                written.append(audio.waveform_png(output.audio, folder / f"{name}.png"))
+                picture = audio.waveform_png(output.audio, folder / f"{name}.png")
+                written.append(picture)
+                pending.result()
+                wav = folder / f"{name}.wav"
+                os.replace(temp, wav)
+                written.insert(0, wav)
                 row.files = [str(p.relative_to(studio.settings.data_dir)) for p in written]
                 row.params = {
                     **values,
                     "duration_s": round(audio.duration_seconds(output.audio, output.sample_rate), 4),
                     "sample_rate": int(output.sample_rate),
                 }
-                session.commit()
+                storage.finish_generation(session, generation=row)
                 return row, written
         except Exception as exc:  # e.g. a full disk: no file without a row, and the job is still recorded
-            for path in written:
+            wait([pending])
+            for path in [temp, *written]:
                 path.unlink(missing_ok=True)
-            log.warning("could not save the %s clip: %s", tab, exc)
-            failed = storage.Generation(
-                **row.model_dump(exclude={"id", "files", "status", "error"}),
-                status="error",
-                error=f"the clip could not be saved: {exc}",
-            )
+            log.warning("could not save the %s clip: %s", row.tab, exc)
+            row.files, row.params = [], values
+            row.status, row.error = "error", f"the clip could not be saved: {exc}"
             with Session(studio.engine, expire_on_commit=False) as session:
-                return storage.record_generation(session, generation=failed), []
+                return storage.finish_generation(session, generation=row), []
 
     def recent_clips(self, tab: str, *, user: str | None = None, limit: int = 20) -> list[Clip]:
         """The user's latest playable clips of a tab, newest first."""

@@ -1,4 +1,5 @@
-"""The `studio` console script: serve, models list/pull, generate, rate; history, export, prefer.
+"""The `studio` console script: serve, models list/pull, generate, rate; history, export, prefer
+(cli_library); users, backup (cli_admin).
 
 Owns: argument parsing, turning `--param key=value` into typed values, and printing results for
 people (text) and scripts (`--json`). Every command goes through the same `Studio` service as the UI.
@@ -19,7 +20,7 @@ import yaml
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from studio import cli_library
+from studio import cli_admin, cli_library
 from studio.config import ConfigError, Settings, load_config
 
 log = logging.getLogger("studio")
@@ -71,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="load these models before serving (in this order)",
     )
+    cli_admin.add_serve_flags(serve)
 
     models = sub.add_parser("models", help="list or fetch models", parents=[common]).add_subparsers(
         dest="models_command", required=True
@@ -99,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     rate.add_argument("vote", choices=["up", "down", "none"])
 
     cli_library.add_parsers(sub, common)  # history, export, prefer
+    cli_admin.add_parsers(sub, common)
     return parser
 
 
@@ -115,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "models":
             return _models(args, settings)
+        if args.command in ("users", "backup"):
+            return cli_admin.run(args, settings)
+        if args.command == "serve":
+            stop, args.accounts = cli_admin.serve_guard(args, settings)
+            if stop is not None:
+                return stop
         return _with_studio(args, settings)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -206,7 +215,11 @@ def _serve(studio: Any, args: argparse.Namespace) -> int:
     app = build_app(studio)
     warm = _import_model_libraries if args.no_preload or args.preload else _warm_default_chat_model
     threading.Thread(target=warm, args=(studio,), daemon=True).start()
-    launch(app, studio, host=args.host, port=args.port, block=True)
+    _, local_url, share_url = launch(
+        app, studio, host=args.host, port=args.port, block=False, accounts=args.accounts, share=args.share
+    )
+    cli_admin.print_links(local_url, share_url, args.share)
+    app.block_thread()
     return 0
 
 

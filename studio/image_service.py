@@ -19,12 +19,17 @@ from typing import Any
 
 from sqlmodel import Session
 
-from studio import images, storage
-from studio.backends import BackendError, ImageOutput, Notice, Progress, Request
+from studio import faults, images, storage
+from studio.backends import ImageOutput, Notice, Progress, Request
 from studio.results import StudioError
 from studio.validation import model_for, params_for, prompt_text
 
 log = logging.getLogger(__name__)
+
+
+def _fill(row: storage.Generation, common: dict[str, Any], **values: Any) -> None:
+    for name, value in {**common, **values}.items():
+        setattr(row, name, value)
 
 
 @dataclass
@@ -73,15 +78,21 @@ class ImageTab:
         uid = studio.user_id(user)
         request = Request(prompt=text, params=validated, init_image=init)
         key = run_key or f"run-{id(request)}"
+        # The job's first row is stored as "running" now (a crash leaves it to be marked interrupted).
+        begun = storage.Generation(
+            user_id=uid, tab="image", model_id=spec.id, prompt=text, params=validated.model_dump()
+        )
+        studio._begin(begun)
         studio._runs[key] = request.stop
         outputs: list[ImageOutput] = []
         notices: list[str] = []
         status, error = "error", None
+        fatal: BaseException | None = None
         started = time.perf_counter()
         try:
             if spec.id not in studio.manager.loaded():
                 yield ImageUpdate(status="loading")
-            with studio.manager.use(spec.id) as backend:
+            with studio.manager.use(spec.id, stop=request.stop) as backend:
                 stream = backend.generate(request)
                 try:
                     for event in stream:
@@ -98,18 +109,18 @@ class ImageTab:
             status, error = "stopped", "the browser stopped listening"
             raise
         except Exception as exc:
-            status, error = "error", str(exc) or type(exc).__name__
-            expected = isinstance(exc, BackendError)
-            log.warning("image job with %s failed: %s", spec.id, error, exc_info=not expected)
+            status, error, fatal = "error", *faults.handle(exc, studio.manager, spec.id)
         finally:
             studio._runs.pop(key, None)
             seconds = time.perf_counter() - started
-            job = (uid, spec.id, text, validated, init is not None)
+            job = (begun, spec.id, text, validated, init is not None)
             try:
                 saved = self._save_images(*job, outputs, status, error, notices, seconds)
             except Exception as exc:  # e.g. a full disk: the job is still recorded, with the reason
                 status, error, outputs = "error", f"the pictures could not be saved: {exc}", []
                 saved = self._save_images(*job, outputs, status, error, notices, seconds)
+            if fatal is not None:
+                faults.exit_for_supervisor(fatal)
         yield ImageUpdate(
             status=status,
             done=True,
@@ -122,7 +133,7 @@ class ImageTab:
 
     def _save_images(
         self,
-        uid: int,
+        begun: storage.Generation,
         model_id: str,
         prompt: str,
         params: Any,
@@ -133,33 +144,26 @@ class ImageTab:
         notices: list[str],
         seconds: float,
     ) -> list[tuple[int, Path]]:
-        """One row per picture, PNGs named after their rows; all or nothing in one transaction."""
+        """One row per picture (the first is the begun row), PNGs named after their rows; all or nothing
+        in one transaction."""
         studio: Any = self
         batch = secrets.token_hex(6)
         base = {**params.model_dump(), "img2img": img2img, "batch": batch}
         folder = studio.settings.media_dir / "images" / datetime.now(UTC).strftime("%Y-%m-%d")
-        common: dict[str, Any] = {"user_id": uid, "tab": "image", "model_id": model_id, "prompt": prompt}
-        common |= {"notices": notices, "status": status, "error": error}
+        common: dict[str, Any] = {"user_id": begun.user_id, "tab": "image", "model_id": model_id}
+        common |= {"prompt": prompt, "notices": notices, "status": status, "error": error}
         written: list[Path] = []
         with Session(studio.engine, expire_on_commit=False) as session:
+            first = session.get(storage.Generation, begun.id)
+            assert first is not None, "the begun row is gone"
             if not outputs:  # a failure or a stop before any picture: still one row with the reason
-                row = storage.Generation(
-                    **common,
-                    params=base,
-                    seed=params.seed,
-                    duration_ms=seconds * 1000,
-                )
-                storage.record_generation(session, generation=row)
+                _fill(first, common, params=base, seed=params.seed, duration_ms=seconds * 1000, files=[])
+                storage.finish_generation(session, generation=first)
                 return []
-            rows = [
-                storage.Generation(
-                    **common,
-                    params={**base, "seed": out.seed, "index": out.index},
-                    seed=out.seed,
-                    duration_ms=seconds * 1000 / len(outputs),
-                )
-                for out in outputs
-            ]
+            rows = [first] + [storage.Generation(**common) for _ in outputs[1:]]
+            for row, out in zip(rows, outputs, strict=True):
+                extra = {"params": {**base, "seed": out.seed, "index": out.index}, "seed": out.seed}
+                _fill(row, common, **extra, duration_ms=seconds * 1000 / len(outputs), active=True)
             session.add_all(rows)
             session.flush()  # ids for the file names and the PNG chunk
             try:
@@ -190,6 +194,24 @@ class ImageTab:
                     path.unlink(missing_ok=True)
                 raise
             return [(row.id or 0, path) for row, path in zip(rows, written, strict=True)]
+
+    def media_access(self, user: str | None, path: Path) -> bool:
+        """May this user fetch this file through the web server's file route?
+
+        A generated media file (its name starts with its generation id) only by its owner, wherever it
+        lies (the media folder or Gradio's cache of outputs); other files in the media folder by nobody;
+        anything else is left to Gradio's checks (uploads and outputs under hash-named folders).
+        """
+        studio: Any = self
+        in_media = path.is_relative_to(studio.settings.media_dir.resolve())
+        generation_id = images.media_generation_id(path.name)
+        if generation_id is None:
+            return not in_media
+        with Session(studio.engine) as session:
+            row = storage.get_generation(session, generation_id=generation_id)
+        if row is None or not any(Path(f).name == path.name for f in row.files):
+            return not in_media
+        return row.user_id == studio.user_id(user)
 
     def media_path(self, relative: str) -> Path:
         """The absolute path of a stored media file (rows keep paths relative to the data dir)."""

@@ -271,5 +271,18 @@ def load_init_image(data: bytes | str | Path) -> Image.Image:
 
 
 def media_name(generation_id: int, index: int) -> str:
-    """An unguessable file name for a generated picture: knowing one name gives away no other."""
+    """An unguessable file name for a generated picture: knowing one name gives away no other.
+
+    64 random bits; the leading generation id lets the file route find the owner in one lookup.
+    """
     return f"{generation_id}-{index}-{secrets.token_hex(8)}.png"
+
+
+# Pictures are named {id}-{index}-{token}.png, audio clips {id}-{token}.wav (and .png for the waveform).
+_MEDIA_NAME = re.compile(r"^(\d{1,18})(?:-\d{1,4})?-[0-9a-f]{16,64}\.[a-z0-9]{2,5}$")
+
+
+def media_generation_id(name: str) -> int | None:
+    """The generation id a media file name starts with, or None for a name `media_name` did not make."""
+    match = _MEDIA_NAME.match(name)
+    return int(match.group(1)) if match else None

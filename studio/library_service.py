@@ -293,6 +293,8 @@ class LibraryTab:
         except (TypeError, ValueError):
             raise StudioError(f"the test split must be a number, not {split!r}") from None
         when = parse_date(since, "since")
+        if all_users and not studio.is_admin(user):
+            raise StudioError("only an admin may export every user's data")
         uid = None if all_users else studio.user_id(user)
         with export.paused_gc():
             return self._export(fmt, out, uid, tab, when, parquet=parquet, fraction=fraction)

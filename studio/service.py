@@ -1,8 +1,10 @@
 """Studio: the service the UI and the CLI call, and nothing else does.
 
 Owns: validating input (for browser and API callers alike), running a backend through the manager,
-accumulating streamed output, writing exactly one generation row per turn (failures and stops
-included) and the chat operations built on that: send, regenerate, edit, continue, rate.
+accumulating streamed output, writing exactly one generation row per turn (begun as "running" in a
+short commit, finished in another; failures and stops included), who may see what (each user their
+own rows; an admin every user's, for exports) and the chat operations built on that: send,
+regenerate, edit, continue, rate.
 Ignores: Gradio types, SQL details (storage) and model internals (backends).
 """
 
@@ -17,11 +19,10 @@ from typing import Any, Literal
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from studio import storage
+from studio import faults, storage
 from studio.audio_service import AudioTab, AudioUpdate
 from studio.backends import (
     BackendContext,
-    BackendError,
     Message,
     Notice,
     Request,
@@ -75,6 +76,8 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
         )
         self._user_ids: dict[str, int] = {}
         self._runs: dict[str, threading.Event] = {}
+        # Set by `studio serve --auth`: who is an admin. Without accounts the one local user owns everything.
+        self.accounts: Any = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Studio:
@@ -103,6 +106,19 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
     def check_prompt(message: Any) -> str:
         """Raise StudioError for a message `chat` would refuse (lets the UI refuse before queueing)."""
         return prompt_text(message)
+
+    def recover_interrupted(self) -> int:
+        """At server start (not in CLI commands, which may run beside a server): mark turns a crash left
+        "running" as interrupted."""
+        with Session(self.engine) as session:
+            count = storage.mark_interrupted(session)
+        if count:
+            log.warning("%d generation(s) cut off by the last shutdown: marked interrupted", count)
+        return count
+
+    def is_admin(self, user: str | None) -> bool:
+        """May this user read every user's data (exports)? The single local user may."""
+        return self.accounts is None or bool(self.accounts.is_admin(user))
 
     def user_id(self, name: str | None) -> int:
         name = name or "local"
@@ -196,12 +212,17 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
         started = time.perf_counter()
         first_token: float | None = None
         status, error = "error", None
+        fatal: BaseException | None = None
         key = run_key or f"run-{id(request)}"
+        self._begin(row)
         self._runs[key] = request.stop
+        turn = self.manager.line_up(spec.id)  # first come, first served on its device (remote: at once)
         try:
+            for waiting in turn.waiting(request.stop):
+                yield ChatUpdate(prefix, conversation_id=row.conversation_id, notices=[waiting])
             if spec.id not in self.manager.loaded():
                 yield ChatUpdate(prefix, status="loading", conversation_id=row.conversation_id)
-            with self.manager.use(spec.id) as backend:
+            with self.manager.use(spec.id, turn=turn, stop=request.stop) as backend:
                 stream = backend.generate(request)
                 try:
                     for event in stream:
@@ -227,20 +248,17 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
             status, error = "stopped", "the browser stopped listening"
             raise
         except Exception as exc:
-            status, error = "error", str(exc) or type(exc).__name__
-            log.warning(
-                "generation with %s failed: %s",
-                spec.id,
-                error,
-                exc_info=not isinstance(exc, (ValueError, BackendError)),
-            )
+            status, error, fatal = "error", *faults.handle(exc, self.manager, spec.id)
         finally:
+            turn.release()  # also when the stream was closed while waiting for its turn
             self._runs.pop(key, None)
             row.output_text = prefix + "".join(pieces)
             row.status, row.error, row.notices = status, error, notices
             row.duration_ms = (time.perf_counter() - started) * 1000
             row.first_token_ms = (first_token - started) * 1000 if first_token else None
             saved = self._save(row, supersede)
+            if fatal is not None:
+                faults.exit_for_supervisor(fatal)
         yield ChatUpdate(
             row.output_text,
             done=True,
@@ -250,6 +268,10 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
             error=error,
             notices=notices,
         )
+
+    def _begin(self, row: storage.Generation) -> None:  # "running", in a short commit of its own
+        with Session(self.engine, expire_on_commit=False) as session:
+            storage.begin_generation(session, generation=row)
 
     def _save(self, row: storage.Generation, supersede: int | None) -> storage.Generation:
         with Session(self.engine, expire_on_commit=False) as session:
@@ -261,7 +283,7 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
                     session, user_id=row.user_id, title=title, model_id=row.model_id, tab=row.tab
                 )
                 row.conversation_id = conv.id
-            return storage.record_generation(session, generation=row, supersede_from=supersede)
+            return storage.finish_generation(session, generation=row, supersede_from=supersede)
 
     def cancel(self, run_key: str) -> bool:
         """Ask a running generation to stop at its next token; True when one was running."""
@@ -369,7 +391,7 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
         """Record 'up' / 'down' (or +1 / -1) with an optional reason (tags from REASONS) and comment; None
         removes the vote. Repeating a vote changes nothing; a new one replaces the old with its reason."""
         values: dict[Any, int | None] = {"up": 1, "down": -1, 1: 1, -1: -1, None: None, "none": None}
-        if isinstance(vote, bool) or vote not in values:
+        if isinstance(vote, bool) or not isinstance(vote, (str, int, type(None))) or vote not in values:
             raise StudioError(f"a vote is 'up', 'down' or none, not {vote!r}")
         reason, comment = feedback_fields(reason, comment)
         uid = self.user_id(user)

@@ -1,10 +1,12 @@
 """Tiny random-weight audio checkpoints built in code, for tests and benchmarks (nothing is downloaded).
 
 Owns: `build_tiny_vits(folder)` (a VITS model in the MMS-TTS layout with a character VitsTokenizer, what
-`facebook/mms-tts-eng` is) and `build_tiny_musicgen(folder)` (a MusicGen model with a tiny T5 text encoder,
+`facebook/mms-tts-eng` is), `build_tiny_musicgen(folder)` (a MusicGen model with a tiny T5 text encoder,
 a Unigram T5 tokenizer trained with the `tokenizers` library and a tiny EnCodec whose frame rate is low so a
-few seconds of music take few steps). Both are saved with `save_pretrained` and load back through the same
-`from_pretrained` path a user's Hub model takes. Random weights make noise: assert structure, not sound.
+few seconds of music take few steps; `melody=True` makes a MusicGen-Melody one), and, in
+studio.testing_speech, tiny Bark and SpeechT5 checkpoints. All are saved with `save_pretrained` and load back
+through the same `from_pretrained` path a user's Hub model takes. Random weights make noise: assert
+structure, not sound.
 """
 
 from __future__ import annotations
@@ -102,23 +104,19 @@ def build_tiny_musicgen(
     max_positions: int = 64,
     hidden_size: int = 16,
     layers: int = 2,
+    melody: bool = False,
 ) -> Path:
     """Save a tiny random-weight MusicGen (text encoder, EnCodec, decoder) + tokenizer into `folder`.
 
     EnCodec downsamples by 10 x 10, so 8 kHz audio is 80 frames a second, and the decoder has
     `max_positions` positions: its window is under a second, so continuation is exercised in a short test.
-    `hidden_size` and `layers` size the decoder (benchmarks use a larger one).
+    `hidden_size` and `layers` size the decoder (benchmarks use a larger one). `melody=True` builds a
+    MusicGen-Melody model (chroma conditioning, 32 chroma frames of 256 samples) with the extractor settings
+    in `preprocessor_config.json`, written as data because transformers' melody extractor needs torchaudio.
     """
     import torch
-    from transformers import (
-        EncodecConfig,
-        EncodecFeatureExtractor,
-        MusicgenConfig,
-        MusicgenDecoderConfig,
-        MusicgenForConditionalGeneration,
-        MusicgenProcessor,
-        T5Config,
-    )
+    import transformers
+    from transformers import EncodecConfig, EncodecFeatureExtractor, MusicgenProcessor, T5Config
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -150,7 +148,8 @@ def build_tiny_musicgen(
         compress=2,
         num_lstm_layers=1,
     )
-    decoder_config = MusicgenDecoderConfig(
+    prefix = "MusicgenMelody" if melody else "Musicgen"
+    decoder_config = getattr(transformers, f"{prefix}DecoderConfig")(
         vocab_size=64,
         hidden_size=hidden_size,
         num_hidden_layers=layers,
@@ -161,13 +160,17 @@ def build_tiny_musicgen(
         pad_token_id=64,
         bos_token_id=64,
         audio_channels=1,
+        # The default 0.02 leaves a random decoder deaf to its conditioning (the sinusoidal positions dominate
+        # every logit); the melody test needs the chroma prefix to steer what is sampled.
+        **({"initializer_factor": 0.5} if melody else {}),
     )
-    config = MusicgenConfig(
-        text_encoder=text_config.to_dict(),
-        audio_encoder=audio_config.to_dict(),
-        decoder=decoder_config.to_dict(),
-    )
-    model = MusicgenForConditionalGeneration(config)
+    parts = {
+        "text_encoder": text_config.to_dict(),
+        "audio_encoder": audio_config.to_dict(),
+        "decoder": decoder_config.to_dict(),
+    }
+    config = getattr(transformers, f"{prefix}Config")(**parts, **({"chroma_length": 32} if melody else {}))
+    model = getattr(transformers, f"{prefix}ForConditionalGeneration")(config)
     with torch.no_grad():  # EnCodec's codebooks start as zeros (k-means fills them in training): every code
         for name, buffer in model.audio_encoder.named_buffers():  # would decode to the same sound
             if name.endswith("codebook.embed") or name.endswith("codebook.embed_avg"):
@@ -177,6 +180,22 @@ def build_tiny_musicgen(
     model.generation_config.do_sample = True
     model.generation_config.max_length = max_positions
     model.save_pretrained(folder)
+    if melody:
+        extractor = {
+            "feature_extractor_type": "MusicgenMelodyFeatureExtractor",
+            "processor_class": "MusicgenMelodyProcessor",
+            "feature_size": 12,
+            "num_chroma": 12,
+            "sampling_rate": sampling_rate,
+            "n_fft": 1024,
+            "hop_length": 256,
+            "chunk_length": 30,
+            "padding_value": 0.0,
+            "return_attention_mask": True,
+            "stem_indices": [3, 2],
+        }
+        (folder / "preprocessor_config.json").write_text(json.dumps(extractor, indent=1), encoding="utf-8")
+        return folder
     processor = MusicgenProcessor(
         feature_extractor=EncodecFeatureExtractor(sampling_rate=sampling_rate), tokenizer=tokenizer
     )

@@ -277,13 +277,20 @@ def test_stop_ends_a_clip_and_stores_it_as_stopped(studio: Studio) -> None:
     assert not studio.cancel("k1")  # the run is over
 
 
+@pytest.mark.parametrize(
+    "step", ["waveform_png", "write_wav"]
+)  # the picture (this thread), the WAV (a worker)
 def test_a_failed_save_is_recorded_and_leaves_no_file(
-    studio: Studio, monkeypatch: pytest.MonkeyPatch
+    studio: Studio, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
+    real = getattr(audio, step)
+
     def full_disk(*args: object, **kwargs: object) -> Path:
+        if step == "write_wav":  # it leaves its temporary file to the caller (the picture cleans up itself)
+            real(*args, **kwargs)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(audio, "waveform_png", full_disk)
+    monkeypatch.setattr(audio, step, full_disk)
     final = list(studio.speech(model_id="voice", text="hello there", params={"seed": 1}))[-1]
     assert final.status == "error" and "could not be saved" in (final.error or "") and final.file is None
     (row,) = _rows(studio)
@@ -341,3 +348,35 @@ def test_concurrent_stop_keys_do_not_cross(studio: Studio) -> None:
         threading.Event().wait(0.005)
     worker.join(10)
     assert results == ["stopped"]
+
+
+def test_a_clip_is_stored_as_running_while_it_is_made_and_interrupted_after_a_crash(studio: Studio) -> None:
+    updates = studio.speech(model_id="voice", text="SLOW words here", run_key="k2")
+    for update in updates:
+        if update.step == 3:
+            break  # mid-clip: the job's row is already stored, as running
+    with Session(studio.engine) as session:
+        (row,) = storage.list_generations(session, include_running=True)
+        assert row.status == "running" and row.tab == "speech" and row.files == []
+    assert studio.recover_interrupted() == 1  # what the next start does after a crash
+    with Session(studio.engine) as session:
+        (row,) = storage.list_generations(session)
+        assert row.status == "interrupted"
+    updates.close()
+
+
+def test_an_out_of_memory_error_is_explained_and_stored(
+    studio: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class OutOfMemoryError(RuntimeError):  # matched by class name, as torch's is, without importing torch
+        pass
+
+    def no_memory(self: FakeSpeech, request: Request) -> Generator[Progress, None, None]:
+        raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        yield
+
+    monkeypatch.setattr(FakeSpeech, "generate", no_memory)
+    final = list(studio.speech(model_id="voice", text="hello", params={"seed": 1}))[-1]
+    assert final.status == "error" and "out of memory" in (final.error or "").lower()
+    (row,) = _rows(studio)
+    assert row.status == "error" and "out of memory" in (row.error or "").lower()

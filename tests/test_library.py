@@ -234,3 +234,17 @@ def test_thumbs_in_the_tabs_keep_the_reason_until_the_vote_changes(studio: Studi
     other = say(studio, "not yours", user="someone-else").generation_id
     with pytest.raises(StudioError, match="does not exist"):
         studio.vote_detail(other)
+
+
+def test_only_an_admin_exports_every_users_data(studio: Studio, tmp_path: Path) -> None:
+    from studio.auth import UserStore, add_user
+
+    users = tmp_path / "users.json"
+    add_user(users, "ann", "pw-ann-123456", admin=True)
+    add_user(users, "bob", "pw-bob-123456")
+    studio.accounts = UserStore(users)
+    with pytest.raises(StudioError, match="only an admin"):
+        studio.export("kto", tmp_path / "out", all_users=True, user="bob")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(StudioError, match="nothing to export"):  # allowed, and nothing is rated yet
+        studio.export("kto", tmp_path / "out", all_users=True, user="ann")

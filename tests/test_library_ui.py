@@ -104,9 +104,22 @@ def test_rerun_fills_the_right_controls() -> None:
         "image-negative": "blur",
         "image-num-images": 1,
     }
-    assert rerun_values({"tab": "speech", "model": "v", "prompt": "say", "params": {}}) == {
+    assert rerun_values({"tab": "speech", "model": "v", "prompt": "say", "params": {"speed": 1.5}}) == {
         "speech-model": "v",
         "speech-prompt": "say",
+        "speech-speed": 1.5,
+        "audio-tabs": "speech",
+    }
+    music = {"duration": 12.0, "guidance": 3.0, "temperature": 0.9, "top_k": 50, "seed": 4, "melody": False}
+    assert rerun_values({"tab": "music", "model": "m", "prompt": "jazz", "params": music}) == {
+        "music-model": "m",
+        "music-prompt": "jazz",
+        "music-duration": 12.0,
+        "music-guidance": 3.0,
+        "music-temperature": 0.9,
+        "music-top-k": 50,
+        "music-seed": 4,
+        "audio-tabs": "music",
     }
 
 

@@ -170,3 +170,83 @@ def test_models_not_downloaded_say_how_to_get_them(studio: Studio) -> None:
         assert result["files"] == []
     with pytest.raises(StudioError, match="duration"):
         studio.generate(tab="music", model_id="tiny-musicgen", prompt="x", params={"duration": float("nan")})
+
+
+# -- melody conditioning (MusicGen-Melody), without torchaudio --------------------------------------------
+def _tone(freq: float, seconds: float, rate: int) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * freq * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+
+
+def _wav(samples: np.ndarray, rate: int) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format="WAV")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("rate", "freq", "pitch_class"), [(32_000, 440.0, 9), (8000, 261.63, 0), (44_100, 392.0, 7)]
+)
+def test_melody_chroma_finds_the_pitch_of_a_tone_at_any_rate(
+    rate: int, freq: float, pitch_class: int
+) -> None:
+    from studio.audio import melody_chroma
+
+    chroma = melody_chroma(_tone(freq, 3.0, rate), rate)  # Meta's settings: 32 kHz, hop 4096
+    assert chroma.shape == (24, 12) and np.all(chroma.sum(axis=1) == 1)  # one-hot frames, as the extractor's
+    assert set(chroma.argmax(axis=1)) == {pitch_class}  # C = 0 ... A = 9
+
+
+def test_melody_chroma_matches_a_torch_stft_spectrogram() -> None:
+    """The numpy STFT against torch.stft with torchaudio's Spectrogram settings (centre, reflect, periodic
+    Hann, power 2 over the window's energy) and the extractor's steps (filters, one-hot argmax)."""
+    import torch
+    from transformers.audio_utils import chroma_filter_bank
+
+    from studio.audio import melody_chroma
+
+    rng = np.random.default_rng(0)
+    clip = (rng.standard_normal(8000 * 2) * 0.1 + _tone(330.0, 2.0, 8000)).astype(np.float32)
+    ours = melody_chroma(clip, 8000, sampling_rate=8000, n_fft=1024, hop_length=256)
+    window = torch.hann_window(1024)
+    spec = torch.stft(torch.from_numpy(clip), 1024, 256, window=window, center=True, pad_mode="reflect",
+                      return_complex=True).abs() ** 2 / window.pow(2).sum()  # fmt: skip
+    filters = torch.from_numpy(
+        chroma_filter_bank(sampling_rate=8000, num_frequency_bins=1024, tuning=0, num_chroma=12)
+    )
+    theirs = torch.einsum("cf,ft->tc", filters.float(), spec).argmax(-1).numpy()
+    assert ours.shape == (spec.shape[1], 12) and np.array_equal(ours.argmax(axis=1), theirs)
+
+
+@pytest.fixture(scope="session")
+def tiny_melody_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from studio.testing_audio import build_tiny_musicgen
+
+    return build_tiny_musicgen(tmp_path_factory.mktemp("tiny-melody") / "melody", melody=True)
+
+
+def test_melody_model_follows_the_uploaded_clip_across_windows(make_studio, tiny_melody_dir: Path) -> None:
+    studio = make_studio(
+        f"models:\n  - {{id: tiny-melody, tabs: [music], backend: musicgen, source: '{tiny_melody_dir}'}}\n"
+    )
+    params = {"duration": 1.5, "seed": 4, "guidance": 3.0}
+
+    def clip(melody: bytes | None) -> np.ndarray:
+        final = list(studio.music(model_id="tiny-melody", prompt="calm piano", params=params, melody=melody))[
+            -1
+        ]
+        assert final.status == "ok", final.error
+        data, rate = sf.read(final.file)
+        assert rate == 8000 and len(data) == 12_000  # 1.5 s exactly, over several 0.7 s windows
+        return data
+
+    a_tone, e_tone = _wav(_tone(440.0, 2.0, 22_050), 22_050), _wav(_tone(329.63, 2.0, 22_050), 22_050)
+    with_a = clip(a_tone)
+    assert np.array_equal(with_a, clip(a_tone))  # same seed, same melody: same clip
+    assert not np.array_equal(with_a, clip(e_tone))  # another melody steers it elsewhere
+    assert not np.array_equal(with_a, clip(None))  # and no melody is not the same as a melody
+    with studio.manager.use("tiny-melody") as backend:
+        assert backend.melody_model and len(backend.plan(1.5)) >= 2
+        assert backend.chroma_settings == {
+            "sampling_rate": 8000, "n_fft": 1024, "hop_length": 256, "chunk_length": 30, "num_chroma": 12
+        }  # fmt: skip
+    assert _rows(studio)[-1].params["melody"] is False and _rows(studio)[-2].params["melody"] is True

@@ -3,7 +3,7 @@
 Owns: loading a MusicGen or MusicGen-Melody model (Hub id or local folder), sampling controls (guidance,
 temperature, top-k, seed), progress per generated frame, Stop between frames, durations beyond the model's
 window (30 s for Meta's models) by continuing from the re-encoded tail of the previous window, and melody
-conditioning from an uploaded clip for melody models.
+conditioning from an uploaded clip for melody models (chroma computed by studio.audio, without torchaudio).
 Ignores: storage, input validation (the service's) and file formats (studio.audio writes the WAV).
 """
 
@@ -70,6 +70,7 @@ class MusicGen(Backend):
         self.tokenizer: Any = None
         self.where: Any = None
         self.melody_model = False
+        self.chroma_settings: dict[str, int] = {}
         self.device = "cpu"
         self.sample_rate = 0
         self.frame_rate = 0
@@ -119,6 +120,8 @@ class MusicGen(Backend):
             ) from None
         self.where = where
         self.device = device
+        if self.melody_model:
+            self._load_chroma_settings(where)
         audio_config = self.model.config.audio_encoder
         self.sample_rate = int(audio_config.sampling_rate)
         self.frame_rate = int(audio_config.frame_rate)
@@ -299,18 +302,28 @@ class MusicGen(Backend):
                 codes = torch.stack([left, right], dim=2).flatten(1, 2)
         return codes[:, :codebooks].reshape(-1, codes.shape[-1])
 
+    def _load_chroma_settings(self, where: Any) -> None:
+        """The melody extractor's settings (preprocessor_config.json), read as data: transformers'
+        MusicgenMelodyFeatureExtractor cannot be built without torchaudio: studio.audio makes the chroma."""
+        from transformers.feature_extraction_utils import FeatureExtractionMixin
+
+        try:
+            values, _ = FeatureExtractionMixin.get_feature_extractor_dict(where)
+        except OSError:  # a folder without it: the extractor's own defaults (Meta's settings)
+            log.info("model %s has no preprocessor_config.json; default chroma settings", self.spec.id)
+            values = {}
+        names = ("sampling_rate", "n_fft", "hop_length", "chunk_length")
+        self.chroma_settings = {name: int(values[name]) for name in names if name in values}
+        self.chroma_settings["num_chroma"] = int(self.model.config.num_chroma)
+
     def _melody_features(self, melody: Any, offset_seconds: float) -> dict[str, Any]:
         """Chroma features of the melody from `offset_seconds` on (the whole clip when it is shorter)."""
+        import torch
+
+        from studio.audio import melody_chroma
+
         samples, rate = melody
         start = int(offset_seconds * rate)
         segment = samples[start:] if start < len(samples) - rate else samples
-        try:
-            from transformers import AutoFeatureExtractor
-
-            extractor = AutoFeatureExtractor.from_pretrained(self.where)
-            features = extractor(segment, sampling_rate=rate, return_tensors="pt")
-        except ImportError as exc:
-            raise BackendError(
-                f"melody conditioning needs torchaudio (`pip install torchaudio`): {_short(exc)}"
-            ) from None
-        return {"input_features": features["input_features"].to(self.device, self.model.dtype)}
+        chroma = torch.from_numpy(melody_chroma(segment, rate, **self.chroma_settings))
+        return {"input_features": chroma[None].to(self.device, self.model.dtype)}

@@ -96,6 +96,10 @@ class TransformersTTS(Backend):
                 self._load_bark(where, device, dtype)
             else:
                 self._load_pipeline(where, device, dtype, options)
+        except ImportError as exc:  # SpeechT5's tokenizer needs sentencepiece, which Studio does not require
+            raise BackendError(
+                f"model {self.spec.id!r} needs a package that is not installed: {_short(exc)}"
+            ) from None
         except OSError as exc:
             if isinstance(where, str):  # a Hub id that is not in the local cache
                 hint = "" if os.environ.get("HF_HUB_OFFLINE") == "1" else f" ({_short(exc)})"
@@ -118,7 +122,7 @@ class TransformersTTS(Backend):
         self.sample_rate = int(self.model.generation_config.sample_rate)
 
     def _load_pipeline(self, where: Path | str, device: str, dtype: Any, options: TTSOptions) -> None:
-        from transformers import pipeline
+        from transformers import AutoConfig, pipeline
 
         kwargs: dict[str, Any] = {}
         if self.model_type == "speecht5":
@@ -127,11 +131,10 @@ class TransformersTTS(Backend):
                     f"model {self.spec.id!r} is SpeechT5: set `options: {{vocoder: "
                     "microsoft/speecht5_hifigan, speaker_embeddings: <file.npy>}}` in models.yaml"
                 )
-            from transformers import SpeechT5HifiGan
-
-            vocoder: Any = SpeechT5HifiGan.from_pretrained(self._resolve(options.vocoder))
-            kwargs["vocoder"] = vocoder.to(device)
-            self.forward_params = {"speaker_embeddings": self._speaker_embeddings(options.speaker_embeddings)}
+            kwargs["vocoder"] = self._vocoder(options.vocoder).to(device)
+            size = int(AutoConfig.from_pretrained(where).speaker_embedding_dim)
+            vector = self._speaker_embeddings(options.speaker_embeddings, size)
+            self.forward_params = {"speaker_embeddings": vector.to(device, dtype)}
         make: Any = pipeline
         self.pipe = make("text-to-speech", model=str(where), device=device, dtype=dtype, **kwargs)
         self.model = self.pipe.model
@@ -143,18 +146,44 @@ class TransformersTTS(Backend):
             path = self.context.base_dir / path
         return str(path) if path.exists() else location
 
-    def _speaker_embeddings(self, location: str) -> Any:
+    def _vocoder(self, location: str) -> Any:
+        from transformers import SpeechT5HifiGan
+
+        where = self._resolve(location)
+        try:
+            return SpeechT5HifiGan.from_pretrained(where)
+        except OSError as exc:  # raised here, it must not read as "the model is not downloaded"
+            what = (
+                "is not downloaded (load it once with the internet)" if where == location else "is unreadable"
+            )
+            raise ModelNotAvailable(
+                f"model {self.spec.id!r}: its vocoder {location!r} {what}: {_short(exc)}"
+            ) from None
+
+    def _speaker_embeddings(self, location: str, size: int) -> Any:
+        """One x-vector of `size` numbers from a .npy file (never a pickle), as a (1, size) tensor."""
         import numpy as np
         import torch
 
         path = Path(self._resolve(location))
         try:
-            vector = np.load(path).astype(np.float32).reshape(1, -1)
+            vector = np.load(path, allow_pickle=False).astype(np.float32)
         except (OSError, ValueError) as exc:
             raise BackendError(
                 f"model {self.spec.id!r}: speaker embeddings {path} unreadable: {_short(exc)}"
             ) from None
-        return torch.from_numpy(vector)
+        if vector.size != size or not np.all(np.isfinite(vector)):
+            raise BackendError(
+                f"model {self.spec.id!r}: speaker embeddings {path} must hold {size} finite numbers "
+                f"(found shape {vector.shape})"
+            )
+        return torch.from_numpy(vector.reshape(1, size))
+
+    def voices(self) -> list[str]:
+        """The voice presets the model lists (Bark's `speaker_embeddings_path.json`); none for others."""
+        if self.processor is None:
+            return []
+        return sorted(self.processor.available_voice_presets)
 
     def unload(self) -> None:
         self.model = self.pipe = self.processor = None
@@ -178,6 +207,12 @@ class TransformersTTS(Backend):
             raise BackendError(f"model {self.spec.id!r} has no speaking-rate control; leave speed at 1")
         if params.voice and self.model_type != "bark":
             raise BackendError(f"model {self.spec.id!r} has no voice presets; leave voice empty")
+        if params.voice and params.voice not in self.voices():
+            # Only the model's own presets: BarkProcessor would otherwise np.load() any other name as a path.
+            known = ", ".join(self.voices()[:12]) or "none"
+            raise BackendError(
+                f"model {self.spec.id!r} has no voice preset {params.voice!r}; it has: {known}"
+            )
         import torch
 
         options = TTSOptions.model_validate(self.spec.options)
@@ -209,7 +244,7 @@ class TransformersTTS(Backend):
         if self.model_type == "bark":
             try:
                 inputs = self.processor(text, voice_preset=params.voice or None, return_tensors="pt")
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, TypeError) as exc:  # preset files missing (offline) or malformed
                 raise BackendError(
                     f"Bark voice preset {params.voice!r} is not available: {_short(exc)}"
                 ) from None

@@ -1,12 +1,17 @@
 """Storage records: keyword-only reads and writes over an explicit session.
 
 Owns: users, conversations, generations and ratings as the studio reads and writes them.
-Ignores: models, torch and the UI. One generation is one row written once, when it ends.
+Ignores: models, torch and the UI. A generation is one row: written once when it ends
+(`record_generation`), or begun as "running" and finished later (`begin_generation` /
+`finish_generation`), each a short transaction never held open while a model runs.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import func
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import func, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
@@ -126,16 +131,55 @@ def record_generation(
     return generation
 
 
+def begin_generation(session: Session, *, generation: Generation) -> Generation:
+    """Store a generation as it starts: status "running", not yet an active turn (nothing shows it).
+
+    A crash leaves it "running" until the next start marks it "interrupted" (`mark_interrupted`).
+    Open the session with `expire_on_commit=False` to keep using the row after it closes.
+    """
+    generation.status, generation.active = "running", False
+    session.add(generation)
+    session.commit()
+    return generation
+
+
+def finish_generation(
+    session: Session, *, generation: Generation, supersede_from: int | None = None
+) -> Generation:
+    """Write the outcome of a begun generation and make it an active turn, in one short commit."""
+    generation.active = True
+    return record_generation(session, generation=generation, supersede_from=supersede_from)
+
+
+def mark_interrupted(session: Session) -> int:
+    """At start-up: generations still "running" were cut off by a crash or a kill; say so."""
+    result = session.exec(
+        update(Generation)
+        .where(col(Generation.status) == "running")
+        .values(status="interrupted", error="the server stopped while this was generating")
+    )
+    session.commit()
+    return int(result.rowcount or 0)
+
+
 def get_generation(session: Session, *, generation_id: int) -> Generation | None:
     return session.get(Generation, generation_id)
 
 
 def list_generations(
-    session: Session, *, user_id: int | None = None, tab: str | None = None, limit: int = 50
+    session: Session,
+    *,
+    user_id: int | None = None,
+    tab: str | None = None,
+    limit: int = 50,
+    include_running: bool = False,
 ) -> list[Generation]:
+    """Newest first; generations still running are left out unless asked for."""
     query = (
         select(Generation).order_by(col(Generation.created_at).desc(), col(Generation.id).desc()).limit(limit)
     )
+    if not include_running:
+        query = query.where(col(Generation.status) != "running")
     if user_id is not None:
         query = query.where(Generation.user_id == user_id)
     if tab is not None:
@@ -143,8 +187,11 @@ def list_generations(
     return list(session.exec(query))
 
 
-def count_generations(session: Session) -> int:
-    return int(session.exec(select(func.count()).select_from(Generation)).one())
+def count_generations(session: Session, *, include_running: bool = False) -> int:
+    query = select(func.count()).select_from(Generation)
+    if not include_running:
+        query = query.where(col(Generation.status) != "running")
+    return int(session.exec(query).one())
 
 
 # -- ratings ---------------------------------------------------------------------------------------
@@ -158,26 +205,53 @@ def set_rating(
     comment: str | None = None,
 ) -> Rating | None:
     """Upsert a vote (+1/-1) with its optional reason and comment; None removes it. Clicking twice stores
-    one row; a new vote replaces the reason and comment too."""
-    existing = session.exec(
-        select(Rating).where(Rating.generation_id == generation_id, Rating.user_id == user_id)
-    ).first()
-    if value is None:
-        if existing is not None:
-            session.delete(existing)
+    one row; a new vote replaces the reason and comment too. Committed durably."""
+    with _durable(session):
+        existing = session.exec(
+            select(Rating).where(Rating.generation_id == generation_id, Rating.user_id == user_id)
+        ).first()
+        if value is None:
+            if existing is not None:
+                session.delete(existing)
+                session.commit()
+            return None
+        if existing is None:
+            existing = Rating(
+                generation_id=generation_id, user_id=user_id, value=value, reason=reason, comment=comment
+            )
+        else:
+            existing.value, existing.reason, existing.comment = value, reason, comment
+            existing.updated_at = utcnow()
+        session.add(existing)
+        try:
             session.commit()
-        return None
-    if existing is None:
-        existing = Rating(
-            generation_id=generation_id, user_id=user_id, value=value, reason=reason, comment=comment
-        )
-    else:
-        existing.value, existing.reason, existing.comment = value, reason, comment
-        existing.updated_at = utcnow()
-    session.add(existing)
-    session.commit()
-    session.refresh(existing)
-    return existing
+            return existing
+        except IntegrityError:
+            # The same vote arrived twice at once (a double click, two tabs): the other one stored it.
+            session.rollback()
+    return set_rating(
+        session, generation_id=generation_id, user_id=user_id, value=value, reason=reason, comment=comment
+    )
+
+
+@contextmanager
+def _durable(session: Session) -> Iterator[None]:
+    """Commits inside get SQLite's full fsync: an acknowledged vote survives a crash and a power cut.
+
+    The engine runs WAL with synchronous=NORMAL (fast, crash-safe, but a power cut may drop the last
+    commits); a rating is a person's judgement and cannot be regenerated, so it pays for one fsync.
+    SQLite refuses the pragma inside a transaction: it is set before the first write and reset after.
+    """
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        session.commit()  # end any transaction the caller left open
+        session.execute(text("PRAGMA synchronous=FULL"))
+    try:
+        yield
+    finally:
+        if sqlite:
+            session.rollback()  # nothing is pending here; makes sure no transaction is open
+            session.execute(text("PRAGMA synchronous=NORMAL"))
 
 
 def ratings_for(session: Session, *, generation_ids: list[int], user_id: int) -> dict[int, int]:

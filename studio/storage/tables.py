@@ -62,7 +62,7 @@ class Generation(SQLModel, table=True):
     files: list[str] = Field(default_factory=_empty_list, sa_column=Column(JSON, nullable=False))
     notices: list[str] = Field(default_factory=_empty_list, sa_column=Column(JSON, nullable=False))
     seed: int | None = None
-    status: str = "ok"  # ok | error | stopped
+    status: str = "ok"  # ok | error | stopped | running | interrupted
     error: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None

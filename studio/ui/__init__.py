@@ -1,7 +1,8 @@
 """The Gradio app: `build_app(studio)` composes one `build_<tab>_tab(studio)` per file; `launch` serves it.
 
-Owns: the page layout, the shared GPU queue and the launch settings (monitoring off, the data dir
-blocked from file routes, upload size limit). Ignores: storage, models and torch; handlers only
+Owns: the page layout, the shared GPU queue and the launch settings (logins, share link, monitoring
+off, only the media dir served, upload and queue size limits, the guard middleware of
+`studio.security`). Ignores: storage, models and torch; handlers only
 translate between Gradio values and `Studio` calls.
 """
 
@@ -11,7 +12,9 @@ import logging
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 
+from studio import security
 from studio.service import Studio
 from studio.ui.audio import build_audio_tab
 from studio.ui.chat import build_chat_tab
@@ -23,6 +26,7 @@ from studio.ui.models import build_models_tab
 log = logging.getLogger(__name__)
 
 TITLE = "Studio"
+MAX_UPLOAD = "25mb"  # init images are refused above 20 MB by the service; this stops bigger bodies early
 
 
 def build_app(studio: Studio) -> gr.Blocks:
@@ -42,29 +46,55 @@ def build_app(studio: Studio) -> gr.Blocks:
             # Last: it fills the other tabs' controls (found by elem id) for re-runs and switches tabs.
             with gr.Tab("Library", id="library"):
                 build_library_tab(studio, app, tabs)
-    # One generation at a time per process: every model-running event shares the "gpu" id.
+    # Model-running events share the "generation" id (ui/common.py); the manager serialises each device.
     app.queue(default_concurrency_limit=1, max_size=64)
     return app
 
 
-def launch(app: gr.Blocks, studio: Studio, *, host: str, port: int, block: bool = True) -> Any:
-    """Serve the app; returns (fastapi app, local url, share url) when not blocking."""
-    settings = studio.settings
-    settings.media_dir.mkdir(parents=True, exist_ok=True)
-    # Only generated media is served; the database, the model cache and the config never are.
-    database = settings.database_url.removeprefix("sqlite:///")
-    blocked = [database, f"{database}-wal", f"{database}-shm"]
-    blocked += [str(settings.model_cache), str(studio.config.path)]
+def launch(
+    app: gr.Blocks,
+    studio: Studio,
+    *,
+    host: str,
+    port: int,
+    block: bool = True,
+    accounts: Any = None,
+    share: bool = False,
+    queue_size: int | None = None,
+    rate_limit: Any = "env",
+) -> Any:
+    """Serve the app; returns (fastapi app, local url, share url or None) when not blocking.
+
+    `accounts` (a `studio.auth.UserStore`) turns on logins; `share` asks Gradio for a public link;
+    `rate_limit` is a `studio.security.RateLimiter`, None for none, or "env" for $STUDIO_RATE_LIMIT.
+    """
+    studio.accounts = accounts
+    studio.recover_interrupted()
+    if queue_size is not None:
+        app.queue(default_concurrency_limit=1, max_size=queue_size)
+    exposed = share or host not in ("127.0.0.1", "localhost", "::1")
+    policy = security.policy_for(studio, auth=accounts is not None, exposed=exposed, rate_limit=rate_limit)
     result = app.launch(
         server_name=host,
         server_port=port,
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
+        auth=accounts,
+        auth_message="Log in with the account an admin made for you (`studio users add NAME`).",
+        share=share,
         enable_monitoring=False,
-        allowed_paths=[str(settings.media_dir)],
-        blocked_paths=blocked,
-        max_file_size="25mb",
+        run_history=False,
+        ssr_mode=False,
+        mcp_server=False,
+        strict_cors=True,
+        allowed_paths=[str(studio.settings.media_dir)],
+        blocked_paths=security.blocked_paths(studio),
+        max_file_size=MAX_UPLOAD,
+        app_kwargs={"middleware": [Middleware(security.Guard, policy=policy)]},
         show_error=True,
-        quiet=not block,
+        quiet=True,
         footer_links=["api"],
     )
+    if block:
+        log.info("serving on %s", result[1])
+        app.block_thread()
     return result

@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
-from studio.ui.common import default_model, model_choices, user_of
+from studio.ui.common import GENERATION_QUEUE, default_model, model_choices, user_of
 from studio.ui.compare import compare_panel
 from studio.ui.feedback import cast_vote, feedback_panel
 from studio.ui.image import model_note
@@ -46,11 +46,22 @@ def _speech_controls(defaults: dict[str, Any]) -> list[Any]:
 
 def _music_controls(defaults: dict[str, Any]) -> list[Any]:
     with gr.Row():
-        duration = gr.Slider(1, 300, value=defaults["duration"], step=0.5, label="Duration (s)")
-        guidance = gr.Slider(0, 20, value=defaults["guidance"], step=0.5, label="Guidance")
+        duration = gr.Slider(
+            1, 300, value=defaults["duration"], step=0.5, label="Duration (s)", elem_id="music-duration"
+        )
+        guidance = gr.Slider(
+            0, 20, value=defaults["guidance"], step=0.5, label="Guidance", elem_id="music-guidance"
+        )
     with gr.Row():
-        temperature = gr.Slider(0.05, 2.0, value=defaults["temperature"], step=0.05, label="Temperature")
-        top_k = gr.Slider(0, 2048, value=defaults["top_k"], step=1, label="Top-k")
+        temperature = gr.Slider(
+            0.05,
+            2.0,
+            value=defaults["temperature"],
+            step=0.05,
+            label="Temperature",
+            elem_id="music-temperature",
+        )
+        top_k = gr.Slider(0, 2048, value=defaults["top_k"], step=1, label="Top-k", elem_id="music-top-k")
         seed = gr.Number(value=None, precision=0, label="Seed (blank = random)", elem_id="music-seed")
     return [duration, guidance, temperature, top_k, seed]
 
@@ -183,8 +194,7 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
         [prompt, model, run_key, *melody_input, *controls],
         [player, picture, selected, info, clips, notice],
         api_name=tab,
-        concurrency_id="gpu",
-        concurrency_limit=1,
+        **GENERATION_QUEUE,
     )
     stop_btn.click(
         lambda key: studio.cancel(key) and None, run_key, None, queue=False, api_visibility="private"
@@ -240,7 +250,7 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
 
 
 def build_audio_tab(studio: Studio, app: gr.Blocks) -> None:
-    with gr.Tabs():
+    with gr.Tabs(elem_id="audio-tabs"):
         with gr.Tab("Speech", id="speech"):
             _section(studio, app, "speech")
             compare_panel(studio, "speech")

@@ -14,6 +14,7 @@ import gradio as gr
 
 from studio.service import Action, ChatTurn, Studio, StudioError
 from studio.ui.common import (
+    GENERATION_QUEUE,
     PARAM_NAMES,
     conversation_choices,
     default_model,
@@ -172,7 +173,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
 
-    gpu: dict[str, Any] = {"concurrency_id": "gpu", "concurrency_limit": 1}
+    gpu = GENERATION_QUEUE
     private: dict[str, Any] = {"api_visibility": "private"}
     send_btn.click(check_message, message, None, **private).success(
         send, [message, *run_inputs], run_outputs, api_name="chat", **gpu

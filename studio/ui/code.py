@@ -18,6 +18,7 @@ from studio.code_service import code_settings
 from studio.coding import LANGUAGES, MODES, render_prompt
 from studio.service import Action, ChatTurn, Studio, StudioError
 from studio.ui.common import (
+    GENERATION_QUEUE,
     PARAM_NAMES,
     conversation_choices,
     default_model,
@@ -258,7 +259,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
         except (StudioError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
 
-    gpu: dict[str, Any] = {"concurrency_id": "gpu", "concurrency_limit": 1}
+    gpu = GENERATION_QUEUE
     private: dict[str, Any] = {"api_visibility": "private"}
     send_checks = [text, mode, language, source_language, error, template]
     runs = [

@@ -14,7 +14,6 @@ from typing import Any
 import gradio as gr
 
 from studio.service import ChatTurn, ModelInfo, Studio
-from studio.ui.feedback import cast_vote
 
 FEEDBACK = {1: "Like", -1: "Dislike"}
 PARAM_NAMES = (
@@ -32,6 +31,14 @@ PARAM_NAMES = (
 # While streaming, send at most this many chatbot updates a second: each one costs Gradio a few
 # milliseconds (benchmarks/chat_overhead.py), more than a token of a small model takes.
 UPDATES_PER_SECOND = 20
+
+# Every event that runs a model (each tab's runs, A/B compare, the Models tab's Load) shares one Gradio queue
+# that lets this many run at once. It does not serialise the GPU: the model manager does, first come first
+# served per device (`jobs_per_device` in models.yaml), so a remote (openai-chat) request starts while local
+# jobs wait for their turn, and the server batches it with the others. Beyond this many running or waiting in
+# the manager, further events wait in Gradio's queue (max 64) in arrival order.
+PARALLEL_RUNS = 16
+GENERATION_QUEUE: dict[str, Any] = {"concurrency_id": "generation", "concurrency_limit": PARALLEL_RUNS}
 
 
 def messages(turns: list[ChatTurn], pending: tuple[str, str] | None = None) -> list[dict[str, str]]:
@@ -158,6 +165,8 @@ def vote_value(liked: Any) -> str | None:
 def vote_handler(studio: Studio) -> Any:
     """A chatbot `.like` handler: store the vote on the generation behind the clicked reply; outputs a
     notice and that generation's id (for the feedback panel, studio/ui/feedback.py)."""
+
+    from studio.ui.feedback import cast_vote  # feedback.py imports this module
 
     def vote(data: gr.LikeData, conv: int | None, request: gr.Request) -> tuple[str, int | None]:
         user = user_of(request)

@@ -15,6 +15,7 @@ import gradio as gr
 
 from studio.library_service import MAX_COMMENT, REASONS
 from studio.service import Studio, StudioError
+from studio.ui.common import user_of
 
 VOTES = {1: "up", -1: "down"}
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
@@ -50,7 +51,7 @@ class FeedbackPanel:
         return event.then(self._show, source, [self.gid, *self.outputs], **PRIVATE)
 
     def _show(self, gid: int | None, request: gr.Request) -> tuple[Any, ...]:
-        user = getattr(request, "username", None)
+        user = user_of(request)
         detail = self.studio.vote_detail(gid, user=user) if gid is not None else {"vote": None}
         if detail["vote"] is None:  # no vote (or it was taken back): nothing to explain
             return gid, gr.Group(visible=False), gr.skip(), [], "", ""
@@ -73,7 +74,7 @@ def feedback_panel(studio: Studio, prefix: str) -> FeedbackPanel:
     panel = FeedbackPanel(studio, box, gr.State(None), heading, reasons, comment, note)
 
     def store(gid: int | None, why: list[str], text: str, request: gr.Request) -> str:
-        user = getattr(request, "username", None)
+        user = user_of(request)
         try:
             vote = studio.rating(gid, user=user) if gid is not None else None
             if gid is None or vote is None:
@@ -99,7 +100,7 @@ def rate_api(studio: Studio) -> Any:
             studio.rate(
                 int(generation_id),
                 vote,
-                user=getattr(request, "username", None),
+                user=user_of(request),
                 reason=reason if vote else None,
                 comment=comment if vote else None,
             )

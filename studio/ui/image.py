@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
-from studio.ui.common import default_model, model_choices, user_of
+from studio.ui.common import GENERATION_QUEUE, default_model, model_choices, user_of
 from studio.ui.compare import compare_panel
 from studio.ui.feedback import cast_vote, feedback_panel
 from studio.validation import model_for, params_for
@@ -206,8 +206,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
         [prompt, model, init_image, strength, lora, lora_scale, run_key, *controls],
         [gallery, gallery_ids, notice],
         api_name="image",
-        concurrency_id="gpu",
-        concurrency_limit=1,
+        **GENERATION_QUEUE,
     )
 
     def stop(key: str) -> None:

@@ -23,6 +23,10 @@ from studio.ui.common import PARAM_NAMES, conversation_choices, render, user_of
 COLUMNS = ["#", "when", "tab", "model", "vote", "prompt", "output"]
 TAB_IDS = {"speech": "audio", "music": "audio"}  # generation tabs shown inside another UI tab
 IMAGE_NAMES = ("negative_prompt", "steps", "guidance", "width", "height", "seed", "scheduler", "strength")
+AUDIO_NAMES = {
+    "speech": ("speed", "voice", "seed"),
+    "music": ("duration", "guidance", "temperature", "top_k", "seed"),
+}
 CONVERSATION_IDS = {"chat": ("conversation", "chatbot"), "code": ("code-conversation", "code-chatbot")}
 
 
@@ -49,6 +53,9 @@ def rerun_values(settings: dict[str, Any]) -> dict[str, Any]:
     if tab == "image":
         values |= {f"image-{n.replace('_prompt', '')}": p[n] for n in IMAGE_NAMES if n in p}
         values["image-num-images"] = 1  # the stored seed reproduces this one picture
+    if tab in AUDIO_NAMES:
+        values |= {f"{tab}-{n.replace('_', '-')}": p[n] for n in AUDIO_NAMES[tab] if p.get(n) is not None}
+        values["audio-tabs"] = tab  # the Speech or Music section inside the Audio tab
     return values
 
 
@@ -198,7 +205,11 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
         if f"{settings['tab']}-prompt" in missing or (settings["tab"] == "chat" and "message" in missing):
             raise gr.Error(f"the {settings['tab']} tab is not available here")
         gr.Info(f"Settings of #{gid} are in the {settings['tab']} tab: edit and run.")
-        updates = {found[k]: v for k, v in values.items() if k in found}
+        updates = {
+            found[k]: gr.Tabs(selected=v) if isinstance(found[k], gr.Tabs) else v
+            for k, v in values.items()
+            if k in found
+        }
         return {tabs: gr.Tabs(selected=TAB_IDS.get(settings["tab"], settings["tab"])), **updates}
 
     rerun_btn.click(rerun, selected, [tabs, *targets], api_visibility="private")

@@ -159,6 +159,29 @@ def test_music_generates_plays_lists_and_reuses(audio_page: AudioPage) -> None:
 
 
 @pytest.mark.browser
+def test_stop_ends_a_long_music_generation(audio_page: AudioPage) -> None:
+    """300 s of music (about 24,000 frames, far beyond the tiny model's 0.7 s window): Stop ends it early."""
+    page = audio_page.page
+    audio_page.open_section("Music")
+    before = len(audio_page.rows("music"))
+    duration = page.locator("#music-duration input[type=number]")
+    duration.fill("300")
+    duration.press("Enter")
+    page.locator("#music-prompt textarea").fill("an endless drone")
+    page.locator("#music-generate").click()
+    expect(page.locator("#music-notice p")).to_have_text(re.compile(r"^\d+/24000$"))  # frames are being made
+    page.locator("#music-stop").click()
+    audio_page.wait_until(lambda: len(audio_page.rows("music")) > before, "the stopped music row")
+    row = audio_page.rows("music")[-1]
+    assert row.status == "stopped" and row.files == [] and row.params["duration"] == 300
+    expect(page.locator("#music-notice p")).to_have_text("Stopped.")
+    # The queue is free again: a short clip runs right after.
+    duration.fill("1.5")
+    duration.press("Enter")
+    assert audio_page.generate("music", "calm piano").params["duration"] == 1.5
+
+
+@pytest.mark.browser
 def test_empty_text_is_refused_with_a_message(audio_page: AudioPage) -> None:
     before = len(audio_page.rows("speech"))
     audio_page.page.locator("#speech-prompt textarea").fill("   ")

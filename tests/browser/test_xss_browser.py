@@ -1,0 +1,117 @@
+"""HTML and script in a model's answer, in a real browser behind a login: shown or dropped, never run.
+
+Its own server (logins on, through `studio.ui.launch` and the guard middleware), in the tier's shared
+Chromium. The model is a stand-in that answers
+with hostile markup; the page is checked for any sign it ran (a global set, a dialog, a live element).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import pytest
+
+from studio.backends import Backend, Request, TextDelta, register, unregister
+from studio.backends.params import ChatParams
+from tests.browser.conftest import CHROMIUM
+
+pytest.importorskip("playwright.sync_api", reason="the browser tier needs the playwright package (dev extra)")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="browser tests need Debian's Chromium at /usr/bin/chromium"
+    ),
+]
+
+HOSTILE = (
+    "Here you go: <script>window.__xss = 'script'</script>"
+    '<img src="x" onerror="window.__xss = \'img\'">'
+    "<iframe srcdoc=\"<script>parent.__xss='iframe'</script>\"></iframe>"
+    '<a href="javascript:window.__xss=\'link\'" id="evil-link">click me</a>'
+    "<svg onload=\"window.__xss = 'svg'\"></svg>"
+    "\n\n```html\n<script>alert('shown as code')</script>\n```\n"
+)
+
+
+class HostileChat(Backend):
+    """Answers every prompt with HOSTILE, as a model could (prompt injection, training data)."""
+
+    kind = "hostile-chat"
+    tabs = frozenset({"chat", "code"})
+    Params = ChatParams
+
+    def load(self) -> None:
+        pass
+
+    def generate(self, request: Request) -> Generator[TextDelta, None, None]:
+        yield TextDelta(HOSTILE)
+
+
+@pytest.fixture(scope="module")
+def xss_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+    from studio import Settings
+    from studio.auth import UserStore, add_user
+    from studio.service import Studio
+    from studio.ui import build_app, launch
+
+    register(HostileChat)
+    folder = tmp_path_factory.mktemp("xss")
+    (folder / "models.yaml").write_text(
+        f"models:\n  - id: hostile\n    tabs: [chat, code]\n    backend: hostile-chat\n    source: {folder}\n"
+    )
+    add_user(folder / "users.json", "alice", "alice-password")
+    studio = Studio.from_settings(
+        Settings.from_env(models_file=folder / "models.yaml", data_dir=folder / "d")
+    )
+    app = build_app(studio)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    launch(app, studio, host="127.0.0.1", port=port, block=False, accounts=UserStore(folder / "users.json"))
+    try:
+        yield f"http://127.0.0.1:{port}/", studio
+    finally:
+        app.close()
+        studio.close()
+        unregister(HostileChat.kind)
+
+
+@pytest.fixture
+def page(browser_context: Any) -> Iterator[Any]:
+    """A page of the tier's shared Chromium (one Playwright per session: a second one cannot start)."""
+    page = browser_context.new_page()
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+def test_html_and_script_in_model_output_are_not_executed(xss_server: tuple[str, Any], page: Any) -> None:
+    from playwright.sync_api import expect
+
+    url, studio = xss_server
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(url)
+    # The login page works through the guard (which empties the API description it would embed).
+    page.get_by_label("username").fill("alice")
+    page.get_by_label("password").fill("wrong-password")
+    page.get_by_role("button", name="Login").click()
+    expect(page.get_by_text("Incorrect Credentials")).to_be_visible()
+    page.get_by_label("username").fill("alice")  # the form forgets the name after a failure
+    page.get_by_label("password").fill("alice-password")
+    page.get_by_role("button", name="Login").click()
+    page.locator("#message textarea").fill("say something nasty")
+    page.locator("#send").click()
+    bot = page.locator("#chatbot [data-testid=bot]").last
+    expect(bot).to_contain_text("Here you go")
+    expect(bot).to_contain_text("alert('shown as code')")  # code is shown as text
+    page.wait_for_timeout(500)  # time for an onerror / onload handler to fire, were one left
+    chat = page.locator("#chatbot")
+    assert page.evaluate("() => window.__xss") is None and not dialogs
+    assert chat.locator("script, iframe, [onerror], [onload]").count() == 0
+    assert chat.locator("a[href^='javascript:']").count() == 0
+    # Stored as the model wrote it (nothing is lost), only rendered safely.
+    assert studio.history(user="alice")[0]["text"] == HOSTILE
