@@ -342,4 +342,5 @@ class LibraryTab:
         folder = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"studio-{fmt}"
         result = self.export(fmt, folder, **options)
         archive = shutil.make_archive(str(folder), "zip", root_dir=folder)
+        shutil.rmtree(folder, ignore_errors=True)  # the zip holds it all; the folder would pile up in /tmp
         return Path(archive), result.summary().replace(str(folder), f"studio-{fmt}.zip")

@@ -5,6 +5,7 @@ re-run settings and exports (pickapic with copied files included)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,17 @@ def test_only_an_admin_exports_every_users_data(studio: Studio, tmp_path: Path) 
     assert not (tmp_path / "out").exists()
     with pytest.raises(StudioError, match="nothing to export"):  # allowed, and nothing is rated yet
         studio.export("kto", tmp_path / "out", all_users=True, user="ann")
+
+
+def test_export_archive_leaves_only_the_zip(studio: Studio) -> None:
+    import zipfile
+
+    studio.rate(say(studio, "zip me").generation_id, "up")
+    archive, summary = studio.export_archive("kto")
+    try:
+        with zipfile.ZipFile(archive) as z:
+            assert {"train.jsonl", "README.md"} <= set(z.namelist())
+        assert sorted(p.name for p in archive.parent.iterdir()) == [archive.name]  # no folder left beside it
+        assert "studio-kto.zip" in summary
+    finally:
+        shutil.rmtree(archive.parent)
