@@ -163,16 +163,20 @@ def vote_value(liked: Any) -> str | None:
 
 
 def vote_handler(studio: Studio) -> Any:
-    """A chatbot `.like` handler: store the vote on the generation behind the clicked reply."""
+    """A chatbot `.like` handler: store the vote on the generation behind the clicked reply; outputs a
+    notice and that generation's id (for the feedback panel, studio/ui/feedback.py)."""
 
-    def vote(data: gr.LikeData, conv: int | None, request: gr.Request) -> str:
+    from studio.ui.feedback import cast_vote  # feedback.py imports this module
+
+    def vote(data: gr.LikeData, conv: int | None, request: gr.Request) -> tuple[str, int | None]:
         user = user_of(request)
         index = data.index if isinstance(data.index, int) else data.index[0]
         turns = studio.conversation(conv, user=user) if conv else []
         if not 0 <= index // 2 < len(turns):
-            return "That message is not saved yet; vote again when it has finished."
-        studio.rate(turns[index // 2].generation_id, vote_value(data.liked), user=user)
-        return ""
+            return "That message is not saved yet; vote again when it has finished.", None
+        gid = turns[index // 2].generation_id
+        cast_vote(studio, gid, vote_value(data.liked), user)
+        return "", gid
 
     return vote
 
