@@ -9,7 +9,12 @@
     (`backend.generate`) and the whole service (`Studio.chat`, incl. the DB write). Rounds alternate
     the ways; ratios are medians of per-round ratios. Target: backend/plain >= 0.97.
 
-  .venv/bin/python benchmarks/models.py --rounds 9 --tokens 128
+(c) Remote requests through the served app: N Gradio API clients asking the remote model at once vs the same
+    N requests one after another, with the shared generation queue as shipped (PARALLEL_RUNS at once) and
+    as before this change (one at a time: what every event got when all shared the `gpu` id). The server
+    is `transformers serve` with --continuous-batching (pass --no-batching for its one-at-a-time mode).
+
+  .venv/bin/python benchmarks/models.py --rounds 9 --tokens 128 [--clients 4] [--app-only]
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from _common import (
     BUNDLED_ID,
@@ -179,6 +185,77 @@ def remote_rates(work: Path, rounds: int, tokens: int) -> tuple[list[list[object
     return rows, median([x / y for x, y in zip(results["backend"], base, strict=True)])
 
 
+def app_parallel(work: Path, clients: int, tokens: int, rounds: int, batching: bool) -> list[list[object]]:
+    from studio.testing import build_tiny_chat_model
+    from studio.testing_server import transformers_serve
+    from studio.ui import common
+
+    model = build_tiny_chat_model(work / "served")
+    extra = ["--continuous-batching"] if batching else []
+    rows: list[list[object]] = []
+    with transformers_serve(model, log=work / "serve.log", extra=extra) as url:
+        body = f"models:\n  - id: remote\n    tabs: [chat]\n    backend: openai-chat\n    base_url: {url}\n"
+        body += f"    source: {model}\n    options: {{extra_params: false}}\n"
+        shipped = common.PARALLEL_RUNS
+        for label, limit in (("one at a time (before)", 1), (f"generation, {shipped} at once", shipped)):
+            folder = work / f"app-{limit}"
+            folder.mkdir()
+            seq, par = _app_rounds(_studio(folder, body), limit, clients, tokens, rounds)
+            ratio = median([s / p for s, p in zip(seq, par, strict=True)])
+            rows.append([label, median(seq), median(par), clients * tokens / median(par), ratio])
+    return rows
+
+
+def _app_rounds(
+    studio: Any, limit: int, clients: int, tokens: int, rounds: int
+) -> tuple[list[float], list[float]]:
+    """Serve the app with the generation queue limited to `limit`; time N requests one by one and at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client
+
+    from studio.testing_server import free_port
+    from studio.ui import build_app, common, launch
+
+    sampling = [False, 0.7, 0.9, 50, 1.0, tokens, 1, None]  # the chat API's Sampling panel, greedy
+    common.GENERATION_QUEUE["concurrency_limit"] = limit  # read by the tabs while the app is built
+    try:
+        app = build_app(studio)
+    finally:
+        common.GENERATION_QUEUE["concurrency_limit"] = common.PARALLEL_RUNS
+    port = free_port()
+    launch(app, studio, host="127.0.0.1", port=port, block=False)
+    pool = [Client(f"http://127.0.0.1:{port}/", verbose=False) for _ in range(clients)]
+
+    def ask(client: Client, i: int) -> None:
+        client.predict(f"Question {i}: how are you?", None, "remote", "", *sampling, api_name="/chat")
+
+    def one_by_one() -> float:
+        started = time.perf_counter()
+        for i, client in enumerate(pool):
+            ask(client, i)
+        return time.perf_counter() - started
+
+    def at_once() -> float:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as ex:
+            list(ex.map(ask, pool, range(clients)))
+        return time.perf_counter() - started
+
+    seq: list[float] = []
+    par: list[float] = []
+    try:
+        one_by_one()  # warm-up
+        for r in range(rounds):
+            order = [(seq, one_by_one), (par, at_once)]
+            for out, way in order if r % 2 == 0 else order[::-1]:
+                out.append(way())
+    finally:
+        app.close()
+        studio.close()
+    return seq, par
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -186,6 +263,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5, help="cold loads per model")
+    parser.add_argument("--clients", type=int, default=4, help="API clients at once in (c)")
+    parser.add_argument("--no-batching", action="store_true", help="(c) without continuous batching")
+    parser.add_argument("--app-only", action="store_true", help="only (c)")
     args = parser.parse_args()
     pin_torch_threads()
     print(load_note())
@@ -193,6 +273,20 @@ def main() -> None:
         work = Path(tmp)
         (work / "a").mkdir()
         (work / "b").mkdir()
+        (work / "c").mkdir()
+        batching = not args.no_batching
+        app_rows = app_parallel(work / "c", args.clients, args.tokens, args.rounds, batching)
+        print(
+            table(
+                ["app queue", "one by one s", "at once s", "at once tok/s", "speed-up"],
+                app_rows,
+                f"\n== {args.clients} API clients on a remote model through the app "
+                f"(transformers serve{' --continuous-batching' if batching else ''}, {args.tokens} tokens, "
+                f"{args.rounds} rounds) ==",
+            )
+        )
+        if args.app_only:
+            return
         loads = load_costs(work / "a", args.repeats)
         print(
             table(

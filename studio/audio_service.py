@@ -176,7 +176,7 @@ class AudioTab:
         try:
             if model_id not in studio.manager.loaded():
                 yield AudioUpdate(status="loading")
-            with studio.manager.use(model_id) as backend:
+            with studio.manager.use(model_id, stop=request.stop) as backend:
                 stream = backend.generate(request)
                 try:
                     for event in stream:

@@ -84,6 +84,9 @@ class StudioConfig(BaseModel):
     # Memory the loaded models may take, in GB: one number for every pool, or per pool ({cpu: 12, cuda: 20});
     # the environment's STUDIO_MEMORY_BUDGET wins. Unset: 70 % of RAM, 90 % of GPU memory.
     memory_budget_gb: Gigabytes | dict[Literal["cpu", "cuda"], Gigabytes] | None = None
+    # In-process generations (and loads) running at once on each device (the GPU, or the CPU); the rest wait
+    # first come, first served. STUDIO_JOBS_PER_DEVICE wins. Remote (openai-chat) models never wait here.
+    jobs_per_device: int = Field(default=1, ge=1, le=64)
     _path: Path = PrivateAttr(default=DEFAULT_MODELS_FILE)
 
     @field_validator("models")

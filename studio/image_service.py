@@ -92,7 +92,7 @@ class ImageTab:
         try:
             if spec.id not in studio.manager.loaded():
                 yield ImageUpdate(status="loading")
-            with studio.manager.use(spec.id) as backend:
+            with studio.manager.use(spec.id, stop=request.stop) as backend:
                 stream = backend.generate(request)
                 try:
                     for event in stream:

@@ -163,6 +163,18 @@ class LibraryTab:
             "seed": row.seed,
         }
 
+    def vote_detail(self, generation_id: int, *, user: str | None = None) -> dict[str, Any]:
+        """The user's vote on one of their generations: {"vote": 1, -1 or None, "reasons", "comment"}."""
+        studio: Any = self
+        uid = studio.user_id(user)
+        with Session(studio.engine) as session:
+            row = self._owned(session, generation_id, uid)
+            vote = storage.rating_detail(session, generation_id=row.id or 0, user_id=uid)
+        if vote is None:
+            return {"vote": None, "reasons": [], "comment": ""}
+        reasons = [tag for tag in (vote.reason or "").split(",") if tag]
+        return {"vote": vote.value, "reasons": reasons, "comment": vote.comment or ""}
+
     def rerun_settings(self, generation_id: int, *, user: str | None = None) -> dict[str, Any]:
         """What a past generation ran with, for its tab to fill in: tab, model, prompt, params, history."""
         studio: Any = self
@@ -330,4 +342,5 @@ class LibraryTab:
         folder = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"studio-{fmt}"
         result = self.export(fmt, folder, **options)
         archive = shutil.make_archive(str(folder), "zip", root_dir=folder)
+        shutil.rmtree(folder, ignore_errors=True)  # the zip holds it all; the folder would pile up in /tmp
         return Path(archive), result.summary().replace(str(folder), f"studio-{fmt}.zip")

@@ -4,8 +4,10 @@ Owns: the set of loaded backends; a budget per memory pool (RAM for CPU models, 
 models) from the argument, STUDIO_MEMORY_BUDGET, models.yaml's `memory_budget_gb` or the device; a size
 per model (models.yaml's `memory_gb` or the weights on disk before load, measured after); evicting
 least-recently-used idle models to make room; never evicting one in use; refusing a model bigger than the
-whole budget; one load at a time per model; and the state the Models panel and the CLI show.
-Ignores: what backends do with memory, and remote backends' memory (it lives on their server).
+whole budget; one load at a time per model; the fair line of each device (in-process jobs start first come,
+first served, `jobs_per_device` at a time; remote backends skip it); and the state the Models panel and the
+CLI show.
+Ignores: what backends do with memory, and remote backends' memory and scheduling (their server's).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from studio import memory, sources
 from studio.backends import Backend, BackendError
 from studio.config import ModelSpec, StudioConfig
+from studio.device_queue import DeviceLine, Skipped, Turn
 from studio.memory import GB, Pool, format_bytes
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,7 @@ class ModelManager:
         *,
         budget: dict[Pool, int] | None = None,
         max_loaded: int | None = None,
+        jobs_per_device: int | None = None,
     ) -> None:
         if max_loaded is not None and max_loaded < 1:
             raise ValueError("max_loaded must be at least 1")
@@ -73,6 +77,18 @@ class ModelManager:
         self._measured: dict[str, int] = {}  # from earlier loads in this process
         self._lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
+        self._jobs = jobs_per_device or self._configured_jobs(config)
+        self._lines: dict[Pool, DeviceLine] = {}
+        self._pools: dict[str, Pool | None] = {}  # model id -> its pool (None: remote), asked once
+
+    @staticmethod
+    def _configured_jobs(config: StudioConfig) -> int:
+        env = os.environ.get("STUDIO_JOBS_PER_DEVICE", "").strip()
+        if not env:
+            return config.jobs_per_device
+        if not env.isdigit() or not 1 <= int(env) <= 64:
+            raise BackendError(f"STUDIO_JOBS_PER_DEVICE must be a whole number from 1 to 64, not {env!r}")
+        return int(env)
 
     @staticmethod
     def _configured_budget(config: StudioConfig) -> dict[Pool, int]:
@@ -176,16 +192,64 @@ class ModelManager:
             )
         return out
 
+    # -- the device's line ---------------------------------------------------------------------------
+    def line_up(self, model_id: str) -> Turn:
+        """Take a place in the line of the model's device now (first come, first served across every model
+        and tab); a remote model's turn runs at once. Pass it to `use()`; release it if `use()` never runs."""
+        pool = self._pool_for(model_id)
+        if pool is None:
+            return Turn.free()
+        with self._lock:
+            line = self._lines.setdefault(pool, DeviceLine(pool, self._jobs))
+        return line.line_up()
+
+    def jobs(self, pool: Pool) -> tuple[int, int]:
+        """(running, waiting) in-process jobs on a device."""
+        with self._lock:
+            line = self._lines.get(pool)
+        return line.counts() if line else (0, 0)
+
+    @property
+    def jobs_per_device(self) -> int:
+        return self._jobs
+
+    def _pool_for(self, model_id: str) -> Pool | None:
+        with self._lock:
+            slot = self._slots.get(model_id)
+            if slot is not None:
+                return slot.pool
+            if model_id in self._pools:
+                return self._pools[model_id]
+        spec = self._config.model(model_id)
+        pool = self._pool_of(spec, self._factory(spec))
+        with self._lock:
+            self._pools[model_id] = pool
+        return pool
+
     # -- borrowing ---------------------------------------------------------------------------------
     @contextmanager
-    def use(self, model_id: str) -> Iterator[Backend]:
-        """Borrow a loaded backend; it cannot be evicted until the block ends."""
-        slot = self._acquire(model_id)
+    def use(
+        self, model_id: str, *, turn: Turn | None = None, stop: threading.Event | None = None
+    ) -> Iterator[Backend]:
+        """Borrow a loaded backend; it cannot be evicted until the block ends.
+
+        An in-process model first waits for its turn on its device (`turn` from `line_up()` when the caller
+        showed the wait itself), then loads if needed and runs; the turn is released when the block ends, by
+        an exception or a generator closed mid-way too. When `stop` is set before the turn comes, nothing
+        loads or runs: the block gets a backend that yields nothing."""
+        turn = turn or self.line_up(model_id)
         try:
-            yield slot.backend
+            if not turn.wait(stop=stop):
+                yield Skipped(self._config.model(model_id))
+                return
+            slot = self._acquire(model_id)
+            try:
+                yield slot.backend
+            finally:
+                with self._lock:
+                    slot.in_use -= 1
         finally:
-            with self._lock:
-                slot.in_use -= 1
+            turn.release()
 
     def _acquire(self, model_id: str) -> _Slot:
         spec = self._config.model(model_id)
@@ -310,9 +374,9 @@ class ModelManager:
         for mid in self.loaded():
             self.unload(mid)
 
-    def preload(self, model_id: str) -> float:
-        """Load a model now (e.g. at start-up) and return how long that took."""
-        with self.use(model_id):
+    def preload(self, model_id: str, *, turn: Turn | None = None) -> float:
+        """Load a model now (e.g. at start-up), in its turn on the device, and return how long that took."""
+        with self.use(model_id, turn=turn):
             pass
         return self.load_seconds(model_id) or 0.0
 

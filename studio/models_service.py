@@ -102,20 +102,26 @@ class ModelsPanel:
             yield f"{model_id} is already loaded"
             return
         failure: list[BaseException] = []
+        turn = self.manager.line_up(model_id)  # a load waits for its turn on the device like a generation
 
         def run() -> None:
             try:
-                self.manager.preload(model_id)
+                self.manager.preload(model_id, turn=turn)
             except BaseException as exc:  # reported to the caller below
                 failure.append(exc)
 
         worker = threading.Thread(target=run, name=f"load-{model_id}", daemon=True)
-        started = time.perf_counter()
         worker.start()
         estimate = self.manager.estimate(self.config.model(model_id))
+        started = None
         while worker.is_alive():
-            size = f" (about {format_bytes(estimate)})" if estimate else ""
-            yield f"loading {model_id}{size}: {time.perf_counter() - started:.1f} s"
+            if not turn.running and turn.state == "waiting":
+                ahead = turn.ahead()
+                yield f"{model_id} is waiting for its turn: {ahead} job{'s' if ahead != 1 else ''} ahead"
+            else:
+                started = started or time.perf_counter()
+                size = f" (about {format_bytes(estimate)})" if estimate else ""
+                yield f"loading {model_id}{size}: {time.perf_counter() - started:.1f} s"
             worker.join(interval)
         if failure:
             raise StudioError(f"could not load {model_id}: {failure[0]}") from failure[0]

@@ -217,10 +217,13 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
         key = run_key or f"run-{id(request)}"
         self._begin(row)
         self._runs[key] = request.stop
+        turn = self.manager.line_up(spec.id)  # first come, first served on its device (remote: at once)
         try:
+            for waiting in turn.waiting(request.stop):
+                yield ChatUpdate(prefix, conversation_id=row.conversation_id, notices=[waiting])
             if spec.id not in self.manager.loaded():
                 yield ChatUpdate(prefix, status="loading", conversation_id=row.conversation_id)
-            with self.manager.use(spec.id) as backend:
+            with self.manager.use(spec.id, turn=turn, stop=request.stop) as backend:
                 stream = backend.generate(request)
                 try:
                     for event in stream:
@@ -249,6 +252,7 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
         except Exception as exc:
             status, error, fatal = "error", *faults.handle(exc, self.manager, spec.id)
         finally:
+            turn.release()  # also when the stream was closed while waiting for its turn
             self._runs.pop(key, None)
             self._stop_reasons.pop(key, None)
             row.output_text = prefix + "".join(pieces)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,9 +28,10 @@ def free_port() -> int:
 
 @contextmanager
 def transformers_serve(
-    model_dir: str | Path, *, timeout: float = 90.0, log: Path | None = None
+    model_dir: str | Path, *, timeout: float = 90.0, log: Path | None = None, extra: Sequence[str] = ()
 ) -> Iterator[str]:
-    """Serve `model_dir` and yield the base URL (`http://127.0.0.1:<port>/v1`); the model name is the path."""
+    """Serve `model_dir` and yield the base URL (`http://127.0.0.1:<port>/v1`); the model name is the path.
+    `extra`: more `transformers serve` flags (e.g. --continuous-batching)."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -46,6 +47,7 @@ def transformers_serve(
         "cpu",
         "--dtype",
         "float32",
+        *extra,
     ]
     out = log.open("wb") if log else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **OFFLINE_ENV})

@@ -5,6 +5,7 @@ re-run settings and exports (pickapic with copied files included)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -215,6 +216,27 @@ def test_cli_history_prefer_and_export(capsys, tmp_path: Path) -> None:
     assert code == 2 and "not a date" in err
 
 
+def test_thumbs_in_the_tabs_keep_the_reason_until_the_vote_changes(studio: Studio) -> None:
+    from studio.ui.feedback import cast_vote
+
+    gid = say(studio, "explain this").generation_id
+    assert studio.vote_detail(gid) == {"vote": None, "reasons": [], "comment": ""}
+    cast_vote(studio, gid, "down", None)
+    studio.rate(gid, "down", reason=["off-topic", "other"], comment="about cats")  # the panel's Save
+    cast_vote(studio, gid, "down", None)  # a double click keeps the reason
+    assert studio.vote_detail(gid) == {"vote": -1, "reasons": ["off-topic", "other"], "comment": "about cats"}
+    cast_vote(studio, gid, "up", None)  # a new vote: the old reason explained the other one
+    assert studio.vote_detail(gid) == {"vote": 1, "reasons": [], "comment": ""}
+    studio.rate(gid, "up", reason="low quality", comment="ok-ish")
+    cast_vote(studio, gid, None, None)  # undo removes the vote with its reason
+    assert studio.vote_detail(gid)["vote"] is None
+    with Session(studio.engine) as s:
+        assert s.exec(select(storage.Rating)).all() == []
+    other = say(studio, "not yours", user="someone-else").generation_id
+    with pytest.raises(StudioError, match="does not exist"):
+        studio.vote_detail(other)
+
+
 def test_only_an_admin_exports_every_users_data(studio: Studio, tmp_path: Path) -> None:
     from studio.auth import UserStore, add_user
 
@@ -227,3 +249,17 @@ def test_only_an_admin_exports_every_users_data(studio: Studio, tmp_path: Path) 
     assert not (tmp_path / "out").exists()
     with pytest.raises(StudioError, match="nothing to export"):  # allowed, and nothing is rated yet
         studio.export("kto", tmp_path / "out", all_users=True, user="ann")
+
+
+def test_export_archive_leaves_only_the_zip(studio: Studio) -> None:
+    import zipfile
+
+    studio.rate(say(studio, "zip me").generation_id, "up")
+    archive, summary = studio.export_archive("kto")
+    try:
+        with zipfile.ZipFile(archive) as z:
+            assert {"train.jsonl", "README.md"} <= set(z.namelist())
+        assert sorted(p.name for p in archive.parent.iterdir()) == [archive.name]  # no folder left beside it
+        assert "studio-kto.zip" in summary
+    finally:
+        shutil.rmtree(archive.parent)

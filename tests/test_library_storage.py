@@ -75,6 +75,33 @@ def test_an_old_database_gets_the_index_with_its_rows(engine: Engine) -> None:
         assert found(s, "written index") == [old, new]
 
 
+def test_a_version_2_postgresql_database_gets_the_search_column(postgres_url: str) -> None:
+    """Schema version 2 searched through an expression index; version 3 moves the words to a column."""
+    from studio.storage import migrations
+
+    engine = storage.make_engine(postgres_url)
+    try:
+        with Session(engine) as s:
+            uid = storage.get_or_create_user(s, name="u").id or 0
+        with engine.begin() as conn:  # as version 2 left it
+            conn.execute(text("DROP INDEX ix_generation_search_vector"))
+            conn.execute(text("ALTER TABLE generation DROP COLUMN search_vector"))
+            conn.execute(text("CREATE INDEX ix_generation_fts ON generation USING GIN (to_tsvector('simple', "
+                              "coalesce(prompt, '') || ' ' || coalesce(output_text, '')))"))  # fmt: skip
+            conn.execute(migrations.schema_version.update().values(version=2))
+        with Session(engine) as s:
+            old = add(s, uid, "written under version two")
+        assert migrations.migrate(engine) == 3
+        with Session(engine) as s:
+            new = add(s, uid, "written under version three")
+            assert found(s, "written version") == [old, new]
+        with engine.connect() as conn:
+            indexes = {row[0] for row in conn.execute(text("SELECT indexname FROM pg_indexes"))}
+        assert "ix_generation_search_vector" in indexes and "ix_generation_fts" not in indexes
+    finally:
+        engine.dispose()
+
+
 def test_preferences_upsert_by_pair_and_conversations_delete_cleanly(engine: Engine) -> None:
     with Session(engine, expire_on_commit=False) as s:
         uid = storage.get_or_create_user(s, name="u").id or 0

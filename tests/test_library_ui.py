@@ -121,3 +121,33 @@ def test_rerun_fills_the_right_controls() -> None:
         "music-seed": 4,
         "audio-tabs": "music",
     }
+
+
+def test_rate_endpoint_takes_a_reason_and_a_comment(served) -> None:
+    studio, client = served
+    *_, final = studio.chat(model_id="fake", message="rate me with a reason")
+    gid = final.generation_id
+    args = (gid, "down", "inaccurate, unsafe", "made up a city")
+    assert client.predict(*args, api_name="/rate") == "ok"
+    assert studio.vote_detail(gid) == {
+        "vote": -1,
+        "reasons": ["inaccurate", "unsafe"],
+        "comment": "made up a city",
+    }
+    with pytest.raises(AppError, match=r"unknown reason 'boring'; reasons: inaccurate, unsafe"):
+        client.predict(gid, "up", "boring", "", api_name="/rate")
+    assert studio.vote_detail(gid)["vote"] == -1  # the refused call changed nothing
+    assert client.predict(gid, "up", api_name="/rate") == "ok"  # reason and comment are optional
+    assert studio.vote_detail(gid) == {"vote": 1, "reasons": [], "comment": ""}
+    assert client.predict(gid, "", "", "", api_name="/rate") == "ok"
+    assert studio.vote_detail(gid)["vote"] is None
+
+
+def test_every_tab_has_the_feedback_panel(make_studio) -> None:
+    from studio.ui import build_app
+    from tests.test_audio import MODELS as AUDIO_MODELS
+
+    studio = make_studio(MODELS + AUDIO_MODELS.removeprefix("\nmodels:\n"))
+    ids = {c.get("props", {}).get("elem_id") for c in build_app(studio).config["components"]}
+    for tab in ("chat", "code", "image", "speech", "music"):
+        assert {f"{tab}-feedback", f"{tab}-feedback-reasons", f"{tab}-feedback-save"} <= ids, tab

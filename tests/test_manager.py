@@ -10,7 +10,8 @@ from studio.backends import BackendError
 from tests.fakes import FakeChat
 
 
-def test_lru_eviction_and_in_use_protection(make_studio) -> None:
+def test_lru_eviction_and_in_use_protection(make_studio, monkeypatch) -> None:
+    monkeypatch.setenv("STUDIO_JOBS_PER_DEVICE", "2")  # two models in use at once on the CPU
     studio = make_studio(max_loaded=1)
     manager = studio.manager
     unloads = FakeChat.unloads

@@ -77,7 +77,7 @@ def test_least_recently_used_idle_model_is_evicted(make_studio) -> None:
 
 
 def test_models_in_use_are_never_evicted(make_studio) -> None:
-    manager = make_studio(sized()).manager
+    manager = make_studio(sized("memory_budget_gb: 1.0\njobs_per_device: 3")).manager  # a, b and c at once
     with manager.use("a"), manager.use("b"):
         with pytest.raises(BackendError, match=r"no room for model 'c'.*busy \(in use: a, b"):
             manager.preload("c")

@@ -159,6 +159,26 @@ def test_parallel_requests_are_not_serialised_by_the_studio(
     assert results == ["ok", "ok", "ok"] and most >= 2
 
 
+def test_a_remote_model_answers_while_a_local_job_holds_the_device(
+    make_studio, server, served_dir, tiny_model_dir
+) -> None:
+    """Remote models never wait in the device's line: a real server answers while a local job runs."""
+    from tests.test_manager_queue import Gated
+
+    gated = "  - {id: slow, tabs: [chat], backend: gated-fake, source: fake/slow}\n"
+    studio = make_studio(remote_yaml(server, served_dir, tiny_model_dir) + gated)
+    Gated.reset()
+    try:
+        holding = studio.chat(model_id="slow", message="HOLD")
+        next(u for u in holding if u.text)  # the local job runs and holds the CPU's only turn
+        final = list(studio.chat(model_id="remote", message="Hello"))[-1]
+        assert final.status == "ok" and final.text
+        assert studio.manager.jobs("cpu") == (1, 0) and Gated.running == 1
+    finally:
+        Gated.gate.set()
+    assert list(holding)[-1].status == "ok"
+
+
 def test_wrong_model_name_is_the_servers_message(make_studio, server, served_dir, tiny_model_dir) -> None:
     studio = make_studio(remote_yaml(server, "other", tiny_model_dir))
     gen = studio.generate(tab="chat", model_id="remote", prompt="hi")

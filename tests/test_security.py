@@ -301,6 +301,10 @@ def test_monitoring_and_proxy_routes_are_closed(served: Served) -> None:
 
 
 def test_a_full_queue_answers_busy_retry(tmp_path: Path) -> None:
+    """Gradio runs PARALLEL_RUNS model events at once (one of them on the CPU, the rest waiting their turn
+    in the model manager) and holds `queue_size` more; the next is refused as busy."""
+    from studio.ui.common import PARALLEL_RUNS
+
     settings = Settings.from_env(models_file=write_models(tmp_path, FAKE_MODELS), data_dir=tmp_path / "d")
     studio = Studio.from_settings(settings)
     app = build_app(studio)
@@ -308,17 +312,28 @@ def test_a_full_queue_answers_busy_retry(tmp_path: Path) -> None:
     launch(app, studio, host="127.0.0.1", port=port, block=False, queue_size=1, rate_limit=None)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        slow = [False, 0.7, 0.9, 50, 1.0, 200, 1, None]  # about 1 s of the fake's SLOW words
-        running = client.submit("SLOW one", None, "fake", "", *slow, api_name="/chat")
-        deadline = time.monotonic() + 20
-        while not studio._runs and time.monotonic() < deadline:  # the first job holds the GPU slot
-            time.sleep(0.01)
-        waiting = client.submit("SLOW two", None, "fake", "", *slow, api_name="/chat")
+        slow = [False, 0.7, 0.9, 50, 1.0, 4096, 1, None]  # the fake's SLOW words: about 20 s unless stopped
+        jobs = []
+        deadline = time.monotonic() + 30
+        for i in range(PARALLEL_RUNS):  # one by one: a queue of 1 refuses jobs that arrive together
+            # A client per job: a session has one run key, and Stop below must reach every run.
+            user = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            jobs.append(user.submit(f"SLOW {i}", None, "fake", "", *slow, api_name="/chat"))
+            while sum(studio.manager.jobs("cpu")) <= i and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert studio.manager.jobs("cpu") == (1, PARALLEL_RUNS - 1)  # one runs, the others wait their turn
+        jobs.append(
+            client.submit("SLOW queued", None, "fake", "", *slow, api_name="/chat")
+        )  # waits in Gradio
         time.sleep(0.3)
         with pytest.raises(Exception, match=r"(?i)queue is full"):
             client.predict("three", None, "fake", "", *SAMPLING, api_name="/chat")
-        running.result(timeout=60)
-        waiting.result(timeout=60)
+        deadline = time.monotonic() + 20
+        while any(not job.done() for job in jobs) and time.monotonic() < deadline:
+            for key in list(studio._runs):  # Stop every run, waiting or running
+                studio.cancel(key)
+            time.sleep(0.05)
+        assert all(job.done() for job in jobs)
         assert client.predict("four", None, "fake", "", *SAMPLING, api_name="/chat")  # room again
     finally:
         app.close()

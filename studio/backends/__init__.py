@@ -149,6 +149,12 @@ class Backend(ABC):
         return 0
 
 
+def short_error(exc: BaseException) -> str:
+    """`Type: first line of the message`, at most 300 characters: a library's error as a user reads it."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
 def release_accelerator_memory() -> None:
     """Give cached GPU memory back after an unload (a no-op on the CPU, and cheap when torch is loaded)."""
     import sys
@@ -256,6 +262,7 @@ __all__ = [
     "openai_chat",
     "register",
     "release_accelerator_memory",
+    "short_error",
     "transformers_chat",
     "transformers_tts",
     "validate_params",

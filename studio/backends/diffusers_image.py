@@ -33,6 +33,7 @@ from studio.backends import (
     Request,
     register,
     release_accelerator_memory,
+    short_error,
 )
 from studio.backends.params import SCHEDULERS, ImageParams
 from studio.backends.transformers_chat import resolve_device
@@ -51,12 +52,6 @@ _SCHEDULER_CLASSES = {
 }
 
 _SEED_SPACE = 2**32  # seeds stay valid ImageParams.seed values: image i uses (seed + i) mod 2**32
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 class DiffusersOptions(BaseModel):
@@ -120,13 +115,14 @@ class DiffusersImage(Backend):
             if hub and (os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(exc).lower()):
                 raise ModelNotAvailable(sources.not_available(self.spec)) from None
             if hub:
-                raise ModelNotAvailable(f"{sources.not_available(self.spec)} ({_short(exc)})") from None
+                raise ModelNotAvailable(f"{sources.not_available(self.spec)} ({short_error(exc)})") from None
             raise ModelNotAvailable(
-                f"model {self.spec.id!r}: {where} is not a diffusers pipeline folder ({_short(exc)})"
+                f"model {self.spec.id!r}: {where} is not a diffusers pipeline folder ({short_error(exc)})"
             ) from None
         except ValueError as exc:  # e.g. AutoPipeline knows no text-to-image pipeline for this model
+            why = short_error(exc)
             raise BackendError(
-                f"model {self.spec.id!r} is not a text-to-image pipeline diffusers can run: {_short(exc)}"
+                f"model {self.spec.id!r} is not a text-to-image pipeline diffusers can run: {why}"
             ) from None
         options = DiffusersOptions.model_validate(self.spec.options)
         if options.cpu_offload != "none":
@@ -193,7 +189,7 @@ class DiffusersImage(Backend):
                 pipe: Any = AutoPipelineForImage2Image.from_pipe(self.pipe)
             except ValueError as exc:
                 raise BackendError(
-                    f"model {self.spec.id!r} cannot do image-to-image: {_short(exc)}"
+                    f"model {self.spec.id!r} cannot do image-to-image: {short_error(exc)}"
                 ) from None
             pipe.set_progress_bar_config(disable=True)
             self._img2img = pipe
@@ -266,11 +262,11 @@ class DiffusersImage(Backend):
             try:
                 self.pipe.load_lora_weights(where, weight_name=weight_name, adapter_name=lora.id)
             except OSError as exc:
-                raise BackendError(f"LoRA {lora.id!r} could not be loaded: {_short(exc)}") from None
+                raise BackendError(f"LoRA {lora.id!r} could not be loaded: {short_error(exc)}") from None
             except (ValueError, KeyError, RuntimeError) as exc:
                 self._forget_adapter(lora.id)
                 raise BackendError(
-                    f"LoRA {lora.id!r} does not fit model {self.spec.id!r}: {_short(exc)}"
+                    f"LoRA {lora.id!r} does not fit model {self.spec.id!r}: {short_error(exc)}"
                 ) from None
             self._loaded_loras.add(lora.id)
         self.pipe.enable_lora()
@@ -346,7 +342,7 @@ class DiffusersImage(Backend):
             exc = failure[0]
             if isinstance(exc, BackendError):
                 raise exc
-            raise BackendError(f"image generation failed: {_short(exc)}") from exc
+            raise BackendError(f"image generation failed: {short_error(exc)}") from exc
         if stop.is_set() or not result:
             return  # stopped: a half-denoised picture is noise, so none is returned
         images, flagged = result[0]

@@ -32,6 +32,7 @@ from studio.backends import (
     Request,
     register,
     release_accelerator_memory,
+    short_error,
 )
 from studio.backends.params import MusicParams
 from studio.backends.transformers_chat import resolve_device
@@ -49,11 +50,6 @@ class MusicgenOptions(BaseModel):
     window_seconds: float = Field(default=30.0, gt=0.0, le=60.0, allow_inf_nan=False)
     # Seconds of the previous window fed back as the start of the next one (audiocraft's "extend stride").
     overlap_seconds: float = Field(default=10.0, ge=0.0, le=30.0, allow_inf_nan=False)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
 @register
@@ -113,10 +109,10 @@ class MusicGen(Backend):
             self.tokenizer = AutoTokenizer.from_pretrained(where)
         except OSError as exc:
             if isinstance(where, str):
-                hint = "" if os.environ.get("HF_HUB_OFFLINE") == "1" else f" ({_short(exc)})"
+                hint = "" if os.environ.get("HF_HUB_OFFLINE") == "1" else f" ({short_error(exc)})"
                 raise ModelNotAvailable(sources.not_available(self.spec) + hint) from None
             raise ModelNotAvailable(
-                f"model {self.spec.id!r}: {where} is not a MusicGen folder ({_short(exc)})"
+                f"model {self.spec.id!r}: {where} is not a MusicGen folder ({short_error(exc)})"
             ) from None
         self.where = where
         self.device = device
@@ -202,7 +198,7 @@ class MusicGen(Backend):
             exc = failure[0]
             if isinstance(exc, BackendError):
                 raise exc
-            raise BackendError(f"music generation failed: {_short(exc)}") from exc
+            raise BackendError(f"music generation failed: {short_error(exc)}") from exc
         if stop.is_set() or not result:
             return
         yield AudioOutput(audio=result[0], sample_rate=self.sample_rate, seed=params.seed)

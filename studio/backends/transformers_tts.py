@@ -28,6 +28,7 @@ from studio.backends import (
     Progress,
     Request,
     register,
+    short_error,
 )
 from studio.backends.params import SpeechParams
 from studio.backends.transformers_chat import resolve_device
@@ -48,11 +49,6 @@ class TTSOptions(BaseModel):
     vocoder: str | None = None  # Hub id or folder of a vocoder (SpeechT5: microsoft/speecht5_hifigan)
     speaker_embeddings: str | None = None  # a .npy file with one x-vector (SpeechT5), relative to models.yaml
     max_piece_chars: int | None = None  # override the characters spoken per model call
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
 @register
@@ -98,18 +94,19 @@ class TransformersTTS(Backend):
                 self._load_pipeline(where, device, dtype, options)
         except ImportError as exc:  # SpeechT5's tokenizer needs sentencepiece, which Studio does not require
             raise BackendError(
-                f"model {self.spec.id!r} needs a package that is not installed: {_short(exc)}"
+                f"model {self.spec.id!r} needs a package that is not installed: {short_error(exc)}"
             ) from None
         except OSError as exc:
             if isinstance(where, str):  # a Hub id that is not in the local cache
-                hint = "" if os.environ.get("HF_HUB_OFFLINE") == "1" else f" ({_short(exc)})"
+                hint = "" if os.environ.get("HF_HUB_OFFLINE") == "1" else f" ({short_error(exc)})"
                 raise ModelNotAvailable(sources.not_available(self.spec) + hint) from None
             raise ModelNotAvailable(
-                f"model {self.spec.id!r}: {where} is not a model folder ({_short(exc)})"
+                f"model {self.spec.id!r}: {where} is not a model folder ({short_error(exc)})"
             ) from None
         except (ValueError, KeyError) as exc:
+            why = short_error(exc)
             raise BackendError(
-                f"model {self.spec.id!r} is not a text-to-speech model transformers can run: {_short(exc)}"
+                f"model {self.spec.id!r} is not a text-to-speech model transformers can run: {why}"
             ) from None
         self.device = device
 
@@ -157,7 +154,7 @@ class TransformersTTS(Backend):
                 "is not downloaded (load it once with the internet)" if where == location else "is unreadable"
             )
             raise ModelNotAvailable(
-                f"model {self.spec.id!r}: its vocoder {location!r} {what}: {_short(exc)}"
+                f"model {self.spec.id!r}: its vocoder {location!r} {what}: {short_error(exc)}"
             ) from None
 
     def _speaker_embeddings(self, location: str, size: int) -> Any:
@@ -170,7 +167,7 @@ class TransformersTTS(Backend):
             vector = np.load(path, allow_pickle=False).astype(np.float32)
         except (OSError, ValueError) as exc:
             raise BackendError(
-                f"model {self.spec.id!r}: speaker embeddings {path} unreadable: {_short(exc)}"
+                f"model {self.spec.id!r}: speaker embeddings {path} unreadable: {short_error(exc)}"
             ) from None
         if vector.size != size or not np.all(np.isfinite(vector)):
             raise BackendError(
@@ -233,7 +230,7 @@ class TransformersTTS(Backend):
             except BackendError:
                 raise
             except Exception as exc:
-                raise BackendError(f"speech generation failed on piece {i + 1}: {_short(exc)}") from exc
+                raise BackendError(f"speech generation failed on piece {i + 1}: {short_error(exc)}") from exc
             yield Progress(i + 1, len(pieces))
         audio = join_pieces(spoken, self.sample_rate)
         if not audio.size:
@@ -246,7 +243,7 @@ class TransformersTTS(Backend):
                 inputs = self.processor(text, voice_preset=params.voice or None, return_tensors="pt")
             except (OSError, ValueError, TypeError) as exc:  # preset files missing (offline) or malformed
                 raise BackendError(
-                    f"Bark voice preset {params.voice!r} is not available: {_short(exc)}"
+                    f"Bark voice preset {params.voice!r} is not available: {short_error(exc)}"
                 ) from None
             inputs = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in inputs.items()}
             out = self.model.generate(**inputs, do_sample=True)

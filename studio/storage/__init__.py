@@ -13,6 +13,7 @@ from studio.storage.preferences import (
     preference_rows,
     rated_rows,
     rating_counts,
+    rating_detail,
     set_preference,
 )
 from studio.storage.records import (
@@ -65,6 +66,7 @@ __all__ = [
     "preference_rows",
     "rated_rows",
     "rating_counts",
+    "rating_detail",
     "ratings_for",
     "record_generation",
     "rename_conversation",

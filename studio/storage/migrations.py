@@ -69,9 +69,17 @@ def _preferences_and_search(conn: Connection) -> None:
     install_index(conn)
 
 
+def _search_column(conn: Connection) -> None:
+    """Version 3: PostgreSQL's search index moves from an expression to a stored column (search.py)."""
+    from studio.storage.search import install_index
+
+    install_index(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "baseline: user, conversation, generation, rating", _baseline),
     Migration(2, "preference table; full-text search index", _preferences_and_search),
+    Migration(3, "PostgreSQL: search words in a stored column (SQLite: nothing to do)", _search_column),
 ]
 
 

@@ -9,6 +9,7 @@ Ignores: what the rows become (studio/export.py) and media files (the service de
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -68,6 +69,13 @@ def delete_preference(session: Session, *, user_id: int, generation_a_id: int, g
     return bool(getattr(result, "rowcount", 0))
 
 
+def rating_detail(session: Session, *, generation_id: int, user_id: int) -> Rating | None:
+    """The user's vote on a generation with its reason and comment, or None."""
+    return session.exec(
+        select(Rating).where(Rating.generation_id == generation_id, Rating.user_id == user_id)
+    ).first()
+
+
 def delete_generations(session: Session, *, generation_ids: list[int]) -> list[Generation]:
     """Delete generations with their ratings and A/B votes in one transaction; conversations left with no
     turn go too. Returns the deleted rows (their `files` are the caller's to remove)."""
@@ -105,44 +113,66 @@ def delete_generations(session: Session, *, generation_ids: list[int]) -> list[G
 
 
 # -- flat rows for export and the leaderboard ------------------------------------------------------------
-# JSON and date columns are read as the driver returns them and decoded here: SQLAlchemy's per-value result
-# processing cost more than the whole export (benchmarks/library.py: 1.8 s -> 0.6 s for 100k rows). Of the
-# parameters only the system prompt matters to an export: the database extracts it (no dict decoded per row).
+# Rows come straight from the DB-API cursor, in batches, as plain tuples that one function turns into dicts:
+# SQLAlchemy's per-value result processing and `dict(zip(...))` per row cost more than the whole export
+# (benchmarks/library.py). JSON and date columns are read as text and decoded here (SQLite hands back text;
+# psycopg decodes JSON and dates itself). Of the parameters only the system prompt matters to an export: the
+# database extracts it (no dict decoded per row).
 _RAW = ("history", "files", "created_at")
+_NAMES = (
+    "id",
+    "user_id",
+    "tab",
+    "model_id",
+    "prompt",
+    "output_text",
+    "history",
+    "files",
+    "conversation_id",
+    "turn_index",
+    "status",
+    "created_at",
+)
 _GEN = Generation.__table__.c  # type: ignore[attr-defined]
 _COLUMNS = [
-    *(
-        type_coerce(_GEN[name], Text).label(name) if name in _RAW else _GEN[name]
-        for name in (
-            "id",
-            "user_id",
-            "tab",
-            "model_id",
-            "prompt",
-            "output_text",
-            "history",
-            "files",
-            "conversation_id",
-            "turn_index",
-            "status",
-            "created_at",
-        )
-    ),
+    *(type_coerce(_GEN[name], Text).label(name) if name in _RAW else _GEN[name] for name in _NAMES),
     _GEN.params["system_prompt"].as_string().label("system_prompt"),
 ]
+_BATCH = 5000
 
 
-def _plain(result: Any) -> list[dict[str, Any]]:
-    """Rows as dicts, JSON decoded (SQLite hands back text; psycopg decodes JSON and dates itself)."""
-    keys = list(result.keys())
-    rows = [dict(zip(keys, values, strict=True)) for values in result.all()]
-    for row in rows:
-        for name in ("history", "files"):
-            if isinstance(row[name], str):
-                row[name] = json_loads(row[name])
-        if isinstance(row["created_at"], str):
-            row["created_at"] = datetime.fromisoformat(row["created_at"])
-    return rows
+def _generation(v: Any, parse: Any = datetime.fromisoformat, loads: Any = json_loads) -> dict[str, Any]:
+    """One row tuple in _COLUMNS order -> the generation's columns as a dict (inlined: it runs per row)."""
+    history, files, created = v[6], v[7], v[11]
+    if history.__class__ is str:  # SQLite: text; most rows have no history and no files
+        history = [] if history == "[]" else loads(history)
+    if files.__class__ is str:
+        files = [] if files == "[]" else loads(files)
+    return {
+        "id": v[0],
+        "user_id": v[1],
+        "tab": v[2],
+        "model_id": v[3],
+        "prompt": v[4],
+        "output_text": v[5],
+        "history": history,
+        "files": files,
+        "conversation_id": v[8],
+        "turn_index": v[9],
+        "status": v[10],
+        "created_at": parse(created) if created.__class__ is str else created,
+        "system_prompt": v[12],
+    }
+
+
+def _fetch(session: Session, query: Any) -> Iterator[Any]:
+    """The query's rows as the driver returns them (tuples), fetched a batch at a time."""
+    result = session.connection().execute(query)
+    try:
+        while batch := result.cursor.fetchmany(_BATCH):
+            yield from batch
+    finally:
+        result.close()
 
 
 def rated_rows(
@@ -156,7 +186,12 @@ def rated_rows(
         rating.generation_id == Generation.__table__.c.id,  # type: ignore[attr-defined]
     )
     query = _narrow(query, user_id=user_id, tab=tab, since=since, user_column=rating.user_id)
-    return _plain(session.execute(query.order_by(rating.generation_id)))
+    rows = []
+    for values in _fetch(session, query.order_by(rating.generation_id)):
+        row = _generation(values)
+        row["rating"], row["reason"] = values[13], values[14]
+        rows.append(row)
+    return rows
 
 
 def preference_rows(
@@ -172,9 +207,7 @@ def preference_rows(
     if not votes:
         return []
     ids = {v["generation_a_id"] for v in votes} | {v["generation_b_id"] for v in votes}
-    gens = {
-        row["id"]: row for row in _plain(session.execute(sa_select(*_COLUMNS).where(_COLUMNS[0].in_(ids))))
-    }
+    gens = {row[0]: _generation(row) for row in _fetch(session, sa_select(*_COLUMNS).where(_GEN.id.in_(ids)))}
     return [
         {**vote, "a": gens[vote["generation_a_id"]], "b": gens[vote["generation_b_id"]]}
         for vote in votes

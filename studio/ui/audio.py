@@ -15,8 +15,9 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
-from studio.ui.common import default_model, model_choices, user_of
+from studio.ui.common import GENERATION_QUEUE, default_model, model_choices, user_of
 from studio.ui.compare import compare_panel
+from studio.ui.feedback import cast_vote, feedback_panel
 from studio.ui.image import model_note
 
 # The parameter controls of each section, in the order the handlers (and the /speech, /music APIs) take them.
@@ -129,6 +130,7 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
                 like_btn = gr.Button("👍 Like", size="sm", elem_id=f"{tab}-like")
                 dislike_btn = gr.Button("👎 Dislike", size="sm", elem_id=f"{tab}-dislike")
                 reuse_btn = gr.Button("Reuse settings", size="sm", elem_id=f"{tab}-reuse")
+            feedback = feedback_panel(studio, tab)
             clips = gr.Dropdown(label="Recent clips", choices=[], value=None, elem_id=f"{tab}-clips")
 
     def generate(
@@ -192,8 +194,7 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
         [prompt, model, run_key, *melody_input, *controls],
         [player, picture, selected, info, clips, notice],
         api_name=tab,
-        concurrency_id="gpu",
-        concurrency_limit=1,
+        **GENERATION_QUEUE,
     )
     stop_btn.click(
         lambda key: studio.cancel(key) and None, run_key, None, queue=False, api_visibility="private"
@@ -222,13 +223,13 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
         def handler(gid: int | None, request: gr.Request) -> str:
             if gid is None:
                 raise gr.Error("Generate or choose a clip first.")
-            studio.rate(gid, value, user=user_of(request))
+            cast_vote(studio, gid, value, user_of(request))
             return _describe(studio, gid, user_of(request))
 
         return handler
 
-    like_btn.click(vote("up"), selected, info, api_visibility="private")
-    dislike_btn.click(vote("down"), selected, info, api_visibility="private")
+    feedback.after(like_btn.click(vote("up"), selected, info, api_visibility="private"), selected)
+    feedback.after(dislike_btn.click(vote("down"), selected, info, api_visibility="private"), selected)
 
     def reuse(gid: int | None, request: gr.Request) -> list[Any]:
         if gid is None:

@@ -14,6 +14,7 @@ import gradio as gr
 
 from studio.service import Action, ChatTurn, Studio, StudioError
 from studio.ui.common import (
+    GENERATION_QUEUE,
     PARAM_NAMES,
     conversation_choices,
     default_model,
@@ -28,6 +29,7 @@ from studio.ui.common import (
     vote_handler,
 )
 from studio.ui.compare import compare_panel
+from studio.ui.feedback import feedback_panel, rate_api
 
 
 def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
@@ -62,6 +64,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
                 label="Chat", editable="user", height=460, elem_id="chatbot", buttons=["copy"]
             )
             notice = gr.Markdown(elem_id="notice")
+            feedback = feedback_panel(studio, "chat")
             message = gr.Textbox(
                 placeholder="Message (Enter to send, Shift+Enter for a new line)",
                 lines=2,
@@ -192,7 +195,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
 
-    gpu: dict[str, Any] = {"concurrency_id": "gpu", "concurrency_limit": 1}
+    gpu = GENERATION_QUEUE
     private: dict[str, Any] = {"api_visibility": "private"}
     send_btn.click(check_message, message, None, **private).success(
         send, [message, *run_inputs], run_outputs, api_name="chat", **gpu
@@ -222,16 +225,11 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
 
     app.unload(tab_closed)
 
-    chatbot.like(vote_handler(studio), [conversation], notice, api_visibility="private")
-
-    def rate_api(generation_id: float, value: str, request: gr.Request) -> str:
-        try:
-            studio.rate(int(generation_id), None if value in ("", "none") else value, user=user_of(request))
-        except (StudioError, ValueError) as exc:
-            raise gr.Error(str(exc)) from None
-        return "ok"
-
-    gr.api(rate_api, api_name="rate")
+    voted = chatbot.like(
+        vote_handler(studio), [conversation], [notice, feedback.gid], api_visibility="private"
+    )
+    feedback.after(voted)
+    gr.api(rate_api(studio), api_name="rate")
 
     def open_conversation(conv: int | None, request: gr.Request) -> Any:
         return render(studio.conversation(conv, user=user_of(request))) if conv else render([])

@@ -18,6 +18,7 @@ from studio.code_service import code_settings
 from studio.coding import LANGUAGES, MODES, render_prompt
 from studio.service import Action, ChatTurn, Studio, StudioError
 from studio.ui.common import (
+    GENERATION_QUEUE,
     PARAM_NAMES,
     conversation_choices,
     default_model,
@@ -32,6 +33,7 @@ from studio.ui.common import (
     vote_handler,
 )
 from studio.ui.compare import compare_panel
+from studio.ui.feedback import feedback_panel
 
 LANGUAGE_CHOICES = [(lang.label, lang.id) for lang in LANGUAGES.values()]
 MODE_CHOICES = [(mode.label, mode.id) for mode in MODES.values()]
@@ -121,6 +123,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
                 continue_btn = gr.Button("Continue", elem_id="code-continue")
             notice = gr.Markdown(elem_id="code-notice")
             chatbot = gr.Chatbot(label="Conversation", height=360, elem_id="code-chatbot", buttons=["copy"])
+            feedback = feedback_panel(studio, "code")
             with gr.Row():
                 with gr.Column():
                     code_view = gr.Code(
@@ -256,7 +259,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
         except (StudioError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
 
-    gpu: dict[str, Any] = {"concurrency_id": "gpu", "concurrency_limit": 1}
+    gpu = GENERATION_QUEUE
     private: dict[str, Any] = {"api_visibility": "private"}
     send_checks = [text, mode, language, source_language, error, template]
     runs = [
@@ -273,7 +276,10 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
     ]
     for ran in runs:  # the answer switched the mode to Follow-up: show that mode's controls
         ran.success(mode_controls, mode, [text, error, source_language, template], api_visibility="private")
-    chatbot.like(vote_handler(studio), [conversation], notice, api_visibility="private")
+    voted = chatbot.like(
+        vote_handler(studio), [conversation], [notice, feedback.gid], api_visibility="private"
+    )
+    feedback.after(voted)
 
     def stop(key: str) -> None:
         studio.cancel(key)

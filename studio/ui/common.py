@@ -32,6 +32,14 @@ PARAM_NAMES = (
 # milliseconds (benchmarks/chat_overhead.py), more than a token of a small model takes.
 UPDATES_PER_SECOND = 20
 
+# Every event that runs a model (each tab's runs, A/B compare, the Models tab's Load) shares one Gradio queue
+# that lets this many run at once. It does not serialise the GPU: the model manager does, first come first
+# served per device (`jobs_per_device` in models.yaml), so a remote (openai-chat) request starts while local
+# jobs wait for their turn, and the server batches it with the others. Beyond this many running or waiting in
+# the manager, further events wait in Gradio's queue (max 64) in arrival order.
+PARALLEL_RUNS = 16
+GENERATION_QUEUE: dict[str, Any] = {"concurrency_id": "generation", "concurrency_limit": PARALLEL_RUNS}
+
 
 def messages(turns: list[ChatTurn], pending: tuple[str, str] | None = None) -> list[dict[str, str]]:
     """Stored turns (plus an in-flight one) as chatbot messages."""
@@ -155,16 +163,20 @@ def vote_value(liked: Any) -> str | None:
 
 
 def vote_handler(studio: Studio) -> Any:
-    """A chatbot `.like` handler: store the vote on the generation behind the clicked reply."""
+    """A chatbot `.like` handler: store the vote on the generation behind the clicked reply; outputs a
+    notice and that generation's id (for the feedback panel, studio/ui/feedback.py)."""
 
-    def vote(data: gr.LikeData, conv: int | None, request: gr.Request) -> str:
+    from studio.ui.feedback import cast_vote  # feedback.py imports this module
+
+    def vote(data: gr.LikeData, conv: int | None, request: gr.Request) -> tuple[str, int | None]:
         user = user_of(request)
         index = data.index if isinstance(data.index, int) else data.index[0]
         turns = studio.conversation(conv, user=user) if conv else []
         if not 0 <= index // 2 < len(turns):
-            return "That message is not saved yet; vote again when it has finished."
-        studio.rate(turns[index // 2].generation_id, vote_value(data.liked), user=user)
-        return ""
+            return "That message is not saved yet; vote again when it has finished.", None
+        gid = turns[index // 2].generation_id
+        cast_vote(studio, gid, vote_value(data.liked), user)
+        return "", gid
 
     return vote
 

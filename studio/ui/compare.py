@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
-from studio.ui.common import default_model, model_choices, user_of
+from studio.ui.common import GENERATION_QUEUE, default_model, model_choices, user_of
 
 AUDIO_TABS = ("audio", "speech", "music")
 VERDICTS = (("A is better", "a"), ("B is better", "b"), ("Tie", "tie"), ("Both bad", "both_bad"))
@@ -114,8 +114,7 @@ def compare_panel(studio: Studio, tab: str) -> None:
         [prompt, model_a, seed_a, model_b, seed_b, sample],
         [out_a, out_b, pair, status],
         api_name=f"compare_{tab}",
-        concurrency_id="gpu",
-        concurrency_limit=1,
+        **GENERATION_QUEUE,
     )
 
     def vote(choice: str) -> Any:

@@ -14,8 +14,9 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
-from studio.ui.common import default_model, model_choices, user_of
+from studio.ui.common import GENERATION_QUEUE, default_model, model_choices, user_of
 from studio.ui.compare import compare_panel
+from studio.ui.feedback import cast_vote, feedback_panel
 from studio.validation import model_for, params_for
 
 SCHEDULERS = [
@@ -127,6 +128,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
                 dislike_btn = gr.Button("👎 Dislike", size="sm", elem_id="image-dislike")
                 reuse_btn = gr.Button("Reuse settings", size="sm", elem_id="image-reuse")
                 init_btn = gr.Button("Use as init image", size="sm", elem_id="image-use-init")
+            feedback = feedback_panel(studio, "image")
 
     compare_panel(studio, "image")
     controls = [negative, steps, guidance, width, height, num_images, seed, scheduler]
@@ -204,8 +206,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
         [prompt, model, init_image, strength, lora, lora_scale, run_key, *controls],
         [gallery, gallery_ids, notice],
         api_name="image",
-        concurrency_id="gpu",
-        concurrency_limit=1,
+        **GENERATION_QUEUE,
     )
 
     def stop(key: str) -> None:
@@ -248,13 +249,13 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
         def handler(gid: int | None, request: gr.Request) -> str:
             if gid is None:
                 raise gr.Error("Select a picture first.")
-            studio.rate(gid, value, user=user_of(request))
+            cast_vote(studio, gid, value, user_of(request))
             return describe(gid, request)
 
         return handler
 
-    like_btn.click(vote("up"), selected, info, api_visibility="private")
-    dislike_btn.click(vote("down"), selected, info, api_visibility="private")
+    feedback.after(like_btn.click(vote("up"), selected, info, api_visibility="private"), selected)
+    feedback.after(dislike_btn.click(vote("down"), selected, info, api_visibility="private"), selected)
 
     def reuse(gid: int | None, request: gr.Request) -> list[Any]:
         if gid is None:

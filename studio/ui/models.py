@@ -1,8 +1,8 @@
 """The Models tab: every model with its status and memory, load and unload buttons, and load progress.
 
 Owns: wiring the panel's events to `Studio.model_rows`, `load_model` and `unload_model`. Loading shares the
-"gpu" queue with generation (both need the memory the manager budgets). Ignores: budgets and eviction
-(the manager), and where weights come from (the service).
+generation queue and waits its turn on the device in the manager, like a generation. Ignores: budgets and
+eviction (the manager), and where weights come from (the service).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
+from studio.ui.common import GENERATION_QUEUE
 
 COLUMNS = ["Model", "Tabs", "Backend", "Status", "Memory", "In use", "Last load (s)"]
 
@@ -74,5 +75,5 @@ def build_models_tab(studio: Studio, app: gr.Blocks, tab: gr.Tab | None = None) 
     if tab is not None:  # opening the tab shows what the other tabs loaded meanwhile
         tab.select(refresh, outputs=outputs, api_visibility="private")
     refresh_btn.click(refresh, outputs=outputs, api_name="models_list")
-    load_btn.click(load, choice, [progress, *outputs], concurrency_id="gpu", api_name="load_model")
+    load_btn.click(load, choice, [progress, *outputs], api_name="load_model", **GENERATION_QUEUE)
     unload_btn.click(unload, choice, [progress, *outputs], api_name="unload_model")

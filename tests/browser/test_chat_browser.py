@@ -242,3 +242,35 @@ def test_blank_seed_stays_blank_so_runs_get_random_seeds(chat: ChatPage) -> None
     first = chat.send("seed check one")
     second = chat.send("seed check two")
     assert first.seed != second.seed, "each run draws its own seed when the box is blank"
+
+
+@pytest.mark.browser
+def test_a_second_user_waits_for_the_cpu_and_sees_the_place_in_line(
+    chat: ChatPage, browser_context: Any, server: Any
+) -> None:
+    """Two tabs (two users' sessions) on local models: the second waits its turn on the device, says so in
+    its notice line, and runs once the first is stopped."""
+    chat.choose("model", re.compile(r"^long "))
+    chat.page.locator("#message textarea").fill("Tell me a very long story")
+    chat.page.locator("#send").click()
+    expect(chat.bot_messages.last).to_have_text(re.compile(r"\S{3,}"))  # the first job holds the CPU
+
+    other = ChatPage(browser_context.new_page(), server)
+    try:
+        other.open()
+        other.new_chat()
+        before = other.generation_count()
+        other.page.locator("#message textarea").fill("Hello from the second tab")
+        other.page.locator("#send").click()
+        expect(other.page.locator("#notice")).to_contain_text("Waiting for the CPU: 1 job ahead")
+        assert other.generation_count() == before and chat.studio.manager.jobs("cpu") == (1, 1)
+
+        chat.page.locator("#stop").click()
+        other.wait_until(lambda: other.generation_count() >= before + 2, "both rows (stopped, then ok)")
+        other.wait_idle()
+        rows = [other.latest_generation()]
+        assert rows[0].model_id == "tiny" and rows[0].status == "ok", (rows[0].status, rows[0].error)
+        expect(other.page.locator("#notice")).not_to_contain_text("Waiting")
+        assert chat.studio.manager.jobs("cpu") == (0, 0)
+    finally:
+        other.page.close()

@@ -1,5 +1,5 @@
-"""The feedback loop in a real browser: votes in the Chat and Image tabs, an A/B comparison in the Chat tab,
-then the Library: search, a vote with a reason, re-run in the right tab, and an export download."""
+"""The feedback loop in a real browser: votes with a reason in the Chat and Image tabs, an A/B comparison
+in the Chat tab, then the Library: search, a vote with a reason, re-run in the right tab, export download."""
 
 from __future__ import annotations
 
@@ -27,12 +27,25 @@ def test_vote_compare_search_rerun_and_export(chat, image) -> None:
     row = chat.send("Library zebrafinch hello")
     chat.bot_buttons().get_by_role("button", name="Like", exact=True).click()
     chat.wait_until(lambda: ratings(studio).get(row.id, (0,))[0] == 1, "the chat vote")
+    # The "why?" panel appears after the vote; its reason and comment are stored with it.
+    panel = chat.page.locator("#chat-feedback").first  # Gradio gives a group's id to two divs
+    expect(panel).to_contain_text(f"Why did you like #{row.id}?")
+    panel.get_by_label("other").check()
+    chat.page.locator("#chat-feedback-comment textarea").fill("friendly")
+    chat.page.locator("#chat-feedback-save").click()
+    chat.wait_until(lambda: ratings(studio).get(row.id) == (1, "other", "friendly"), "the chat reason")
 
     # 2. Thumbs down in the Image tab (a second page on the same server).
     [picture] = image.generate("library fox", Images=1)
     image.select(picture.id)
     image.page.locator("#image-dislike").click()
     image.wait_until(lambda: ratings(studio).get(picture.id, (0,))[0] == -1, "the image vote")
+    image.page.locator("#image-feedback").first.get_by_label("unsafe").check()
+    image.page.locator("#image-feedback-save").click()
+    image.wait_until(lambda: ratings(studio).get(picture.id) == (-1, "unsafe", None), "the image reason")
+    image.page.locator("#image-dislike").click()  # a double click keeps the vote and its reason
+    expect(image.page.locator("#image-feedback-note")).to_have_text("")
+    assert ratings(studio).get(picture.id) == (-1, "unsafe", None)
 
     # 3. A/B in the Chat tab: one model, two seeds, sampling on; B wins.
     page = chat.page

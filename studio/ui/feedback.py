@@ -1,0 +1,111 @@
+"""The "why?" panel every tab shows after a thumbs vote: reason tags and a comment stored with the vote.
+
+Owns: the panel's controls, showing it for the generation just voted on (with what is stored), saving a
+reason and comment through `Studio.rate`, the idempotent thumbs click every tab uses, and the public
+`/rate` API endpoint. Ignores: validation of tags and comments (the service does it for browser and API
+alike) and what each tab shows about its outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from studio.library_service import MAX_COMMENT, REASONS
+from studio.service import Studio, StudioError
+from studio.ui.common import user_of
+
+VOTES = {1: "up", -1: "down"}
+PRIVATE: dict[str, Any] = {"api_visibility": "private"}
+
+
+def cast_vote(studio: Studio, gid: int, value: str | None, user: str | None) -> None:
+    """Store a thumbs click. Clicking the vote already stored changes nothing (its reason and comment stay);
+    a different vote replaces it and clears them (they explained the other vote)."""
+    current = studio.rating(gid, user=user)
+    if value is not None and VOTES.get(current or 0) == value:
+        return
+    studio.rate(gid, value, user=user)
+
+
+@dataclass
+class FeedbackPanel:
+    studio: Studio
+    box: Any
+    gid: Any  # gr.State: the generation the panel is about
+    heading: Any
+    reasons: Any
+    comment: Any
+    note: Any
+
+    @property
+    def outputs(self) -> list[Any]:
+        return [self.box, self.heading, self.reasons, self.comment, self.note]
+
+    def after(self, event: Any, source: Any = None) -> Any:
+        """Show the panel once a vote event has run, for the generation in `source` (default: its own gid,
+        which a chatbot vote handler fills in)."""
+        source = self.gid if source is None else source
+        return event.then(self._show, source, [self.gid, *self.outputs], **PRIVATE)
+
+    def _show(self, gid: int | None, request: gr.Request) -> tuple[Any, ...]:
+        user = user_of(request)
+        detail = self.studio.vote_detail(gid, user=user) if gid is not None else {"vote": None}
+        if detail["vote"] is None:  # no vote (or it was taken back): nothing to explain
+            return gid, gr.Group(visible=False), gr.skip(), [], "", ""
+        heading = f"Why did you {'like' if detail['vote'] > 0 else 'dislike'} #{gid}? (optional)"
+        return gid, gr.Group(visible=True), heading, detail["reasons"], detail["comment"], ""
+
+
+def feedback_panel(studio: Studio, prefix: str) -> FeedbackPanel:
+    """Build the (hidden) panel where it is called; elem ids `<prefix>-feedback-*`."""
+    with gr.Group(visible=False, elem_id=f"{prefix}-feedback") as box:
+        heading = gr.Markdown(elem_id=f"{prefix}-feedback-heading")
+        with gr.Row():
+            reasons = gr.CheckboxGroup(list(REASONS), show_label=False, elem_id=f"{prefix}-feedback-reasons")
+            comment = gr.Textbox(
+                label="Comment (optional)", max_length=MAX_COMMENT, elem_id=f"{prefix}-feedback-comment"
+            )
+        with gr.Row():
+            save = gr.Button("Save reason", size="sm", elem_id=f"{prefix}-feedback-save")
+            note = gr.Markdown(elem_id=f"{prefix}-feedback-note")
+    panel = FeedbackPanel(studio, box, gr.State(None), heading, reasons, comment, note)
+
+    def store(gid: int | None, why: list[str], text: str, request: gr.Request) -> str:
+        user = user_of(request)
+        try:
+            vote = studio.rating(gid, user=user) if gid is not None else None
+            if gid is None or vote is None:
+                raise StudioError("vote 👍 or 👎 first; the reason goes with the vote")
+            studio.rate(gid, VOTES[vote], user=user, reason=why, comment=text)
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        return f"Saved with your vote on #{gid}."
+
+    save.click(store, [panel.gid, reasons, comment], note, **PRIVATE)
+    return panel
+
+
+def rate_api(studio: Studio) -> Any:
+    """The `/rate` endpoint: a vote ('up', 'down', '' or 'none' to remove it) with optional reason tags
+    (comma-separated, from REASONS) and comment."""
+
+    def rate(
+        generation_id: float, value: str, request: gr.Request, reason: str = "", comment: str = ""
+    ) -> str:
+        try:
+            vote = None if value in ("", "none") else value
+            studio.rate(
+                int(generation_id),
+                vote,
+                user=user_of(request),
+                reason=reason if vote else None,
+                comment=comment if vote else None,
+            )
+        except (StudioError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        return "ok"
+
+    return rate
