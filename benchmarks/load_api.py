@@ -6,7 +6,7 @@ Ways (all by default, one fresh server each, one after the other): `gradio_clien
 server's own process, as tests/test_faults_load.py runs them), `gradio_client-process` (the same clients in a
 separate process) and `http` (raw HTTP clients of the queue protocol in a separate process:
 tests/api_clients.py, what tests/test_load_api.py runs in CI).
-Prints turns a second, the time per turn (the GPU queue runs one generation at a time), the server
+Prints turns a second, the time per turn (a device runs one generation at a time), the server
 process's CPU time per turn, and whether every turn was stored exactly once with no "database is locked".
 """
 

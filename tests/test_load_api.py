@@ -1,6 +1,6 @@
 """Load through the served app, as issue 7 states it: 50 concurrent API clients x 20 turns each.
 
-The real app (`build_app` + `launch`: Gradio's queue with the Chat tab's one-at-a-time GPU slot, the
+The real app (`build_app` + `launch`: Gradio's queue, the model manager's device queue, the
 security guard, a real SQLite file) on a free loopback port, the fake chat backend for speed. 50 clients in
 a separate process (tests/api_clients.py: one Gradio session each, raw queue protocol) start together,
 each holding one conversation of 20 turns through `/chat`. Then: exactly 1000 stored turns, none doubled,

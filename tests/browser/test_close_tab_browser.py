@@ -1,9 +1,9 @@
 """Stop and a closed tab end a running generation within 2 s, and the next user's job runs normally.
 
 Issue 7 asks: "Stop and a closed browser tab end the running generation within 2 s without affecting other
-users' jobs". The Chat tab's generations share one GPU queue slot (concurrency 1), so a job left running
-by a closed tab would hold up everyone behind it. Each test starts a generation of up to 4000 tokens on the
-`long` tiny model (about 10-20 s to finish on its own here), ends it, and times from the click (or the
+users' jobs". Generations on one device run one at a time (the model manager's device queue), so a job
+left running by a closed tab would hold up everyone behind it. Each test starts a generation of up to 4000
+tokens on the `long` tiny model (7-8 s to finish on its own here), ends it, and times from the click (or the
 closing of the tab) to the moment its stored row leaves "running", polling the database like a supervisor.
 A second tab's generation, queued behind it meanwhile, must then complete with status "ok".
 The browser server has no logins, so both tabs belong to the one local user; they are separate Gradio
@@ -91,7 +91,7 @@ def test_closing_the_tab_ends_the_generation_and_the_next_job_runs(
 ) -> None:
     running = _start_long(chat, PROMPTS[output], streams=output == "streaming")
 
-    # A second tab (another session) sends a message now: it waits in the GPU queue behind the first.
+    # A second tab (another session) sends a message now: it waits for the device behind the first.
     other = ChatPage(browser_context.new_page(), server)
     try:
         other.open()
