@@ -76,6 +76,7 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
         )
         self._user_ids: dict[str, int] = {}
         self._runs: dict[str, threading.Event] = {}
+        self._stop_reasons: dict[str, str] = {}  # why a chat run was cancelled, when not the Stop button
         # Set by `studio serve --auth`: who is an admin. Without accounts the one local user owns everything.
         self.accounts: Any = None
 
@@ -244,6 +245,7 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
                 finally:
                     stream.close()  # ends the backend's worker if we were closed early
             status = "stopped" if request.stop.is_set() else "ok"
+            error = self._stop_reasons.get(key) if status == "stopped" else None
         except GeneratorExit:
             status, error = "stopped", "the browser stopped listening"
             raise
@@ -252,6 +254,7 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
         finally:
             turn.release()  # also when the stream was closed while waiting for its turn
             self._runs.pop(key, None)
+            self._stop_reasons.pop(key, None)
             row.output_text = prefix + "".join(pieces)
             row.status, row.error, row.notices = status, error, notices
             row.duration_ms = (time.perf_counter() - started) * 1000
@@ -285,11 +288,14 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
                 row.conversation_id = conv.id
             return storage.finish_generation(session, generation=row, supersede_from=supersede)
 
-    def cancel(self, run_key: str) -> bool:
-        """Ask a running generation to stop at its next token; True when one was running."""
+    def cancel(self, run_key: str, *, reason: str | None = None) -> bool:
+        """Ask a running generation to stop at its next token; True when one was running. A chat turn
+        stopped with a `reason` stores it as its error (Stop gives none: the user asked)."""
         stop = self._runs.get(run_key)
         if stop is None:
             return False
+        if reason is not None:
+            self._stop_reasons[run_key] = reason
         stop.set()
         return True
 

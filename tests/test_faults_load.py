@@ -3,8 +3,9 @@
 50 clients x 20 turns (each turn also voted on) straight into the service from 50 threads, on the fake
 backend: more write concurrency than the app allows, since its GPU queue runs one generation at a time.
 Through the real served app: 50 API clients at once on the fake backend, and 5 clients x 4 turns on
-a tiny random-weight model through the real transformers backend. The full 50 x 20 through the API takes
-about 95 s here (Gradio costs ~90 ms a call on 2 cores): `python benchmarks/load_api.py` measures it.
+a tiny random-weight model through the real transformers backend. The full 50 x 20 through the API is
+tests/test_load_api.py (raw HTTP clients: `gradio_client` costs ~90 ms a call here, twice the server's own
+time per turn); `python benchmarks/load_api.py` compares the two kinds of client.
 """
 
 from __future__ import annotations
