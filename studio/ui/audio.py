@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
+from studio.ui.closing import StopOnClose
 from studio.ui.common import GENERATION_QUEUE, default_model, model_choices, user_of
 from studio.ui.compare import compare_panel
 from studio.ui.feedback import cast_vote, feedback_panel
@@ -133,6 +134,9 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
             feedback = feedback_panel(studio, tab)
             clips = gr.Dropdown(label="Recent clips", choices=[], value=None, elem_id=f"{tab}-clips")
 
+    closing = StopOnClose(studio, app)  # a closed tab stops its run at once
+
+    @closing.track
     def generate(
         request: gr.Request,
         text: str,

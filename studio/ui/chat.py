@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Action, ChatTurn, Studio, StudioError
+from studio.ui.closing import StopOnClose
 from studio.ui.common import (
     GENERATION_QUEUE,
     PARAM_NAMES,
@@ -90,11 +91,9 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
     model.input(model_defaults, model, sampling, api_visibility="private")
     run_inputs = [conversation, model, system_prompt, run_key, *sampling]
     run_outputs = [chatbot, conversation, message, notice]
-    # A closed tab: Gradio closes the run's generator only when the run next sends an update, and a model
-    # can go seconds without one (the streamer holds text until a word ends; a long prefill). The page's
-    # heartbeat connection drops at once and fires `unload` (tab_closed, below), which stops the run too.
-    running: dict[str, str] = {}  # Gradio session hash -> run key of its running job
+    closing = StopOnClose(studio, app)  # a closed tab stops its run at once
 
+    @closing.track
     def run(
         action: Action,
         turn: int | None,
@@ -107,12 +106,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         request: gr.Request | None = None,
     ) -> Iterator[Any]:
         user = user_of(request)
-        session = getattr(request, "session_hash", None) or key
-        running[session] = key
-        try:
-            yield from turn_updates(action, turn, text, conv, model_id, system, key, *values, user=user)
-        finally:
-            running.pop(session, None)
+        yield from turn_updates(action, turn, text, conv, model_id, system, key, *values, user=user)
 
     def turn_updates(
         action: Action,
@@ -217,13 +211,6 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         studio.cancel(key)
 
     stop_btn.click(stop, run_key, None, queue=False, api_visibility="private")
-
-    def tab_closed(request: gr.Request) -> None:
-        key = running.pop(request.session_hash or "", None)
-        if key is not None:
-            studio.cancel(key, reason="the browser stopped listening")
-
-    app.unload(tab_closed)
 
     voted = chatbot.like(
         vote_handler(studio), [conversation], [notice, feedback.gid], api_visibility="private"

@@ -17,6 +17,7 @@ import gradio as gr
 from studio.code_service import code_settings
 from studio.coding import LANGUAGES, MODES, render_prompt
 from studio.service import Action, ChatTurn, Studio, StudioError
+from studio.ui.closing import StopOnClose
 from studio.ui.common import (
     GENERATION_QUEUE,
     PARAM_NAMES,
@@ -165,7 +166,9 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
         mode,
         template,
     ]
+    closing = StopOnClose(studio, app)  # a closed tab stops its run at once
 
+    @closing.track
     def run(
         action: Action,
         request: gr.Request,

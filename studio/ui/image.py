@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
+from studio.ui.closing import StopOnClose
 from studio.ui.common import GENERATION_QUEUE, default_model, model_choices, user_of
 from studio.ui.compare import compare_panel
 from studio.ui.feedback import cast_vote, feedback_panel
@@ -144,6 +145,9 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
         params["seed"] = None if params["seed"] in (None, "") else int(params["seed"])
         return params | {"strength": strength_value, "lora": lora_id or None, "lora_scale": scale}
 
+    closing = StopOnClose(studio, app)  # a closed tab stops its run at once
+
+    @closing.track
     def generate(
         request: gr.Request,
         text: str,
