@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.client import HTTPConnection
+from http.client import HTTPConnection, HTTPException
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -210,8 +210,8 @@ def test_kill_9_during_vote_bursts_loses_no_acknowledged_vote(server_dir: Path) 
                     if status == 200:
                         with lock:
                             acked.append(gid)
-            except OSError:
-                return  # the server was killed
+            except (OSError, HTTPException):
+                return  # the server was killed (mid-reply: IncompleteRead)
 
         threads = [threading.Thread(target=client) for _ in range(4)]
         for t in threads:

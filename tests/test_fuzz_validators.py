@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -243,7 +244,9 @@ def test_file_route_paths(tmp_path_factory: pytest.TempPathFactory, tail: str) -
         "/gradio_api/file=/tmp/fuzz-data/",
         "/gradio_api/file=/tmp/fuzz-data/media/",
     ):
-        refusal = asyncio.run(guard._check_file(prefix + tail, None))
+        # In a thread of its own: the browser tests' Playwright keeps an event loop running in this one.
+        with ThreadPoolExecutor(1) as pool:
+            refusal = pool.submit(asyncio.run, guard._check_file(prefix + tail, None)).result()
         target = Path(prefix.split("=", 1)[1] + tail.replace("\x00", ""))
         if refusal is None and "\x00" not in tail:
             resolved = Path(str(target)).resolve() if str(target) else Path.cwd()
