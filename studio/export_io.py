@@ -109,7 +109,8 @@ def write(
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise StudioError("Parquet export needs pyarrow: pip install pyarrow") from None
+            hint = "pip install -e '.[parquet]' (or pip install pyarrow)"
+            raise StudioError(f"Parquet export needs pyarrow: {hint}") from None
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise StudioError(f"{folder} is a file; give a folder to export into")

@@ -184,3 +184,12 @@ def test_code_delete_clears_the_session_and_its_panes(served, client: Client) ->
     assert conversation["value"] is None and chatbot["value"] == []
     assert (code, check, explanation, notice) == ("", "", "", "") and download["visible"] is False
     assert conv not in [cid for cid, _ in studio.conversations(tab="code")]
+
+
+def test_the_api_lists_only_named_endpoints(make_studio) -> None:
+    """Helper events (run keys, paging, Stop) stay private: no `/lambda_N` endpoint is published."""
+    from studio.ui import build_app
+
+    app = build_app(make_studio())
+    public = [fn.api_name for fn in app.fns.values() if fn.api_visibility == "public"]
+    assert public and not [name for name in public if str(name).startswith("lambda")], public

@@ -8,14 +8,13 @@ Ignores: validation, files and storage (the service's).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 
 from studio.service import Studio, StudioError
-from studio.ui.closing import StopOnClose
+from studio.ui.closing import StopOnClose, run_key_state
 from studio.ui.common import GENERATION_QUEUE, default_model, model_choices, user_of
 from studio.ui.compare import compare_panel
 from studio.ui.feedback import cast_vote, feedback_panel
@@ -94,7 +93,7 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
     default = default_model(models)
     defaults = studio.default_params(default, tab=tab)
     names = SPEECH_PARAMS if tab == "speech" else MUSIC_PARAMS
-    run_key = gr.State(lambda: uuid.uuid4().hex)
+    run_key = run_key_state(app)
     selected = gr.State(None)  # generation id of the clip in the player
     with gr.Row():
         with gr.Column(scale=2):

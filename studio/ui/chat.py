@@ -6,14 +6,13 @@ messages with their votes. Ignores: validation (the service does it for browser 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 
 from studio.service import Action, ChatTurn, Studio, StudioError
-from studio.ui.closing import StopOnClose
+from studio.ui.closing import StopOnClose, run_key_state
 from studio.ui.common import (
     GENERATION_QUEUE,
     PARAM_NAMES,
@@ -40,7 +39,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         return
     default = default_model(models)
     defaults = studio.default_params(default)
-    run_key = gr.State(lambda: uuid.uuid4().hex)  # identifies this browser session's running job for Stop
+    run_key = run_key_state(app)  # identifies this browser session's running job for Stop
 
     with gr.Row():
         with gr.Column(scale=1, min_width=220):

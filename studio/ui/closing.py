@@ -1,9 +1,10 @@
 """Stopping a tab's running job when its browser tab closes.
 
-Owns: which Gradio session runs which job (by run key) and the `unload` event that cancels them. Gradio
-closes a run's generator only when the run sends its next update, and a model can go seconds without one
-(the streamer holds text until a word ends; a long prefill; a slow denoising step or a MusicGen window). The
-page's heartbeat connection drops at once when the tab closes and fires `unload`, which stops the job then.
+Owns: the per-session run key, which Gradio session runs which job (by run key) and the `unload` event that
+cancels them. Gradio closes a run's generator only when the run sends its next update, and a model can go
+seconds without one (the streamer holds text until a word ends; a long prefill; a slow denoising step or a
+MusicGen window). The page's heartbeat connection drops at once when the tab closes and fires `unload`,
+which stops the job then.
 Ignores: how the job stops (the service's `cancel`).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -57,3 +59,13 @@ class StopOnClose:
             keys = self._running.pop(request.session_hash or "", set())
         for key in keys:
             self.studio.cancel(key, reason=CLOSED_REASON)
+
+
+def run_key_state(app: gr.Blocks) -> gr.State:
+    """A fresh run key per browser session, the handle Stop and a closed tab cancel a job by.
+
+    Set by a private load event: `gr.State(callable)` would publish its load function as a public
+    `/lambda_N` API endpoint. API callers get no key; the service then makes one per run."""
+    state = gr.State(None)
+    app.load(lambda: uuid.uuid4().hex, None, state, api_visibility="private", queue=False)
+    return state

@@ -8,7 +8,6 @@ chosen language with its syntax check. Ignores: prompt building, extraction and 
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +16,7 @@ import gradio as gr
 from studio.code_service import code_settings
 from studio.coding import LANGUAGES, MODES, render_prompt
 from studio.service import Action, ChatTurn, Studio, StudioError
-from studio.ui.closing import StopOnClose
+from studio.ui.closing import StopOnClose, run_key_state
 from studio.ui.common import (
     GENERATION_QUEUE,
     PARAM_NAMES,
@@ -78,7 +77,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
         return
     default = default_model(models)
     defaults = studio.default_params(default, tab="code")
-    run_key = gr.State(lambda: uuid.uuid4().hex)
+    run_key = run_key_state(app)
 
     with gr.Row():
         with gr.Column(scale=1, min_width=220):

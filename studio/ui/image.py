@@ -7,14 +7,13 @@ image". `gr.State` keeps generation ids only. Ignores: validation, files and met
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 
 from studio.service import Studio, StudioError
-from studio.ui.closing import StopOnClose
+from studio.ui.closing import StopOnClose, run_key_state
 from studio.ui.common import GENERATION_QUEUE, default_model, model_choices, user_of
 from studio.ui.compare import compare_panel
 from studio.ui.feedback import cast_vote, feedback_panel
@@ -55,7 +54,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
         return
     default = default_model(models)
     defaults = studio.default_params(default, tab="image")
-    run_key = gr.State(lambda: uuid.uuid4().hex)
+    run_key = run_key_state(app)
     gallery_ids = gr.State([])  # generation id of each gallery picture, in gallery order
     selected = gr.State(None)  # generation id of the selected picture
 
