@@ -214,11 +214,12 @@ def test_closing_the_stream_ends_the_job(backend: DiffusersImage) -> None:
     started = time.perf_counter()
     stream.close()
     assert time.perf_counter() - started < 10
-    assert backend._lock.acquire(blocking=False), "the job let go of the pipeline"
-    backend._lock.release()
+    assert backend._worker.lock.acquire(blocking=False), "the job let go of the pipeline"
+    backend._worker.lock.release()
     _, images, _ = run(backend, steps=2)
     assert len(images) == 1, "the worker takes the next job at once"
-    assert backend._worker is not None and len(backend._worker._threads) == 1, "one worker, reused"
+    pool = backend._worker._pool
+    assert pool is not None and len(pool._threads) == 1, "one worker, reused"
 
 
 # -- image to image ----------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import queue
 import secrets
 import threading
 from collections.abc import Generator
-from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +36,7 @@ from studio.backends import (
 )
 from studio.backends.params import SCHEDULERS, ImageParams
 from studio.backends.transformers_chat import resolve_device
+from studio.backends.worker import Worker
 from studio.config import LoraSpec
 
 log = logging.getLogger(__name__)
@@ -81,10 +81,9 @@ class DiffusersImage(Backend):
         self._scheduler_class: Any = None
         self._scheduler_config: Any = None
         self._schedulers: dict[str, Any] = {}
-        self._worker: ThreadPoolExecutor | None = None
         self._loaded_loras: set[str] = set()
         # One generation at a time: the scheduler, active LoRA and interrupt flag live on the pipeline.
-        self._lock = threading.Lock()
+        self._worker = Worker(f"generate-{self.spec.id}")
 
     # -- loading -----------------------------------------------------------------------------------
     def load(self) -> None:
@@ -157,9 +156,7 @@ class DiffusersImage(Backend):
         self._loaded_loras = set()
 
     def unload(self) -> None:
-        if self._worker is not None:
-            self._worker.shutdown(wait=True)
-            self._worker = None
+        self._worker.shutdown()
         self.pipe = None
         self._img2img = None
         self._loaded_loras = set()
@@ -304,48 +301,20 @@ class DiffusersImage(Backend):
         seeds = [(seed + i) % _SEED_SPACE for i in range(params.num_images)]
 
         stop = request.stop
-        abandoned = threading.Event()  # our consumer went away (closed tab, error) without pressing Stop
-        events: queue.Queue[Any] = queue.Queue()
-        result: list[Any] = []
-        failure: list[BaseException] = []
 
-        def on_step_end(pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            events.put(Progress(i + 1, int(getattr(pipe, "num_timesteps", 0) or 0)))
-            if stop.is_set() or abandoned.is_set():
-                pipe._interrupt = True  # diffusers' own flag: the loop skips the remaining steps
-            return tensors
+        def work(events: queue.Queue[Any], abandoned: threading.Event) -> Any:
+            def on_step_end(pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+                events.put(Progress(i + 1, int(getattr(pipe, "num_timesteps", 0) or 0)))
+                if stop.is_set() or abandoned.is_set():
+                    pipe._interrupt = True  # diffusers' own flag: the loop skips the remaining steps
+                return tensors
 
-        def run() -> None:
-            try:
-                with self._lock:
-                    if stop.is_set() or abandoned.is_set():
-                        return
-                    result.append(self._run(request, params, lora, seeds, on_step_end))
-            except BaseException as exc:  # surfaced in the consumer below
-                failure.append(exc)
-            finally:
-                events.put(None)
+            return self._run(request, params, lora, seeds, on_step_end)
 
-        # One long-lived worker per loaded model: a fresh thread per job made every job pay its memory
-        # anew (page faults), about 4 ms a picture on small images (benchmarks/image_overhead.py).
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"generate-{self.spec.id}")
-        job = self._worker.submit(run)
-        try:
-            while (event := events.get()) is not None:
-                yield event
-        finally:
-            # Reached on normal end, on error, and when the consumer closes us (Stop, closed tab).
-            abandoned.set()
-            wait([job])
-        if failure:
-            exc = failure[0]
-            if isinstance(exc, BackendError):
-                raise exc
-            raise BackendError(f"image generation failed: {short_error(exc)}") from exc
-        if stop.is_set() or not result:
+        result = yield from self._worker.run(work, stop=stop, what="image generation")
+        if stop.is_set() or result is None:
             return  # stopped: a half-denoised picture is noise, so none is returned
-        images, flagged = result[0]
+        images, flagged = result
         for i in range(len(images)):
             if flagged and flagged[i]:
                 yield Notice(f"image {i + 1} was blacked out by the model's safety checker")

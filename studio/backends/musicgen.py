@@ -16,7 +16,6 @@ import queue
 import threading
 import time
 from collections.abc import Generator
-from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,6 +35,7 @@ from studio.backends import (
 )
 from studio.backends.params import MusicParams
 from studio.backends.transformers_chat import resolve_device
+from studio.backends.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ class MusicGen(Backend):
         self.frame_rate = 0
         self.window_frames = 0
         self.overlap_frames = 0
-        self._worker: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()  # torch's global seed and the model: one generation at a time
+        # Its own thread and lock: torch's global seed and the model allow one generation at a time.
+        self._worker = Worker(f"generate-{self.spec.id}")
 
     # -- loading -----------------------------------------------------------------------------------
     def load(self) -> None:
@@ -129,9 +129,7 @@ class MusicGen(Backend):
         self.overlap_frames = min(int(options.overlap_seconds * self.frame_rate), self.window_frames // 2)
 
     def unload(self) -> None:
-        if self._worker is not None:
-            self._worker.shutdown(wait=True)
-            self._worker = None
+        self._worker.shutdown()
         self.model = self.tokenizer = None
         release_accelerator_memory()
 
@@ -166,42 +164,15 @@ class MusicGen(Backend):
             raise BackendError(f"model {self.spec.id!r} is not a melody model; remove the melody clip")
         windows = self.plan(params.duration)
         total = sum(new for _, new in windows)
-        stop = request.stop
-        abandoned = threading.Event()
-        events: queue.Queue[Any] = queue.Queue()
-        result: list[Any] = []
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                with self._lock:
-                    if not (stop.is_set() or abandoned.is_set()):
-                        result.append(self._run(request, params, windows, events, abandoned))
-            except BaseException as exc:
-                failure.append(exc)
-            finally:
-                events.put(None)
-
-        if (
-            self._worker is None
-        ):  # long-lived, as in diffusers_image: a fresh thread per job costs page faults
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"generate-{self.spec.id}")
-        job = self._worker.submit(run)
         yield Progress(0, total)
-        try:
-            while (event := events.get()) is not None:
-                yield event
-        finally:
-            abandoned.set()
-            wait([job])
-        if failure:
-            exc = failure[0]
-            if isinstance(exc, BackendError):
-                raise exc
-            raise BackendError(f"music generation failed: {short_error(exc)}") from exc
-        if stop.is_set() or not result:
+        audio = yield from self._worker.run(
+            lambda events, abandoned: self._run(request, params, windows, events, abandoned),
+            stop=request.stop,
+            what="music generation",
+        )
+        if request.stop.is_set() or audio is None:
             return
-        yield AudioOutput(audio=result[0], sample_rate=self.sample_rate, seed=params.seed)
+        yield AudioOutput(audio=audio, sample_rate=self.sample_rate, seed=params.seed)
 
     def _run(
         self,
