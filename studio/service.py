@@ -4,7 +4,8 @@ Owns: validating input (for browser and API callers alike), running a backend th
 accumulating streamed output, writing exactly one generation row per turn (begun as "running" in a
 short commit, finished in another; failures and stops included), who may see what (each user their
 own rows; an admin every user's, for exports) and the chat operations built on that: send,
-regenerate, edit, continue, rate.
+regenerate, edit, continue. Each tab's own jobs live in its mixin (code_service, image_service, ...); reading
+back conversations, votes and history in records_service.
 Ignores: Gradio types, SQL details (storage) and model internals (backends).
 """
 
@@ -35,9 +36,10 @@ from studio.backends import (
 from studio.code_service import CodeTab, code_fields
 from studio.config import Settings, StudioConfig, load_config
 from studio.image_service import ImageTab, ImageUpdate
-from studio.library_service import LibraryTab, feedback_fields
+from studio.library_service import LibraryTab
 from studio.manager import ModelManager
 from studio.models_service import ModelsPanel, weights_status
+from studio.records_service import Records
 from studio.results import ChatTurn, ChatUpdate, ModelInfo, StudioError
 from studio.validation import TAB_DEFAULTS, model_for, params_for, prompt_text
 
@@ -57,7 +59,7 @@ __all__ = [
 Action = Literal["send", "regenerate", "edit", "continue"]
 
 
-class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
+class Studio(Records, CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
     def __init__(
         self,
         config: StudioConfig,
@@ -343,106 +345,6 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
                 "conversation_id": row.conversation_id,
                 "notices": row.notices,
             } | (code_fields(row) if row.tab == "code" else {})
-
-    # -- conversations and ratings -------------------------------------------------------------------
-    def conversation(self, conversation_id: int, *, user: str | None = None) -> list[ChatTurn]:
-        uid = self.user_id(user)
-        turns = self._turns_for(conversation_id, uid)
-        with Session(self.engine) as session:
-            votes = storage.ratings_for(session, generation_ids=[t.id for t in turns if t.id], user_id=uid)
-        return [
-            ChatTurn(
-                t.id or 0,
-                t.prompt,
-                t.output_text,
-                votes.get(t.id or 0),
-                t.status,
-                t.error,
-                list(t.notices),
-                dict(t.params),
-            )
-            for t in turns
-        ]
-
-    def conversations(self, *, user: str | None = None, tab: str = "chat") -> list[tuple[int, str]]:
-        with Session(self.engine) as session:
-            rows = storage.list_conversations(session, user_id=self.user_id(user), tab=tab)
-            return [(c.id or 0, c.title) for c in rows]
-
-    def rename_conversation(self, conversation_id: int, title: str, *, user: str | None = None) -> None:
-        if not isinstance(title, str) or not title.strip():
-            raise StudioError("a conversation needs a non-empty title")
-        with Session(self.engine) as session:
-            if not storage.rename_conversation(
-                session, conversation_id=conversation_id, user_id=self.user_id(user), title=title.strip()
-            ):
-                raise StudioError(f"conversation {conversation_id} does not exist")
-
-    def delete_conversation(self, conversation_id: int, *, user: str | None = None) -> None:
-        with Session(self.engine) as session:
-            if not storage.delete_conversation(
-                session, conversation_id=conversation_id, user_id=self.user_id(user)
-            ):
-                raise StudioError(f"conversation {conversation_id} does not exist")
-
-    def rate(
-        self,
-        generation_id: int,
-        vote: str | int | None,
-        *,
-        user: str | None = None,
-        reason: str | list[str] | None = None,
-        comment: str | None = None,
-    ) -> None:
-        """Record 'up' / 'down' (or +1 / -1) with an optional reason (tags from REASONS) and comment; None
-        removes the vote. Repeating a vote changes nothing; a new one replaces the old with its reason."""
-        values: dict[Any, int | None] = {"up": 1, "down": -1, 1: 1, -1: -1, None: None, "none": None}
-        if isinstance(vote, bool) or not isinstance(vote, (str, int, type(None))) or vote not in values:
-            raise StudioError(f"a vote is 'up', 'down' or none, not {vote!r}")
-        reason, comment = feedback_fields(reason, comment)
-        uid = self.user_id(user)
-        with Session(self.engine) as session:
-            gen = storage.get_generation(session, generation_id=generation_id)
-            if gen is None or gen.user_id != uid:
-                raise StudioError(f"generation {generation_id} does not exist")
-            storage.set_rating(
-                session,
-                generation_id=generation_id,
-                user_id=uid,
-                value=values[vote],
-                reason=reason,
-                comment=comment,
-            )
-
-    def rating(self, generation_id: int, *, user: str | None = None) -> int | None:
-        """The user's vote on a generation: +1, -1 or None."""
-        uid = self.user_id(user)
-        with Session(self.engine) as session:
-            votes = storage.ratings_for(session, generation_ids=[generation_id], user_id=uid)
-        return votes.get(generation_id)
-
-    def history(
-        self, *, user: str | None = None, tab: str | None = None, limit: int = 20
-    ) -> list[dict[str, Any]]:
-        with Session(self.engine) as session:
-            rows = storage.list_generations(session, user_id=self.user_id(user), tab=tab, limit=limit)
-            votes = storage.ratings_for(
-                session, generation_ids=[r.id for r in rows if r.id], user_id=self.user_id(user)
-            )
-            return [
-                {
-                    "generation_id": r.id,
-                    "created_at": r.created_at.isoformat(timespec="seconds"),
-                    "tab": r.tab,
-                    "model": r.model_id,
-                    "status": r.status,
-                    "prompt": r.prompt,
-                    "text": r.output_text,
-                    "error": r.error,
-                    "rating": votes.get(r.id or 0),
-                }
-                for r in rows
-            ]
 
     def close(self) -> None:
         self.manager.unload_all()

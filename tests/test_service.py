@@ -111,16 +111,20 @@ def test_regenerate_edit_and_continue_keep_old_rows(fake_studio: Studio) -> None
 
 def test_cancel_stops_a_running_generation(fake_studio: Studio) -> None:
     results: list = []
-    worker = threading.Thread(
-        target=lambda: results.extend(
-            run(fake_studio, message="SLOW", run_key="k1", params={"max_new_tokens": 4000})
-        )
-    )
+    updates = fake_studio.chat(model_id="fake", message="SLOW", run_key="k1", params={"max_new_tokens": 4000})
+
+    def consume() -> None:
+        for update in updates:
+            results.append(update)
+
+    worker = threading.Thread(target=consume)
     worker.start()
     deadline = time.time() + 5
-    while not fake_studio.cancel("k1"):
+    # Cancel once text is streaming (a Stop before the first token is fine too, but proves less).
+    while not any(getattr(u, "text", "") for u in list(results)):
         assert time.time() < deadline, "generation never started"
         time.sleep(0.005)
+    assert fake_studio.cancel("k1")
     worker.join(5)
     assert results[-1].status == "stopped"
     [row] = rows(fake_studio)
