@@ -14,8 +14,8 @@
    whose model does about as much work per clip as a small real model on a fast machine. The fixed cost
    is also timed alone.
 
-    .venv/bin/python benchmarks/audio.py                 # about a minute
-    .venv/bin/python benchmarks/audio.py --rounds 5
+    .venv/bin/python benchmarks/wav.py                 # about a minute
+    .venv/bin/python benchmarks/wav.py --rounds 5
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ def main() -> None:
     import hibari
     import torch
 
-    from studio import Settings, audio
+    from studio import Settings
+    from studio.formats import wav
     from studio.service import Studio
     from studio.testing_audio import build_tiny_musicgen, build_tiny_vits
 
@@ -192,10 +193,10 @@ def run(studio: Any, rounds: int, hibari: Any, torch: Any, audio: Any) -> dict[s
     for seconds in (5, 25):
         clip = np.random.default_rng(0).uniform(-0.5, 0.5, seconds * 24_000).astype(np.float32)
         wav = median(
-            [timed(lambda c=clip: audio.save_wav(c, 24_000, folder / "x.wav")) for _ in range(rounds * 3)]
+            [timed(lambda c=clip: wav.save_wav(c, 24_000, folder / "x.wav")) for _ in range(rounds * 3)]
         )
         png = median(
-            [timed(lambda c=clip: audio.waveform_png(c, folder / "x.png")) for _ in range(rounds * 3)]
+            [timed(lambda c=clip: wav.waveform_png(c, folder / "x.png")) for _ in range(rounds * 3)]
         )
         output = AudioOutput(audio=clip, sample_rate=24_000, seed=1)
         whole = median([timed(lambda o=output: save(o)) for _ in range(rounds * 3)])

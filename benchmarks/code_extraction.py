@@ -31,7 +31,7 @@ from collections.abc import Callable
 import yaml
 from _common import load_note, median, pct, print_targets, table
 
-from studio.coding import explanation_text, extract_code_blocks, main_code, syntax_check
+from studio.formats.code import explanation_text, extract_code_blocks, main_code, syntax_check
 
 TARGET_MS = 1.0
 LANGS = ("python", "json", "yaml")

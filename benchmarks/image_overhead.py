@@ -19,7 +19,7 @@ On 2 shared cores the pipeline's own run time varies by +-20 % between rounds, f
 the service adds, so the fixed cost is also measured on its own, many times: the service with the
 backend's `pipe` swapped (and then put back) for a stub that runs the progress callback once per step and
 returns the service's picture of that size at once, and each piece alone on that picture:
-`images.save_png` (encode + fsync + rename, in the media folder) and the encode alone, the generation
+`png.save_png` (encode + fsync + rename, in the media folder) and the encode alone, the generation
 row as the service writes it (add, flush for the id, set the file, commit) and its construction alone,
 the backend's part (worker thread, queue, callback, scheduler rebuilt from its config per request), the
 A1111 parameters text and the validation. raw best / (raw best + fixed cost) is the ratio a quiet
@@ -206,7 +206,8 @@ def fixed_pieces(studio: Any, backend: Any, case: Case, steps: int, scratch: Pat
     from PIL import PngImagePlugin
     from sqlmodel import Session
 
-    from studio import images, storage
+    from studio import storage
+    from studio.formats import png
     from studio.backends import Request
     from studio.validation import model_for, params_for, prompt_text
 
@@ -217,7 +218,7 @@ def fixed_pieces(studio: Any, backend: Any, case: Case, steps: int, scratch: Pat
     uid = studio.user_id("bench-pieces")
 
     def text() -> str:
-        return images.a1111_parameters(
+        return png.a1111_parameters(
             prompt=PROMPT,
             negative_prompt=validated.negative_prompt,
             steps=validated.steps,
@@ -239,8 +240,8 @@ def fixed_pieces(studio: Any, backend: Any, case: Case, steps: int, scratch: Pat
         picture.save(io.BytesIO(), format="PNG", pnginfo=info)
 
     def save_png() -> None:
-        path = images.save_png(
-            picture, scratch / images.media_name(1, 0), parameters=parameters, generation_id=1
+        path = png.save_png(
+            picture, scratch / png.media_name(1, 0), parameters=parameters, generation_id=1
         )
         path.unlink()
 
@@ -337,7 +338,7 @@ def real_size_png(picture: Any, scratch: Path, repeats: int = 5) -> list[list[ob
     photograph scaled to the size, the closer stand-in for a real model's picture."""
     from PIL import Image
 
-    from studio import images
+    from studio.formats import png
 
     sources = [("tiny picture scaled up", picture)]
     if (found := photo()) is not None:
@@ -350,7 +351,7 @@ def real_size_png(picture: Any, scratch: Path, repeats: int = 5) -> list[list[ob
             nbytes: dict[str, int] = {}
             for _ in range(repeats):
                 target = scratch / f"big-{size}.png"
-                ms, path = timed(lambda: images.save_png(big, target, parameters="x" * 300))  # noqa: B023
+                ms, path = timed(lambda: png.save_png(big, target, parameters="x" * 300))  # noqa: B023
                 times["save"].append(ms)
                 path.unlink()
                 for level in ("6", "1"):

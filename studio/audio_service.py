@@ -23,7 +23,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from studio import audio, faults, storage
+from studio import faults, storage
+from studio.formats import wav
 from studio.backends import AudioOutput, Notice, Progress, Request
 from studio.results import StudioError
 from studio.validation import model_for, params_for
@@ -145,7 +146,7 @@ class AudioTab:
         clip_melody = None
         if melody not in (None, ""):
             try:
-                clip_melody = audio.load_melody(melody)
+                clip_melody = wav.load_melody(melody)
             except ValueError as exc:
                 raise StudioError(str(exc)) from None
         uid = studio.user_id(user)
@@ -233,11 +234,11 @@ class AudioTab:
         # draws the picture (drawing in a worker too was slower: both need the GIL).
         # The WAV is renamed into place, and the row naming it committed, only once its bytes are on disk.
         temp = folder / f".{secrets.token_hex(8)}.wav.tmp"
-        pending = _writer().submit(audio.write_wav, output.audio, output.sample_rate, temp)
+        pending = _writer().submit(wav.write_wav, output.audio, output.sample_rate, temp)
         try:
             with Session(studio.engine, expire_on_commit=False) as session:
-                name = audio.media_name(row.id or 0, "")
-                picture = audio.waveform_png(output.audio, folder / f"{name}.png")
+                name = wav.media_name(row.id or 0, "")
+                picture = wav.waveform_png(output.audio, folder / f"{name}.png")
                 written.append(picture)
                 pending.result()
                 wav = folder / f"{name}.wav"
@@ -246,7 +247,7 @@ class AudioTab:
                 row.files = [str(p.relative_to(studio.settings.data_dir)) for p in written]
                 row.params = {
                     **values,
-                    "duration_s": round(audio.duration_seconds(output.audio, output.sample_rate), 4),
+                    "duration_s": round(wav.duration_seconds(output.audio, output.sample_rate), 4),
                     "sample_rate": int(output.sample_rate),
                 }
                 storage.finish_generation(session, generation=row)

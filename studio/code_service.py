@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session
 
-from studio import coding, storage
+from studio import storage
+from studio.formats import code as code_format
 from studio.results import ChatUpdate, StudioError
 
 if TYPE_CHECKING:
@@ -45,9 +46,9 @@ class CodeResult:
     language: str
     extension: str
     highlight: str | None
-    blocks: list[coding.CodeBlock]
+    blocks: list[code_format.CodeBlock]
     explanation: str
-    check: coding.SyntaxReport | None
+    check: code_format.SyntaxReport | None
     notice: str
 
 
@@ -58,13 +59,13 @@ def code_settings(values: dict[str, Any] | None) -> CodeSettings:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise StudioError(f"invalid code settings: {problems}") from None
     try:  # unknown names fail here with the list of known ones
-        coding.language(settings.language)
+        code_format.language(settings.language)
         if settings.source_language:
-            coding.language(settings.source_language)
+            code_format.language(settings.source_language)
     except ValueError as exc:
         raise StudioError(str(exc)) from None
-    if settings.mode not in coding.MODES:
-        raise StudioError(f"unknown mode {settings.mode!r}; modes: {', '.join(coding.MODES)}")
+    if settings.mode not in code_format.MODES:
+        raise StudioError(f"unknown mode {settings.mode!r}; modes: {', '.join(code_format.MODES)}")
     return settings
 
 
@@ -75,10 +76,10 @@ def stored_language(params: dict[str, Any]) -> str:
 
 def code_result(text: str, language: str, *, final: bool = True) -> CodeResult:
     """Extract and check the code of an answer (or of a partial answer while it streams)."""
-    lang = coding.language(language)
-    blocks = coding.extract_code_blocks(text)
-    code = coding.main_code(blocks, lang.id)
-    check = coding.syntax_check(lang.id, code) if final and code else None
+    lang = code_format.language(language)
+    blocks = code_format.extract_code_blocks(text)
+    code = code_format.main_code(blocks, lang.id)
+    check = code_format.syntax_check(lang.id, code) if final and code else None
     notice = ""
     if final and not blocks:
         notice = "The answer has no code block; it is shown as text."
@@ -86,7 +87,7 @@ def code_result(text: str, language: str, *, final: bool = True) -> CodeResult:
         notice = (
             "The answer stopped inside a code block: it may be cut off (press Continue or raise max tokens)."
         )
-    explanation = coding.explanation_text(text)
+    explanation = code_format.explanation_text(text)
     return CodeResult(code, lang.id, lang.extension, lang.highlight, blocks, explanation, check, notice)
 
 
@@ -132,7 +133,7 @@ class CodeTab:
         message = text
         if action == "send":
             try:
-                message = coding.render_prompt(
+                message = code_format.render_prompt(
                     chosen.mode,
                     language=chosen.language,
                     text=text if isinstance(text, str) else "",

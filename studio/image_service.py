@@ -19,7 +19,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from studio import faults, images, storage
+from studio import faults, storage
+from studio.formats import png
 from studio.backends import ImageOutput, Notice, Progress, Request
 from studio.results import StudioError
 from studio.validation import model_for, params_for, prompt_text
@@ -72,7 +73,7 @@ class ImageTab:
         init = None
         if init_image is not None and init_image != "":
             try:
-                init = images.load_init_image(init_image)
+                init = png.load_init_image(init_image)
             except ValueError as exc:
                 raise StudioError(str(exc)) from None
         uid = studio.user_id(user)
@@ -168,8 +169,8 @@ class ImageTab:
             session.flush()  # ids for the file names and the PNG chunk
             try:
                 for row, out in zip(rows, outputs, strict=True):
-                    path = folder / images.media_name(row.id or 0, out.index)
-                    text = images.a1111_parameters(
+                    path = folder / png.media_name(row.id or 0, out.index)
+                    text = png.a1111_parameters(
                         prompt=prompt,
                         negative_prompt=params.negative_prompt,
                         steps=params.steps,
@@ -184,7 +185,7 @@ class ImageTab:
                         lora_scale=params.lora_scale if params.lora else None,
                         generation_id=row.id,
                     )
-                    images.save_png(out.image, path, parameters=text, generation_id=row.id)
+                    png.save_png(out.image, path, parameters=text, generation_id=row.id)
                     written.append(path)
                     row.files = [str(path.relative_to(studio.settings.data_dir))]
                 session.commit()
@@ -204,7 +205,7 @@ class ImageTab:
         """
         studio: Any = self
         in_media = path.is_relative_to(studio.settings.media_dir.resolve())
-        generation_id = images.media_generation_id(path.name)
+        generation_id = png.media_generation_id(path.name)
         if generation_id is None:
             return not in_media
         with Session(studio.engine) as session:

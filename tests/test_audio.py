@@ -1,4 +1,4 @@
-"""Audio tab, fast tier: studio.audio's pieces, files and checks, and the AudioTab service over fake backends.
+"""Audio tab, fast tier: studio.formats.wav's pieces, files and checks, and the AudioTab service over fake backends.
 
 The fakes here make tones whose pitch depends on the seed, so the service's rows, files, votes, failures and
 stops are checked quickly; the real backends are proved in test_tiny_audio.py and test_audio_bundled.py.
@@ -18,7 +18,8 @@ import soundfile as sf
 from PIL import Image
 from sqlmodel import Session
 
-from studio import audio, storage
+from studio import storage
+from studio.formats import wav
 from studio.backends import AudioOutput, Backend, BackendError, Progress, Request, register
 from studio.backends.params import MusicParams, SpeechParams
 from studio.service import Studio, StudioError
@@ -105,39 +106,39 @@ def _rows(studio: Studio) -> list[storage.Generation]:
         return sorted(storage.list_generations(session, limit=100), key=lambda r: r.id or 0)
 
 
-# -- studio.audio -------------------------------------------------------------------------------------
+# -- studio.formats.wav -------------------------------------------------------------------------------------
 def test_split_sentences_packs_sentences_and_cuts_long_ones_at_boundaries() -> None:
     text = "Hello there. How are you? I am fine!\nNew line here. " + "word " * 100
-    pieces = audio.split_sentences(text, 60)
+    pieces = wav.split_sentences(text, 60)
     assert pieces[0] == "Hello there. How are you? I am fine! New line here."  # short sentences packed
     assert pieces[1] == " ".join(["word"] * 12)
     assert all(len(p) <= 60 for p in pieces)
     assert " ".join(pieces).split() == text.split()  # nothing lost, nothing added
-    clauses = audio.split_sentences("one two three, four five six; seven eight nine", 20)
+    clauses = wav.split_sentences("one two three, four five six; seven eight nine", 20)
     assert clauses == ["one two three,", "four five six;", "seven eight nine"]
-    assert audio.split_sentences("x" * 25, 10) == ["x" * 10, "x" * 10, "x" * 5]
-    assert audio.split_sentences("   \n ") == []
+    assert wav.split_sentences("x" * 25, 10) == ["x" * 10, "x" * 10, "x" * 5]
+    assert wav.split_sentences("   \n ") == []
 
 
 def test_save_wav_round_trips_mono_and_stereo_and_refuses_nan(tmp_path: Path) -> None:
     mono = _tone(0.5, 1)
-    path = audio.save_wav(mono, RATE, tmp_path / "a" / "mono.wav")
+    path = wav.save_wav(mono, RATE, tmp_path / "a" / "mono.wav")
     data, rate = sf.read(path)
     assert rate == RATE and data.shape == (4000,) and np.allclose(data, mono, atol=1e-4)
     stereo = np.stack([mono, -mono])
-    data, _ = sf.read(audio.save_wav(stereo, RATE, tmp_path / "stereo.wav"))
+    data, _ = sf.read(wav.save_wav(stereo, RATE, tmp_path / "stereo.wav"))
     assert data.shape == (4000, 2)
     with pytest.raises(ValueError, match="not finite"):
-        audio.save_wav(np.array([0.0, math.nan], dtype=np.float32), RATE, tmp_path / "bad.wav")
+        wav.save_wav(np.array([0.0, math.nan], dtype=np.float32), RATE, tmp_path / "bad.wav")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "stereo.wav"]  # no temp file left behind
 
 
 def test_waveform_png_is_a_picture(tmp_path: Path) -> None:
-    path = audio.waveform_png(_tone(1.0, 3), tmp_path / "w.png", width=200, height=50)
+    path = wav.waveform_png(_tone(1.0, 3), tmp_path / "w.png", width=200, height=50)
     with Image.open(path) as picture:
         assert picture.size == (200, 50)
         assert len(set(picture.getdata())) > 1  # something was drawn
-    audio.waveform_png(np.zeros(0), tmp_path / "empty.png")  # an empty clip still gets a picture
+    wav.waveform_png(np.zeros(0), tmp_path / "empty.png")  # an empty clip still gets a picture
 
 
 def _wav_bytes(seconds: float, rate: int = RATE, fmt: str = "WAV") -> bytes:
@@ -147,21 +148,21 @@ def _wav_bytes(seconds: float, rate: int = RATE, fmt: str = "WAV") -> bytes:
 
 
 def test_load_melody_accepts_audio_and_refuses_bad_uploads(tmp_path: Path) -> None:
-    samples, rate = audio.load_melody(_wav_bytes(0.25))
+    samples, rate = wav.load_melody(_wav_bytes(0.25))
     assert rate == RATE and samples.shape == (2000,) and samples.dtype == np.float32
     flac = tmp_path / "m.flac"
     flac.write_bytes(_wav_bytes(0.25, fmt="FLAC"))
-    assert audio.load_melody(flac)[0].shape == (2000,)
+    assert wav.load_melody(flac)[0].shape == (2000,)
     with pytest.raises(ValueError, match="could not be read"):
-        audio.load_melody(b"RIFF\x00\x00\x00\x00WAVEjunk")
+        wav.load_melody(b"RIFF\x00\x00\x00\x00WAVEjunk")
     with pytest.raises(ValueError, match="could not be read"):
-        audio.load_melody(_wav_bytes(0.25)[:30])  # truncated
+        wav.load_melody(_wav_bytes(0.25)[:30])  # truncated
     with pytest.raises(ValueError, match="empty"):
-        audio.load_melody(b"")
+        wav.load_melody(b"")
     with pytest.raises(ValueError, match="the limit is 60 s"):
-        audio.load_melody(_wav_bytes(61, rate=1000))
+        wav.load_melody(_wav_bytes(61, rate=1000))
     with pytest.raises(ValueError, match="could not be read"):
-        audio.load_melody(tmp_path / "nope.wav")
+        wav.load_melody(tmp_path / "nope.wav")
 
 
 # -- the service ----------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from studio import storage
 from studio.cli import main
-from studio.coding import MODES
+from studio.formats.code import MODES
 from studio.service import Studio, StudioError
 from tests.conftest import tiny_models_yaml, write_models
 

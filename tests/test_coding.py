@@ -14,8 +14,8 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from studio import coding
-from studio.coding import (
+from studio.formats import code as code_format
+from studio.formats.code import (
     LANGUAGES,
     MODES,
     PLACEHOLDERS,
@@ -489,22 +489,22 @@ def test_agrees_with_a_commonmark_parser(markdown: str) -> None:
 
 
 def test_python_syntax() -> None:
-    assert syntax_check("python", "def f(x):\n    return x\n") == coding.SyntaxReport(
+    assert syntax_check("python", "def f(x):\n    return x\n") == code_format.SyntaxReport(
         True, "Python syntax OK", None
     )
     report = syntax_check("py", "x = 1\ny = 2\ndef f(:\n    pass\n")
     assert report is not None and not report.ok and report.line == 3
     assert report.message.startswith("line 3: ") and report.message.endswith("(Python)")
-    assert syntax_check("python", "print('a'") == coding.SyntaxReport(
+    assert syntax_check("python", "print('a'") == code_format.SyntaxReport(
         False, "line 1: '(' was never closed (Python)", 1
     )
 
 
 def test_json_and_yaml_syntax() -> None:
-    assert syntax_check("json", '{"a": [1, 2]}') == coding.SyntaxReport(True, "JSON syntax OK", None)
+    assert syntax_check("json", '{"a": [1, 2]}') == code_format.SyntaxReport(True, "JSON syntax OK", None)
     report = syntax_check("JSON", '{\n  "a": 1,\n}')
     assert report is not None and not report.ok and report.line == 3 and report.message.endswith("(JSON)")
-    assert syntax_check("yml", "a: 1\n---\nb: [2]\n") == coding.SyntaxReport(True, "YAML syntax OK", None)
+    assert syntax_check("yml", "a: 1\n---\nb: [2]\n") == code_format.SyntaxReport(True, "YAML syntax OK", None)
     report = syntax_check("yaml", "a: 1\nb: [2\nc: 3\n")
     assert (
         report is not None and not report.ok and report.line is not None and report.message.endswith("(YAML)")
@@ -516,7 +516,7 @@ def test_json_and_yaml_syntax() -> None:
 def test_yaml_is_checked_for_syntax_not_for_python_types() -> None:
     # Application tags and values that only fail when turned into Python objects are valid YAML.
     for code in ("Value: !Ref MyBucket\nName: !Sub '${AWS::StackName}-x'", "a: 2001-02-30", "? [a]\n: b"):
-        assert syntax_check("yaml", code) == coding.SyntaxReport(True, "YAML syntax OK", None)
+        assert syntax_check("yaml", code) == code_format.SyntaxReport(True, "YAML syntax OK", None)
 
 
 def test_no_checker_or_no_code_gives_none() -> None:
@@ -553,18 +553,18 @@ def test_code_is_only_parsed_never_run(tmp_path: Path, monkeypatch: pytest.Monke
     for name in ("exec", "eval"):
         monkeypatch.setattr(builtins, name, lambda *a, **k: calls.append("exec/eval"))
     python = f"__import__('os').system('touch {target}')\nopen({str(target)!r}, 'w').write('x')"
-    assert syntax_check("python", python) == coding.SyntaxReport(True, "Python syntax OK", None)
+    assert syntax_check("python", python) == code_format.SyntaxReport(True, "Python syntax OK", None)
     # Well-formed YAML; the safe loader only composes it, so no object of any tag is ever built.
     report = syntax_check("yaml", f"!!python/object/apply:os.system ['touch {target}']")
-    assert report == coding.SyntaxReport(True, "YAML syntax OK", None)
+    assert report == code_format.SyntaxReport(True, "YAML syntax OK", None)
     assert not target.exists() and calls == []
 
 
 def test_module_never_calls_exec_eval_compile_or_an_unsafe_yaml_loader() -> None:
-    source = Path(coding.__file__).read_text(encoding="utf-8")
+    source = Path(code_format.__file__).read_text(encoding="utf-8")
     calls = [node.func for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)]
     names = {f.id for f in calls if isinstance(f, ast.Name)}
     yaml_calls = {f.attr for f in calls if isinstance(f, ast.Attribute) and ast.unparse(f.value) == "yaml"}
     assert not names & {"exec", "eval", "compile", "__import__"}
     assert yaml_calls <= {"compose_all"} and "yaml.Loader" not in source and "UnsafeLoader" not in source
-    assert coding._YAML_LOADER in {yaml.SafeLoader, getattr(yaml, "CSafeLoader", yaml.SafeLoader)}
+    assert code_format._YAML_LOADER in {yaml.SafeLoader, getattr(yaml, "CSafeLoader", yaml.SafeLoader)}

@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from studio import cli, images
+from studio import cli
+from studio.formats import png
 from studio.auth import UsersError, UserStore, add_user
 from studio.backends.params import ChatParams, ImageParams
 from studio.code_service import code_settings
@@ -172,7 +173,7 @@ def test_models_yaml(tmp_path_factory: pytest.TempPathFactory, body: str) -> Non
 )
 def test_init_images(data: bytes) -> None:
     try:
-        image = images.load_init_image(data)
+        image = png.load_init_image(data)
     except ValueError as exc:
         assert str(exc)
         return
@@ -184,7 +185,7 @@ def test_a_valid_init_image_passes() -> None:
 
     buffer = io.BytesIO()
     Image.new("RGB", (16, 16)).save(buffer, format="PNG")
-    assert images.load_init_image(buffer.getvalue()).size == (16, 16)
+    assert png.load_init_image(buffer.getvalue()).size == (16, 16)
 
 
 @FUZZ
@@ -229,7 +230,7 @@ def test_logins(one_account: UserStore, name: Any, password: Any) -> None:
 @FUZZ
 @given(st.text(max_size=60))
 def test_media_file_names(name: str) -> None:
-    generation_id = images.media_generation_id(name)
+    generation_id = png.media_generation_id(name)
     assert generation_id is None or (generation_id >= 0 and name.startswith(f"{generation_id}-"))
 
 

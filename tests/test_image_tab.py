@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 from sqlmodel import Session, select
 
-from studio import images, storage
+from studio import storage
+from studio.formats import png
 from studio.cli import main
 from studio.service import Studio, StudioError
 from tests.conftest import write_models
@@ -60,9 +61,9 @@ def test_a_job_streams_progress_and_stores_one_row_and_png_per_picture(studio: S
     assert stored[0].params["batch"] == stored[1].params["batch"] and stored[0].params["steps"] == 3
     for row, path in zip(stored, final.files, strict=True):
         assert studio.media_path(row.files[0]) == path and path.exists()
-        chunks = images.read_png_parameters(path)
+        chunks = png.read_png_parameters(path)
         assert chunks["studio_generation_id"] == str(row.id)
-        parsed = images.parse_parameters(chunks["parameters"])
+        parsed = png.parse_parameters(chunks["parameters"])
         assert parsed["prompt"] == "a red fox" and parsed["Seed"] == str(row.seed) and parsed["Steps"] == "3"
     assert [gid for gid, _, _ in studio.recent_images()] == [stored[1].id, stored[0].id]
 
@@ -98,7 +99,7 @@ def test_image_to_image_uses_the_init_picture_and_records_it(studio: Studio, tmp
     final = list(studio.image(model_id="painter", prompt="p", params={"seed": 1}, init_image=source))[-1]
     assert Image.open(final.files[0]).getpixel((0, 0))[2] == 7, "the backend received the init image"
     assert rows(studio)[-1].params["img2img"] is True
-    parsed = images.parse_parameters(images.read_png_parameters(final.files[0])["parameters"])
+    parsed = png.parse_parameters(png.read_png_parameters(final.files[0])["parameters"])
     assert "Denoising strength" in parsed
     generated = studio.generation_file(final.generation_ids[0])
     again = list(studio.image(model_id="painter", prompt="p", init_image=generated))[-1]
@@ -149,7 +150,7 @@ def test_failures_and_stops_are_stored_with_their_reason(studio: Studio) -> None
 
 
 def test_a_save_failure_leaves_no_half_written_job(studio: Studio, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = images.save_png
+    real = png.save_png
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):

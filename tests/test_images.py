@@ -1,4 +1,4 @@
-"""studio.images: the A1111 parameters text, atomic PNG saving with text chunks, init-image checks."""
+"""studio.formats.png: the A1111 parameters text, atomic PNG saving with text chunks, init-image checks."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from studio import images
-from studio.images import (
+from studio.formats import png
+from studio.formats.png import (
     MAX_INIT_BYTES,
     a1111_parameters,
     load_init_image,
@@ -158,7 +158,7 @@ def _no_negative_line(prompt: str) -> bool:
     prompt=_TEXT.filter(_no_negative_line),
     negative=_TEXT | st.just("Negative prompt: again"),
     model=_TEXT,
-    scheduler=st.sampled_from(sorted(images.SAMPLER_NAMES)),
+    scheduler=st.sampled_from(sorted(png.SAMPLER_NAMES)),
     seed=st.integers(0, 2**32 - 1),
     strength=st.none() | st.floats(0.01, 1.0),
     generation_id=st.none() | st.integers(1, 10**9),
@@ -184,7 +184,7 @@ def test_round_trip(
     assert parsed["negative_prompt"] == negative
     assert parsed["Model"] == model
     assert parsed["Seed"] == str(seed)
-    assert parsed["Sampler"] == images.SAMPLER_NAMES[scheduler]
+    assert parsed["Sampler"] == png.SAMPLER_NAMES[scheduler]
     assert ("Denoising strength" in parsed) == (strength is not None)
     assert parsed.get("Studio generation") == (None if generation_id is None else str(generation_id))
 

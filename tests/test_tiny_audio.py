@@ -189,7 +189,7 @@ def _wav(samples: np.ndarray, rate: int) -> bytes:
 def test_melody_chroma_finds_the_pitch_of_a_tone_at_any_rate(
     rate: int, freq: float, pitch_class: int
 ) -> None:
-    from studio.audio import melody_chroma
+    from studio.formats.wav import melody_chroma
 
     chroma = melody_chroma(_tone(freq, 3.0, rate), rate)  # Meta's settings: 32 kHz, hop 4096
     assert chroma.shape == (24, 12) and np.all(chroma.sum(axis=1) == 1)  # one-hot frames, as the extractor's
@@ -202,7 +202,7 @@ def test_melody_chroma_matches_a_torch_stft_spectrogram() -> None:
     import torch
     from transformers.audio_utils import chroma_filter_bank
 
-    from studio.audio import melody_chroma
+    from studio.formats.wav import melody_chroma
 
     rng = np.random.default_rng(0)
     clip = (rng.standard_normal(8000 * 2) * 0.1 + _tone(330.0, 2.0, 8000)).astype(np.float32)

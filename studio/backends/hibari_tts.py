@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from studio import sources
-from studio.audio import join_pieces, split_sentences
+from studio.formats.wav import join_pieces, split_sentences
 from studio.backends import (
     AudioOutput,
     Backend,

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from studio import sources
-from studio.audio import as_mono_float, join_pieces, split_sentences
+from studio.formats.wav import as_mono_float, join_pieces, split_sentences
 from studio.backends import (
     AudioOutput,
     Backend,

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from studio.code_service import code_settings
-from studio.coding import LANGUAGES, MODES, render_prompt
+from studio.formats.code import LANGUAGES, MODES, render_prompt
 from studio.service import Action, ChatTurn, Studio, StudioError
 from studio.ui.closing import StopOnClose, run_key_state
 from studio.ui.common import (

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("playwright.sync_api", reason="the browser tier needs the playwright package (dev extra)")
 from playwright.sync_api import expect
 
-from studio.coding import MODES, render_prompt
+from studio.formats.code import MODES, render_prompt
 
 from .conftest import (
     CHROMIUM,
