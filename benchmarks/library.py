@@ -26,7 +26,9 @@ from _common import load_note, pct, print_targets, table
 from sqlalchemy import insert, text
 from sqlmodel import Session, SQLModel
 
-from studio import export, export_io, storage
+from studio import storage
+from studio import export
+from studio.export import files as export_files
 from studio.storage.search import Filters
 
 
@@ -153,7 +155,7 @@ def main() -> None:
         def build_write(fmt: str = fmt, out: Path = out, parquet: bool = parquet) -> int:
             with export.paused_gc():
                 data = export.build(fmt, rated, prefs)
-                export_io.write(data, out, parquet=parquet)
+                export_files.write(data, out, parquet=parquet)
             return len(data.records)
 
         seconds, records = timed(build_write)

@@ -4,7 +4,7 @@ A/B comparisons; the leaderboard; RLHF exports.
 Owns: validating those requests (ids that exist and belong to the user, vote reasons, dates, formats),
 deleting rows together with their media files, running the two sides of an A/B comparison through
 `Studio.generate` (so every tab, the Audio tab included, compares the same way) and turning storage rows
-into export files (studio/export.py, studio/export_io.py). Ignores: Gradio, SQL (storage) and models.
+into export files (studio/export/). Ignores: Gradio, SQL (storage) and models.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from typing import Any
 
 from sqlmodel import Session
 
-from studio import export, export_io, ranking, storage
+from studio import ranking, storage
+from studio import export
+from studio.export import files as export_files
 from studio.results import StudioError
 
 log = logging.getLogger(__name__)
@@ -283,7 +285,7 @@ class LibraryTab:
         split: float = 0.0,
         all_users: bool = False,
         user: str | None = None,
-    ) -> export_io.ExportResult:
+    ) -> export_files.ExportResult:
         """Write the user's (or everyone's) ratings and A/B votes as a TRL dataset folder."""
         studio: Any = self
         if fmt not in export.FORMATS:
@@ -309,7 +311,7 @@ class LibraryTab:
         *,
         parquet: bool,
         fraction: float,
-    ) -> export_io.ExportResult:
+    ) -> export_files.ExportResult:
         studio: Any = self
         with Session(studio.engine) as session:
             rated = storage.rated_rows(session, user_id=uid, tab=tab or None, since=when)
@@ -328,7 +330,7 @@ class LibraryTab:
 
         data = export.build(fmt, rated, prefs, exists=exists)
         filters = "".join([f", tab {tab}" if tab else "", f", since {when:%Y-%m-%d}" if when else ""])
-        return export_io.write(
+        return export_files.write(
             data,
             out,
             media_root=data_dir,

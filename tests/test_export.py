@@ -10,7 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from studio import export, export_io
+from studio import export
+from studio.export import files as export_files
 from studio.results import StudioError
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -167,7 +168,7 @@ def test_pickapic_layout_labels_and_deleted_files() -> None:
 def test_odd_text_survives_jsonl_and_parquet(tmp_path: Path) -> None:
     odd = "zero\x00byte \u202etxet ʇxǝʇ 🧪 \ud800 " + "long " * 40_000
     data = export.kto([row(1, 1, prompt=odd, text=odd), row(2, -1, prompt="é\r\n\t", text="ok")])
-    export_io.write(data, tmp_path / "j")
+    export_files.write(data, tmp_path / "j")
     lines = (tmp_path / "j" / "train.jsonl").read_bytes().splitlines()
     first = orjson.loads(lines[0])
     assert (
@@ -177,7 +178,7 @@ def test_odd_text_survives_jsonl_and_parquet(tmp_path: Path) -> None:
     )
     assert json.loads(lines[1])["prompt"] == "é\r\n\t"
     pq = pytest.importorskip("pyarrow.parquet")
-    export_io.write(data, tmp_path / "p", parquet=True)
+    export_files.write(data, tmp_path / "p", parquet=True)
     table = pq.read_table(tmp_path / "p" / "train.parquet")
     assert table.column_names == ["prompt", "completion", "label"] and table.num_rows == 2
     assert table.column("label").to_pylist() == [True, False]
@@ -185,7 +186,7 @@ def test_odd_text_survives_jsonl_and_parquet(tmp_path: Path) -> None:
 
 def test_nothing_to_export_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(StudioError, match=r"nothing to export as dpo.*needs A/B votes"):
-        export_io.write(export.dpo([row(1, 1)], []), tmp_path / "out")
+        export_files.write(export.dpo([row(1, 1)], []), tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(StudioError, match="unknown export format 'csv'"):
         export.build("csv", [], [])
@@ -200,7 +201,7 @@ def test_split_is_deterministic_and_card_maps_the_splits(tmp_path: Path) -> None
     assert export.split([f"g{i}" for i in range(1, 301)], 0.25)[:200] == flags
     data = export.kto(rows)
     tests = sum(export.split(data.keys, 0.25))
-    result = export_io.write(data, tmp_path / "s", test_fraction=0.25)
+    result = export_files.write(data, tmp_path / "s", test_fraction=0.25)
     assert result.counts == {"train": 200 - tests, "test": tests}
     assert len((tmp_path / "s" / "test.jsonl").read_bytes().splitlines()) == tests
     card = (tmp_path / "s" / "README.md").read_text()

@@ -4,7 +4,7 @@ Owns: the `preference` table's reads and writes (one row per user and pair, what
 named in: naming it reversed flips the choice; the latest vote wins), deleting generations with everything
 that points at them, and the flat rows export and the leaderboard read (plain dicts from Core queries:
 building ORM objects would cost more than writing the export).
-Ignores: what the rows become (studio/export.py) and media files (the service deletes them).
+Ignores: what the rows become (studio/export/) and media files (the service deletes them).
 """
 
 from __future__ import annotations

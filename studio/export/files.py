@@ -1,9 +1,9 @@
-"""Export files: a `Dataset` (studio/export.py) written as JSONL or Parquet with a dataset card.
+"""Export files: a `Dataset` (studio/export/__init__.py) written as JSONL or Parquet with a dataset card.
 
 Owns: the output folder's layout (`train.jsonl` / `test.jsonl` or `.parquet`, `README.md` whose YAML header
 maps the splits to the files, as on the Hub, and whose body says how to load them, `files/` for media),
 copying media, and writing nothing at all when there is nothing to export.
-Ignores: which records exist (export.py) and the database.
+Ignores: which records exist (export/__init__.py) and the database.
 """
 
 from __future__ import annotations
