@@ -35,7 +35,7 @@ def load_faults() -> types.ModuleType:
     backends.release_accelerator_memory = release_accelerator_memory  # type: ignore[attr-defined]
     sys.modules["studio"] = types.ModuleType("studio")
     sys.modules["studio.backends"] = backends
-    spec = importlib.util.spec_from_file_location("studio.faults", FAULTS)
+    spec = importlib.util.spec_from_file_location("studio.manager.faults", FAULTS)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -23,7 +23,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from studio import faults, storage
+from studio import storage
+from studio.manager import faults
 from studio.formats import wav
 from studio.backends import AudioOutput, Notice, Progress, Request
 from studio.results import StudioError

@@ -20,7 +20,7 @@ def model_rows(config: StudioConfig, settings: Settings) -> tuple[list[dict[str,
     process, so memory is the estimate (models.yaml's memory_gb or the weights on disk)."""
     from studio.backends import BackendContext, backend_class
     from studio.manager import ModelManager
-    from studio.memory import format_bytes
+    from studio.manager.memory import format_bytes
     from studio.models_service import rows_for
 
     context = BackendContext(model_cache=settings.model_cache, base_dir=config.path.parent)

@@ -19,7 +19,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from studio import faults, storage
+from studio import storage
+from studio.manager import faults
 from studio.formats import png
 from studio.backends import ImageOutput, Notice, Progress, Request
 from studio.results import StudioError

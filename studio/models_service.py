@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from studio import sources
 from studio.backends import backend_class
 from studio.config import ModelSpec, StudioConfig
-from studio.memory import format_bytes
+from studio.manager.memory import format_bytes
 from studio.results import StudioError
 
 if TYPE_CHECKING:

@@ -20,7 +20,8 @@ from typing import Any, Literal
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from studio import faults, storage
+from studio import storage
+from studio.manager import faults
 from studio.audio_service import AudioTab, AudioUpdate
 from studio.backends import (
     BackendContext,

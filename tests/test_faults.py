@@ -24,7 +24,8 @@ from typing import Any, ClassVar
 import pytest
 from sqlmodel import Session, select
 
-from studio import Settings, cli, faults, storage
+from studio import Settings, cli, storage
+from studio.manager import faults
 from studio.backends import Backend, Request, TextDelta, register, unregister
 from studio.backends.params import ChatParams
 from studio.cli_admin import backup

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.memory import MB, process_rss
+from studio.manager.memory import MB, process_rss
 
 pytestmark = pytest.mark.tiny
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from studio.backends import Backend, BackendError, Request, TextDelta, register
 from studio.backends.params import ChatParams
-from studio.device_queue import DeviceLine
+from studio.manager.queue import DeviceLine
 from studio.service import Studio
 
 SAMPLING = [False, 0.7, 0.9, 50, 1.0, 16, 1, None]  # the chat API's Sampling panel: do_sample .. seed

@@ -21,11 +21,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from studio import memory, sources
+from studio import sources
+from studio.manager import memory
 from studio.backends import Backend, BackendError
 from studio.config import ModelSpec, StudioConfig
-from studio.device_queue import DeviceLine, Skipped, Turn
-from studio.memory import GB, Pool, format_bytes
+from studio.manager.queue import DeviceLine, Skipped, Turn
+from studio.manager.memory import GB, Pool, format_bytes
 
 log = logging.getLogger(__name__)
 
