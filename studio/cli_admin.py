@@ -1,7 +1,7 @@
 """Administration commands: `studio users add|list`, `studio backup PATH` and `studio serve`'s safety flags.
 
 Owns: their argument parsing and output; refusing --share/--listen without logins and printing the
-share link with its expiry. The users file format is `studio.auth`'s; the backup uses
+share link with its expiry. The users file format is `studio.security.accounts`'s; the backup uses
 SQLite's online backup API, so it is a consistent copy even while `studio serve` is writing.
 Ignores: serving and everything the studio stores beyond copying it.
 """
@@ -67,7 +67,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def serve_guard(args: argparse.Namespace, settings: Settings) -> tuple[int | None, Any]:
     """Check the serve flags before anything starts: (exit code to stop with or None, accounts or None)."""
-    from studio.auth import UsersError, UserStore, users_file
+    from studio.security.accounts import UsersError, UserStore, users_file
 
     if args.listen:
         args.host = "0.0.0.0"
@@ -140,7 +140,7 @@ def _read_password() -> str:
 
 
 def _users(args: argparse.Namespace, settings: Settings) -> int:
-    from studio.auth import UsersError, add_user, load_users, users_file
+    from studio.security.accounts import UsersError, add_user, load_users, users_file
 
     path = users_file(settings, args.file)
     try:

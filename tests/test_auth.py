@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from studio import Settings, cli, cli_admin
-from studio.auth import UsersError, UserStore, add_user, load_users
+from studio.security.accounts import UsersError, UserStore, add_user, load_users
 from tests.test_security import free_port
 
 

@@ -22,12 +22,12 @@ from hypothesis import strategies as st
 
 from studio import cli
 from studio.formats import png
-from studio.auth import UsersError, UserStore, add_user
+from studio.security.accounts import UsersError, UserStore, add_user
 from studio.backends.params import ChatParams, ImageParams
 from studio.code_service import code_settings
 from studio.config import ConfigError, load_config
 from studio.results import StudioError
-from studio.security import Guard, GuardPolicy
+from studio.security.guard import Guard, GuardPolicy
 from studio.service import Studio
 from studio.validation import MAX_PROMPT_CHARS, params_for, prompt_text
 

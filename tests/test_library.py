@@ -238,7 +238,7 @@ def test_thumbs_in_the_tabs_keep_the_reason_until_the_vote_changes(studio: Studi
 
 
 def test_only_an_admin_exports_every_users_data(studio: Studio, tmp_path: Path) -> None:
-    from studio.auth import UserStore, add_user
+    from studio.security.accounts import UserStore, add_user
 
     users = tmp_path / "users.json"
     add_user(users, "ann", "pw-ann-123456", admin=True)

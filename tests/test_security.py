@@ -21,8 +21,8 @@ from gradio_client import Client
 from sqlmodel import Session, select
 
 from studio import Settings, storage
-from studio.auth import UserStore, add_user
-from studio.security import RateLimiter
+from studio.security.accounts import UserStore, add_user
+from studio.security.guard import RateLimiter
 from studio.service import Studio
 from studio.ui import build_app, launch
 from tests.conftest import FAKE_MODELS, write_models

@@ -2,7 +2,7 @@
 
 Owns: the page layout, the shared GPU queue and the launch settings (logins, share link, monitoring
 off, only the media dir served, upload and queue size limits, the guard middleware of
-`studio.security`). Ignores: storage, models and torch; handlers only
+`studio.security.guard`). Ignores: storage, models and torch; handlers only
 translate between Gradio values and `Studio` calls.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 from starlette.middleware import Middleware
 
-from studio import security
+from studio.security.guard import guard
 from studio.service import Studio
 from studio.ui.audio import build_audio_tab
 from studio.ui.chat import build_chat_tab
@@ -65,15 +65,15 @@ def launch(
 ) -> Any:
     """Serve the app; returns (fastapi app, local url, share url or None) when not blocking.
 
-    `accounts` (a `studio.auth.UserStore`) turns on logins; `share` asks Gradio for a public link;
-    `rate_limit` is a `studio.security.RateLimiter`, None for none, or "env" for $STUDIO_RATE_LIMIT.
+    `accounts` (a `studio.security.accounts.UserStore`) turns on logins; `share` asks Gradio for a public link;
+    `rate_limit` is a `studio.security.guard.RateLimiter`, None for none, or "env" for $STUDIO_RATE_LIMIT.
     """
     studio.accounts = accounts
     studio.recover_interrupted()
     if queue_size is not None:
         app.queue(default_concurrency_limit=1, max_size=queue_size)
     exposed = share or host not in ("127.0.0.1", "localhost", "::1")
-    policy = security.policy_for(studio, auth=accounts is not None, exposed=exposed, rate_limit=rate_limit)
+    policy = guard.policy_for(studio, auth=accounts is not None, exposed=exposed, rate_limit=rate_limit)
     result = app.launch(
         server_name=host,
         server_port=port,
@@ -87,9 +87,9 @@ def launch(
         mcp_server=False,
         strict_cors=True,
         allowed_paths=[str(studio.settings.media_dir)],
-        blocked_paths=security.blocked_paths(studio),
+        blocked_paths=guard.blocked_paths(studio),
         max_file_size=MAX_UPLOAD,
-        app_kwargs={"middleware": [Middleware(security.Guard, policy=policy)]},
+        app_kwargs={"middleware": [Middleware(guard.Guard, policy=policy)]},
         show_error=True,
         quiet=True,
         footer_links=["api"],

@@ -52,7 +52,7 @@ class HostileChat(Backend):
 @pytest.fixture(scope="module")
 def xss_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
     from studio import Settings
-    from studio.auth import UserStore, add_user
+    from studio.security.accounts import UserStore, add_user
     from studio.service import Studio
     from studio.ui import build_app, launch
 
