@@ -15,7 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from studio import Settings, cli, cli_admin
+from studio import Settings
+from studio import cli
+from studio.cli import admin
 from studio.security.accounts import UsersError, UserStore, add_user, load_users
 from tests.test_security import free_port
 
@@ -150,6 +152,6 @@ def test_insecure_no_auth_goes_ahead_with_a_loud_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = cli._parser().parse_args(["serve", "--listen", "--insecure-no-auth"])
-    stop, accounts = cli_admin.serve_guard(args, Settings.from_env(data_dir=tmp_path))
+    stop, accounts = admin.serve_guard(args, Settings.from_env(data_dir=tmp_path))
     assert stop is None and accounts is None and args.host == "0.0.0.0"
     assert "WARNING: serving WITHOUT LOGINS on a network interface" in capsys.readouterr().err

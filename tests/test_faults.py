@@ -24,11 +24,12 @@ from typing import Any, ClassVar
 import pytest
 from sqlmodel import Session, select
 
-from studio import Settings, cli, storage
+from studio import Settings, storage
+from studio import cli
 from studio.manager import faults
 from studio.backends import Backend, Request, TextDelta, register, unregister
 from studio.backends.params import ChatParams
-from studio.cli_admin import backup
+from studio.cli.admin import backup
 from studio.service import Studio
 from tests import faults_server  # noqa: F401  (registers the `fatal-chat` kind its models.yaml names)
 from tests.conftest import FAKE_MODELS, write_models

@@ -91,7 +91,7 @@ def test_serve_preload_refuses_unknown_ids_before_serving(capsys, tmp_path: Path
 
 
 def test_preload_loads_in_order_and_warns_on_failure(make_studio, capsys) -> None:
-    from studio.cli_models import preload
+    from studio.cli.models import preload
 
     body = FAKE_MODELS + "  - id: gone\n    tabs: [chat]\n    backend: fake-chat\n    source: fake/missing\n"
     studio = make_studio(body)

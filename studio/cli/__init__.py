@@ -20,7 +20,8 @@ import yaml
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from studio import cli_admin, cli_library
+from studio.cli import admin
+from studio.cli import library
 from studio.config import ConfigError, Settings, load_config
 
 log = logging.getLogger("studio")
@@ -72,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="load these models before serving (in this order)",
     )
-    cli_admin.add_serve_flags(serve)
+    admin.add_serve_flags(serve)
 
     models = sub.add_parser("models", help="list or fetch models", parents=[common]).add_subparsers(
         dest="models_command", required=True
@@ -100,8 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     rate.add_argument("generation_id", type=int)
     rate.add_argument("vote", choices=["up", "down", "none"])
 
-    cli_library.add_parsers(sub, common)  # history, export, prefer
-    cli_admin.add_parsers(sub, common)
+    library.add_parsers(sub, common)  # history, export, prefer
+    admin.add_parsers(sub, common)
     return parser
 
 
@@ -119,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "models":
             return _models(args, settings)
         if args.command in ("users", "backup"):
-            return cli_admin.run(args, settings)
+            return admin.run(args, settings)
         if args.command == "serve":
-            stop, args.accounts = cli_admin.serve_guard(args, settings)
+            stop, args.accounts = admin.serve_guard(args, settings)
             if stop is not None:
                 return stop
         return _with_studio(args, settings)
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 def _models(args: argparse.Namespace, settings: Settings) -> int:
     from studio import sources
     from studio.backends import check_models
-    from studio.cli_models import model_rows
+    from studio.cli.models import model_rows
 
     config = load_config(settings.models_file)
     check_models(config)
@@ -196,7 +197,7 @@ def _with_studio(args: argparse.Namespace, settings: Settings) -> int:
             studio.rate(args.generation_id, None if args.vote == "none" else args.vote)
             print(f"generation {args.generation_id}: {args.vote}")
             return 0
-        return cli_library.run(studio, args)
+        return library.run(studio, args)
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -207,7 +208,7 @@ def _with_studio(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(studio: Any, args: argparse.Namespace) -> int:
     import threading
 
-    from studio.cli_models import preload
+    from studio.cli.models import preload
     from studio.ui import build_app, launch
 
     if args.preload and (code := preload(studio, args.preload)):
@@ -218,7 +219,7 @@ def _serve(studio: Any, args: argparse.Namespace) -> int:
     _, local_url, share_url = launch(
         app, studio, host=args.host, port=args.port, block=False, accounts=args.accounts, share=args.share
     )
-    cli_admin.print_links(local_url, share_url, args.share)
+    admin.print_links(local_url, share_url, args.share)
     app.block_thread()
     return 0
 
