@@ -188,7 +188,7 @@ def remote_rates(work: Path, rounds: int, tokens: int) -> tuple[list[list[object
 def app_parallel(work: Path, clients: int, tokens: int, rounds: int, batching: bool) -> list[list[object]]:
     from studio.testing import build_tiny_chat_model
     from studio.testing_server import transformers_serve
-    from studio.ui import common
+    from studio.ui import conversation
 
     model = build_tiny_chat_model(work / "served")
     extra = ["--continuous-batching"] if batching else []
@@ -196,7 +196,7 @@ def app_parallel(work: Path, clients: int, tokens: int, rounds: int, batching: b
     with transformers_serve(model, log=work / "serve.log", extra=extra) as url:
         body = f"models:\n  - id: remote\n    tabs: [chat]\n    backend: openai-chat\n    base_url: {url}\n"
         body += f"    source: {model}\n    options: {{extra_params: false}}\n"
-        shipped = common.PARALLEL_RUNS
+        shipped = conversation.PARALLEL_RUNS
         for label, limit in (("one at a time (before)", 1), (f"generation, {shipped} at once", shipped)):
             folder = work / f"app-{limit}"
             folder.mkdir()
@@ -215,14 +215,15 @@ def _app_rounds(
     from gradio_client import Client
 
     from studio.testing_server import free_port
-    from studio.ui import build_app, common, launch
+    from studio.ui import build_app, launch
+    from studio.ui import conversation
 
     sampling = [False, 0.7, 0.9, 50, 1.0, tokens, 1, None]  # the chat API's Sampling panel, greedy
-    common.GENERATION_QUEUE["concurrency_limit"] = limit  # read by the tabs while the app is built
+    conversation.GENERATION_QUEUE["concurrency_limit"] = limit  # read by the tabs while the app is built
     try:
         app = build_app(studio)
     finally:
-        common.GENERATION_QUEUE["concurrency_limit"] = common.PARALLEL_RUNS
+        conversation.GENERATION_QUEUE["concurrency_limit"] = conversation.PARALLEL_RUNS
     port = free_port()
     launch(app, studio, host="127.0.0.1", port=port, block=False)
     pool = [Client(f"http://127.0.0.1:{port}/", verbose=False) for _ in range(clients)]

@@ -318,7 +318,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Studio, str]]:
 def test_every_model_running_event_shares_the_generation_queue(make_studio) -> None:
     """A tab left on its own queue of one would again make remote requests wait behind local ones."""
     from studio.ui import build_app
-    from studio.ui.common import PARALLEL_RUNS
+    from studio.ui.conversation import PARALLEL_RUNS
     from tests import test_audio  # noqa: F401  (registers the fake speech and music backends)
 
     more = "".join(

@@ -303,7 +303,7 @@ def test_monitoring_and_proxy_routes_are_closed(served: Served) -> None:
 def test_a_full_queue_answers_busy_retry(tmp_path: Path) -> None:
     """Gradio runs PARALLEL_RUNS model events at once (one of them on the CPU, the rest waiting their turn
     in the model manager) and holds `queue_size` more; the next is refused as busy."""
-    from studio.ui.common import PARALLEL_RUNS
+    from studio.ui.conversation import PARALLEL_RUNS
 
     settings = Settings.from_env(models_file=write_models(tmp_path, FAKE_MODELS), data_dir=tmp_path / "d")
     studio = Studio.from_settings(settings)

@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.ui.closing import CLOSED_REASON, StopOnClose
+from studio.ui.session import CLOSED_REASON, StopOnClose
 
 
 class Recorder:

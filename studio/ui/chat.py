@@ -12,8 +12,8 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Action, ChatTurn, Studio, StudioError
-from studio.ui.closing import StopOnClose, run_key_state
-from studio.ui.common import (
+from studio.ui.session import StopOnClose, run_key_state
+from studio.ui.conversation import (
     GENERATION_QUEUE,
     PARAM_NAMES,
     conversation_choices,

@@ -16,8 +16,8 @@ import gradio as gr
 from studio.code_service import code_settings
 from studio.formats.code import LANGUAGES, MODES, render_prompt
 from studio.service import Action, ChatTurn, Studio, StudioError
-from studio.ui.closing import StopOnClose, run_key_state
-from studio.ui.common import (
+from studio.ui.session import StopOnClose, run_key_state
+from studio.ui.conversation import (
     GENERATION_QUEUE,
     PARAM_NAMES,
     conversation_choices,

@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
-from studio.ui.common import GENERATION_QUEUE, default_model, model_choices, user_of
+from studio.ui.conversation import GENERATION_QUEUE, default_model, model_choices, user_of
 
 AUDIO_TABS = ("audio", "speech", "music")
 VERDICTS = (("A is better", "a"), ("B is better", "b"), ("Tie", "tie"), ("Both bad", "both_bad"))

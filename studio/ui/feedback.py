@@ -15,7 +15,7 @@ import gradio as gr
 
 from studio.library_service import MAX_COMMENT, REASONS
 from studio.service import Studio, StudioError
-from studio.ui.common import user_of
+from studio.ui.conversation import user_of
 
 VOTES = {1: "up", -1: "down"}
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}

@@ -18,7 +18,7 @@ import pandas as pd
 from studio.export import FORMATS
 from studio.library_service import REASONS
 from studio.service import Studio, StudioError
-from studio.ui.common import PARAM_NAMES, conversation_choices, render, user_of
+from studio.ui.conversation import PARAM_NAMES, conversation_choices, render, user_of
 
 COLUMNS = ["#", "when", "tab", "model", "vote", "prompt", "output"]
 TAB_IDS = {"speech": "audio", "music": "audio"}  # generation tabs shown inside another UI tab

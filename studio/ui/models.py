@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
-from studio.ui.common import GENERATION_QUEUE
+from studio.ui.conversation import GENERATION_QUEUE
 
 COLUMNS = ["Model", "Tabs", "Backend", "Status", "Memory", "In use", "Last load (s)"]
 
