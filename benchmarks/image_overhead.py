@@ -209,7 +209,7 @@ def fixed_pieces(studio: Any, backend: Any, case: Case, steps: int, scratch: Pat
     from studio import storage
     from studio.formats import png
     from studio.backends import Request
-    from studio.validation import model_for, params_for, prompt_text
+    from studio.service.checks import model_for, params_for, prompt_text
 
     params = image_params(case.size, steps)
     spec = model_for(studio.config, MODEL_ID, "image")

@@ -5,6 +5,7 @@ Heavy libraries (torch, transformers, gradio) are imported only when a model loa
 """
 
 from studio.config import ConfigError, Settings, StudioConfig, load_config
+from studio.errors import StudioError
 
 __all__ = ["ConfigError", "Settings", "Studio", "StudioConfig", "StudioError", "load_config"]
 __version__ = "0.1.0"
@@ -12,8 +13,8 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> object:
     # The service pulls in sqlmodel; keep `import studio` itself light.
-    if name in ("Studio", "StudioError"):
-        from studio import service
+    if name == "Studio":
+        from studio.service import Studio
 
-        return getattr(service, name)
+        return Studio
     raise AttributeError(name)

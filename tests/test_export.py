@@ -12,7 +12,7 @@ import pytest
 
 from studio import export
 from studio.export import files as export_files
-from studio.results import StudioError
+from studio.errors import StudioError
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -24,12 +24,12 @@ from studio import cli
 from studio.formats import png
 from studio.security.accounts import UsersError, UserStore, add_user
 from studio.backends.params import ChatParams, ImageParams
-from studio.code_service import code_settings
+from studio.service.code import code_settings
 from studio.config import ConfigError, load_config
-from studio.results import StudioError
+from studio.errors import StudioError
 from studio.security.guard import Guard, GuardPolicy
 from studio.service import Studio
-from studio.validation import MAX_PROMPT_CHARS, params_for, prompt_text
+from studio.service.checks import MAX_PROMPT_CHARS, params_for, prompt_text
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 

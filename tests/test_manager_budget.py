@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from studio.backends import Backend, BackendError, Request, TextDelta, register
 from studio.backends.params import ChatParams
 from studio.manager.memory import GB, MB, parse_budget, parse_size
-from studio.results import StudioError
+from studio.errors import StudioError
 
 
 class SizedOptions(BaseModel):

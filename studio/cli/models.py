@@ -21,7 +21,7 @@ def model_rows(config: StudioConfig, settings: Settings) -> tuple[list[dict[str,
     from studio.backends import BackendContext, backend_class
     from studio.manager import ModelManager
     from studio.manager.memory import format_bytes
-    from studio.models_service import rows_for
+    from studio.service.models import rows_for
 
     context = BackendContext(model_cache=settings.model_cache, base_dir=config.path.parent)
     manager = ModelManager(config, lambda spec: backend_class(spec.backend)(spec, context))

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from studio.results import StudioError
+from studio.errors import StudioError
 
 FORMATS = ("sft", "kto", "dpo", "reward", "pickapic")
 Row = dict[str, Any]  # a generation's columns (storage.rated_rows / preference_rows)

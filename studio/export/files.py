@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from studio.export import Dataset, split
-from studio.results import StudioError
+from studio.errors import StudioError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.code_service import code_settings
+from studio.service.code import code_settings
 from studio.formats.code import LANGUAGES, MODES, render_prompt
 from studio.service import Action, ChatTurn, Studio, StudioError
 from studio.ui.session import StopOnClose, run_key_state

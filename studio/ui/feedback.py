@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.library_service import MAX_COMMENT, REASONS
+from studio.service.library import MAX_COMMENT, REASONS
 from studio.service import Studio, StudioError
 from studio.ui.conversation import user_of
 

@@ -17,7 +17,7 @@ from studio.ui.session import StopOnClose, run_key_state
 from studio.ui.conversation import GENERATION_QUEUE, default_model, model_choices, user_of
 from studio.ui.compare import compare_panel
 from studio.ui.feedback import cast_vote, feedback_panel
-from studio.validation import model_for, params_for
+from studio.service.checks import model_for, params_for
 
 SCHEDULERS = [
     ("Model default", "default"),

@@ -16,7 +16,7 @@ import gradio as gr
 import pandas as pd
 
 from studio.export import FORMATS
-from studio.library_service import REASONS
+from studio.service.library import REASONS
 from studio.service import Studio, StudioError
 from studio.ui.conversation import PARAM_NAMES, conversation_choices, render, user_of
 

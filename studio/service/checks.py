@@ -11,7 +11,7 @@ from typing import Any
 
 from studio.backends import Params, backend_class, validate_params
 from studio.config import ModelSpec, StudioConfig
-from studio.results import StudioError
+from studio.errors import StudioError
 
 MAX_PROMPT_CHARS = 100_000
 

@@ -23,8 +23,8 @@ from studio import storage
 from studio.manager import faults
 from studio.formats import png
 from studio.backends import ImageOutput, Notice, Progress, Request
-from studio.results import StudioError
-from studio.validation import model_for, params_for, prompt_text
+from studio.errors import StudioError
+from studio.service.checks import model_for, params_for, prompt_text
 
 log = logging.getLogger(__name__)
 

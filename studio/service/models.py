@@ -18,7 +18,7 @@ from studio import sources
 from studio.backends import backend_class
 from studio.config import ModelSpec, StudioConfig
 from studio.manager.memory import format_bytes
-from studio.results import StudioError
+from studio.errors import StudioError
 
 if TYPE_CHECKING:
     from studio.config import Settings

@@ -20,7 +20,8 @@ from sqlmodel import Session
 
 from studio import storage
 from studio.formats import code as code_format
-from studio.results import ChatUpdate, StudioError
+from studio.service.types import ChatUpdate
+from studio.errors import StudioError
 
 if TYPE_CHECKING:
     from studio.service import Action

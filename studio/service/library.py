@@ -19,10 +19,11 @@ from typing import Any
 
 from sqlmodel import Session
 
-from studio import ranking, storage
+from studio import storage
+from studio.service import ranking
 from studio import export
 from studio.export import files as export_files
-from studio.results import StudioError
+from studio.errors import StudioError
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from sqlmodel import Session
 
 from studio import storage
 from studio.manager import faults
-from studio.audio_service import AudioTab, AudioUpdate
+from studio.service.audio import AudioTab, AudioUpdate
 from studio.backends import (
     BackendContext,
     Message,
@@ -34,15 +34,16 @@ from studio.backends import (
     check_models,
     validate_params,
 )
-from studio.code_service import CodeTab, code_fields
+from studio.service.code import CodeTab, code_fields
 from studio.config import Settings, StudioConfig, load_config
-from studio.image_service import ImageTab, ImageUpdate
-from studio.library_service import LibraryTab
+from studio.service.image import ImageTab, ImageUpdate
+from studio.service.library import LibraryTab
 from studio.manager import ModelManager
-from studio.models_service import ModelsPanel, weights_status
-from studio.records_service import Records
-from studio.results import ChatTurn, ChatUpdate, ModelInfo, StudioError
-from studio.validation import TAB_DEFAULTS, model_for, params_for, prompt_text
+from studio.service.models import ModelsPanel, weights_status
+from studio.service.records import Records
+from studio.service.types import ChatTurn, ChatUpdate, ModelInfo
+from studio.errors import StudioError
+from studio.service.checks import TAB_DEFAULTS, model_for, params_for, prompt_text
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from studio import storage
 from studio.manager import faults
 from studio.formats import wav
 from studio.backends import AudioOutput, Notice, Progress, Request
-from studio.results import StudioError
-from studio.validation import model_for, params_for
+from studio.errors import StudioError
+from studio.service.checks import model_for, params_for
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
-"""What the service hands back: errors worded for users and plain result records.
+"""What the service hands back: plain result records (errors are studio.errors).
 
-Owns: `StudioError`, `ChatUpdate` (one streamed step of a turn), `ChatTurn` (a stored exchange with its
+Owns: `ChatUpdate` (one streamed step of a turn), `ChatTurn` (a stored exchange with its
 vote) and `ModelInfo`. Plain dataclasses, so the UI and CLI never see storage rows or backends.
 """
 
@@ -8,10 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-
-class StudioError(ValueError):
-    """Bad input or a refused operation, worded for the user."""
 
 
 @dataclass
