@@ -7,7 +7,6 @@ environment that keeps numbers stable on 2 shared cores and keeps everything off
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import sys
 from collections.abc import Sequence
@@ -17,7 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
     sys.path.insert(0, str(REPO))
 
-from studio.testing import OFFLINE_ENV  # noqa: E402  (light: imports no heavy library)
+from tests.helpers.tiny_chat import OFFLINE_ENV  # noqa: E402  (light: imports no heavy library)
+from tests.helpers.net import free_port
 
 os.environ.update(OFFLINE_ENV)
 
@@ -54,12 +54,6 @@ def bundled_weights(cache: Path) -> tuple[Path, Path]:
     spec = bundled_spec()
     member = spec["source"].partition("#")[2]
     return cache / BUNDLED_ID / Path(member).name, cache / BUNDLED_ID / "converted"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def median(xs: Sequence[float]) -> float:

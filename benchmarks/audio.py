@@ -9,7 +9,7 @@
      hibari   raw: tts(text, seed)                          service: list(studio.speech(...))
      vits     raw: backend.pipe(text) after manual_seed     service: list(studio.speech(...))
      musicgen raw: model.generate(..., max_new_tokens=N)    service: list(studio.music(...))   (one window)
-   each on two random-weight sizes built by studio.testing_audio: the tests' size (a few ms a clip, so the
+   each on two random-weight sizes built by tests.helpers.tiny_audio: the tests' size (a few ms a clip, so the
    service's fixed cost, WAV and PNG writes with fsync and the row, dominates) and a larger "bench" size
    whose model does about as much work per clip as a small real model on a fast machine. The fixed cost
    is also timed alone.
@@ -76,7 +76,7 @@ def main() -> None:
     from studio import Settings
     from studio.formats import wav
     from studio.service import Studio
-    from studio.testing_audio import build_tiny_musicgen, build_tiny_vits
+    from tests.helpers.tiny_audio import build_tiny_musicgen, build_tiny_vits
 
     print(load_note())
     with tempfile.TemporaryDirectory() as tmp:

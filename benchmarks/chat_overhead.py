@@ -17,7 +17,7 @@ Fairness: the service and Gradio calls pass repetition_penalty=1.0 (models.yaml 
 which would add a logits processor that raw does not run). Completion token counts are reported for
 every way (read back from the generation rows for the service and Gradio). Ratios are paired per
 round, so slow drifts of the machine's load cancel out; the range shows how noisy the machine was.
-The tiny model (studio.testing, seed searched so its greedy answer never hits EOS) answers with
+The tiny model (tests.helpers.tiny_chat, seed searched so its greedy answer never hits EOS) answers with
 newline tokens; TextIteratorStreamer flushes on every newline, so each token is one streamed update,
 the worst case for per-update costs.
 
@@ -87,7 +87,7 @@ def make_tiny(folder: Path, n: int, max_seeds: int = 20) -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from studio.testing import build_tiny_chat_model
+    from tests.helpers.tiny_chat import build_tiny_chat_model
 
     for seed in range(max_seeds):
         build_tiny_chat_model(folder, context=max(256, n + 256), seed=seed)

@@ -10,7 +10,7 @@ ways, interleaved (raw, service, service, raw, ...: the order alternates each ro
            backend's worker thread and its progress events, the scheduler rebuilt per request, then the
            PNG write (parameters chunk, fsync, rename) and the generation row, in one transaction
 
-on the tiny random-weight Stable Diffusion pipeline of studio.testing (its VAE downsamples by 2, so a
+on the tiny random-weight Stable Diffusion pipeline of tests.helpers.tiny_chat (its VAE downsamples by 2, so a
 128x128 picture is a 64x64 latent: the VAE's attention makes it about 7x the cost of 64x64). Each round
 the service's PNG is read back and compared with the raw picture of the same round: the same seed must
 give the same pixels.
@@ -525,7 +525,7 @@ def main() -> int:
 
     from studio.config import Settings
     from studio.service import Studio
-    from studio.testing import build_tiny_sd_pipeline
+    from tests.helpers.tiny_chat import build_tiny_sd_pipeline
 
     tmp = Path(tempfile.mkdtemp(prefix="studio-image-bench-", dir=args.tmp_dir))
     studio = None

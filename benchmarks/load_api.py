@@ -37,7 +37,7 @@ def clients_in_process(url: str, way: str, clients: int, turns: int) -> tuple[li
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
-    command = [sys.executable, "-m", "tests.api_clients", url, str(clients), str(turns), "fake", mode]
+    command = [sys.executable, "-m", "tests.helpers.api_clients", url, str(clients), str(turns), "fake", mode]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return result["conversations"], result["errors"], result["seconds"]
@@ -55,7 +55,7 @@ def main() -> int:
     from studio.ui import build_app, launch
     from tests.conftest import FAKE_MODELS, write_models
     from tests.test_faults_load import check_stored
-    from tests.test_security import free_port
+    from tests.helpers.net import free_port
 
     locked: list[str] = []
 

@@ -48,7 +48,7 @@ def _studio(folder: Path, body: str):  # type: ignore[no-untyped-def]
 
 
 def load_costs(work: Path, repeats: int) -> list[list[object]]:
-    from studio.testing import build_tiny_chat_model, build_tiny_sd_pipeline
+    from tests.helpers.tiny_chat import build_tiny_chat_model, build_tiny_sd_pipeline
 
     chat = build_tiny_chat_model(work / "tiny-chat")
     image = build_tiny_sd_pipeline(work / "tiny-sd")
@@ -122,8 +122,8 @@ def remote_rates(work: Path, rounds: int, tokens: int) -> tuple[list[list[object
 
     from studio.backends import Request
     from studio.backends.params import ChatParams
-    from studio.testing import build_tiny_chat_model
-    from studio.testing_server import transformers_serve
+    from tests.helpers.tiny_chat import build_tiny_chat_model
+    from tests.helpers.openai_server import transformers_serve
 
     model = build_tiny_chat_model(work / "served")
     messages = [{"role": "user", "content": "Hello, how are you?"}]
@@ -186,8 +186,8 @@ def remote_rates(work: Path, rounds: int, tokens: int) -> tuple[list[list[object
 
 
 def app_parallel(work: Path, clients: int, tokens: int, rounds: int, batching: bool) -> list[list[object]]:
-    from studio.testing import build_tiny_chat_model
-    from studio.testing_server import transformers_serve
+    from tests.helpers.tiny_chat import build_tiny_chat_model
+    from tests.helpers.openai_server import transformers_serve
     from studio.ui import conversation
 
     model = build_tiny_chat_model(work / "served")
@@ -214,7 +214,7 @@ def _app_rounds(
 
     from gradio_client import Client
 
-    from studio.testing_server import free_port
+    from tests.helpers.net import free_port
     from studio.ui import build_app, launch
     from studio.ui import conversation
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from studio.testing import OFFLINE_ENV  # light: imports no heavy library
+from tests.helpers.tiny_chat import OFFLINE_ENV  # light: imports no heavy library
 
 os.environ.update(OFFLINE_ENV)  # before anything imports torch, transformers or gradio
 
@@ -15,8 +15,8 @@ import pytest
 
 from studio import Settings
 from studio.service import Studio
-from tests import fakes  # noqa: F401  (registers the fake backend kinds)
-from tests.pg import database_url, postgres_server, postgres_url  # noqa: F401  (database fixtures)
+from tests.helpers import fakes  # noqa: F401  (registers the fake backend kinds)
+from tests.helpers.pg import database_url, postgres_server, postgres_url  # noqa: F401  (database fixtures)
 
 
 def write_models(folder: Path, body: str) -> Path:
@@ -67,7 +67,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight chat checkpoint (context 256), saved once per test session."""
     import torch
 
-    from studio.testing import build_tiny_chat_model
+    from tests.helpers.tiny_chat import build_tiny_chat_model
 
     torch.set_num_threads(1)
     return build_tiny_chat_model(tmp_path_factory.mktemp("tiny") / "model")

@@ -19,7 +19,7 @@ from studio import Settings
 from studio import cli
 from studio.cli import admin
 from studio.security.accounts import UsersError, UserStore, add_user, load_users
-from tests.test_security import free_port
+from tests.helpers.net import free_port
 
 
 def test_passwords_are_stored_salted_and_hashed_never_in_plain_text(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from studio.backends import Backend, Request, TextDelta, register, unregister
 from studio.backends.params import ChatParams
 from studio.cli.admin import backup
 from studio.service import Studio
-from tests import faults_server  # noqa: F401  (registers the `fatal-chat` kind its models.yaml names)
+from tests.helpers import faults_server  # noqa: F401  (registers the `fatal-chat` kind its models.yaml names)
 from tests.conftest import FAKE_MODELS, write_models
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,11 +42,11 @@ ROUNDS, BURST = 20, 1000
 
 
 class Zygote:
-    """One `tests.faults_server --zygote` process: it forks each server (imports paid once, not 20 times)."""
+    """One `tests.helpers.faults_server --zygote` process: it forks each server (imports paid once, not 20 times)."""
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.faults_server", "--zygote"],
+            [sys.executable, "-m", "tests.helpers.faults_server", "--zygote"],
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -77,7 +77,7 @@ class Server:
             self.pid = zygote.fork(*args)
         else:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.faults_server", *args],
+                [sys.executable, "-m", "tests.helpers.faults_server", *args],
                 env={**os.environ, "PYTHONPATH": str(ROOT)},
             )
             self.pid = self.proc.pid

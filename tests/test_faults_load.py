@@ -24,7 +24,7 @@ from studio import Settings, storage
 from studio.service import Studio
 from studio.ui import build_app, launch
 from tests.conftest import FAKE_MODELS, tiny_models_yaml, write_models
-from tests.test_security import free_port
+from tests.helpers.net import free_port
 
 SAMPLING = [False, 0.7, 0.9, 50, 1.0, 8, 1, None]
 

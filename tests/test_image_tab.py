@@ -194,7 +194,7 @@ def test_image_endpoint_over_http(make_studio) -> None:
     from gradio_client import Client
 
     from studio.ui import build_app, launch
-    from tests.test_ui_api import free_port
+    from tests.helpers.net import free_port
 
     studio = make_studio(MODELS)
     app = build_app(studio)

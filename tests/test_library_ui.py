@@ -17,7 +17,7 @@ from studio.service import Studio
 from studio.ui import build_app, launch
 from studio.ui.library import rerun_values
 from tests.test_library import MODELS
-from tests.test_ui_api import free_port
+from tests.helpers.net import free_port
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from studio.service import Studio
 from studio.ui import build_app, launch
 from tests.conftest import FAKE_MODELS, write_models
 from tests.test_faults_load import check_stored
-from tests.test_security import free_port
+from tests.helpers.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS, TURNS = 50, 20
@@ -58,7 +58,7 @@ def test_fifty_api_clients_twenty_turns_each_lose_and_double_nothing(
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
-    command = [sys.executable, "-m", "tests.api_clients", url, str(CLIENTS), str(TURNS), "fake"]
+    command = [sys.executable, "-m", "tests.helpers.api_clients", url, str(CLIENTS), str(TURNS), "fake"]
     try:
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=BOUND_S)
     except subprocess.TimeoutExpired:

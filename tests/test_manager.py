@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from studio.backends import BackendError
-from tests.fakes import FakeChat
+from tests.helpers.fakes import FakeChat
 
 
 def test_lru_eviction_and_in_use_protection(make_studio, monkeypatch) -> None:

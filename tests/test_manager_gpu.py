@@ -63,7 +63,7 @@ def _manager(tmp_path: Path, body: str):  # type: ignore[no-untyped-def]
 def test_cuda_models_are_budgeted_in_gpu_memory(tmp_path: Path, monkeypatch) -> None:
     from studio.backends import BackendError, Request
     from studio.backends.params import ChatParams
-    from studio.testing import build_tiny_chat_model
+    from tests.helpers.tiny_chat import build_tiny_chat_model
 
     tiny = build_tiny_chat_model(tmp_path / "tiny")
     g1 = _model(tmp_path / "g1", tiny, 1024)  # about 200 MB in float32

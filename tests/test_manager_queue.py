@@ -299,7 +299,7 @@ def test_device_line_slots_and_release_are_exact() -> None:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Studio, str]]:
     from studio import Settings
-    from studio.testing_server import free_port
+    from tests.helpers.net import free_port
     from studio.ui import build_app, launch
     from tests.conftest import write_models
 

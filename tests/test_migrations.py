@@ -12,7 +12,7 @@ from sqlmodel import Session, SQLModel
 from studio import storage
 from studio.storage import migrations
 from studio.storage.engine import normalize_url
-from tests import schema_v1
+from tests.helpers import schema_v1
 
 
 def _columns(engine) -> dict[str, set[str]]:

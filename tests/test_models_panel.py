@@ -12,7 +12,7 @@ from gradio_client import Client
 
 from studio.cli import main
 from studio.service import Studio
-from studio.testing_server import free_port
+from tests.helpers.net import free_port
 from tests.conftest import FAKE_MODELS, write_models
 
 

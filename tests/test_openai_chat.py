@@ -16,7 +16,8 @@ from studio.backends import BackendError, Request
 from studio.backends.openai_chat import OpenAIChat
 from studio.backends.params import ChatParams
 from studio.config import ConfigError
-from studio.testing_server import free_port, transformers_serve
+from tests.helpers.net import free_port
+from tests.helpers.openai_server import transformers_serve
 
 pytestmark = pytest.mark.tiny
 

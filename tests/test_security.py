@@ -8,7 +8,6 @@ through any API endpoint; cross-origin requests and request floods are refused.
 from __future__ import annotations
 
 import re
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from studio.security.guard import RateLimiter
 from studio.service import Studio
 from studio.ui import build_app, launch
 from tests.conftest import FAKE_MODELS, write_models
+from tests.helpers.net import free_port
 
 SAMPLING = [False, 0.7, 0.9, 50, 1.0, 16, 1, None]
 CODE_SETTINGS = ["write", "python", "python", "", ""]
@@ -41,12 +41,6 @@ IMAGE_MODEL = """
     source: pip:hibari-tts==0.2.1#hibari/assets/hibari.onnx
 """
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22", "carol": "carol-password-3"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.tiny
 def tiny_audio_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     import torch
 
-    from studio.testing_audio import build_tiny_musicgen, build_tiny_vits
+    from tests.helpers.tiny_audio import build_tiny_musicgen, build_tiny_vits
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("tiny-audio")
@@ -219,7 +219,7 @@ def test_melody_chroma_matches_a_torch_stft_spectrogram() -> None:
 
 @pytest.fixture(scope="session")
 def tiny_melody_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from studio.testing_audio import build_tiny_musicgen
+    from tests.helpers.tiny_audio import build_tiny_musicgen
 
     return build_tiny_musicgen(tmp_path_factory.mktemp("tiny-melody") / "melody", melody=True)
 

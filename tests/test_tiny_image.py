@@ -34,7 +34,7 @@ pytestmark = pytest.mark.tiny
 def tiny_sd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
-    from studio.testing import build_tiny_sd_pipeline
+    from tests.helpers.tiny_chat import build_tiny_sd_pipeline
 
     torch.set_num_threads(1)
     return build_tiny_sd_pipeline(tmp_path_factory.mktemp("tiny-sd") / "pipeline")
@@ -42,7 +42,7 @@ def tiny_sd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_lora_dir(tiny_sd_dir: Path) -> Path:
-    from studio.testing import build_tiny_lora
+    from tests.helpers.tiny_chat import build_tiny_lora
 
     return build_tiny_lora(tiny_sd_dir.parent / "lora", tiny_sd_dir)
 

@@ -1,5 +1,5 @@
 """Audio tab, tiny tier: Bark (voice presets) and SpeechT5 (vocoder + speaker embeddings) through the real
-`transformers-tts` backend, on random-weight checkpoints built by studio.testing_speech.
+`transformers-tts` backend, on random-weight checkpoints built by tests.helpers.tiny_speech.
 
 Bark loads through its processor and `BarkModel.from_pretrained`; SpeechT5 through transformers'
 text-to-speech pipeline with the vocoder and the speaker-embedding file named in `options:`. Random weights
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.tiny
 def tiny_speech_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     import torch
 
-    from studio.testing_speech import build_tiny_bark, build_tiny_speecht5
+    from tests.helpers.tiny_speech import build_tiny_bark, build_tiny_speecht5
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("tiny-speech")

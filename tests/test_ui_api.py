@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import httpx
@@ -13,14 +12,9 @@ from sqlmodel import Session, select
 from studio import storage
 from studio.service import Studio
 from studio.ui import build_app, launch
+from tests.helpers.net import free_port
 
 SAMPLING = [False, 0.7, 0.9, 50, 1.0, 16, 1, None]  # do_sample .. seed, as in the Sampling panel
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from __future__ import annotations
 # The offline and thread variables are set by tests/conftest.py, which pytest loads first.
 import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -28,6 +27,7 @@ import pytest
 
 from studio.backends import Backend, Request, TextDelta, Usage, register, unregister
 from studio.backends.params import ChatParams
+from tests.helpers.net import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -124,12 +124,6 @@ class Server:
     studio: Any  # studio.Studio
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if not CHROMIUM.exists():
@@ -139,8 +133,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     torch.set_num_threads(1)
     import studio.ui
     from studio import Settings, Studio
-    from studio.testing import build_tiny_chat_model, build_tiny_sd_pipeline
-    from studio.testing_audio import build_tiny_musicgen
+    from tests.helpers.tiny_chat import build_tiny_chat_model, build_tiny_sd_pipeline
+    from tests.helpers.tiny_audio import build_tiny_musicgen
 
     register(ScriptedChat)  # for this server only; unregistered at the end
     tmp = tmp_path_factory.mktemp("browser")
@@ -190,7 +184,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # Studio.user_id's get-or-create is not safe under concurrency on a fresh database (UNIQUE user.name).
     service.user_id(None)
     app = studio.ui.build_app(service)
-    port = _free_port()
+    port = free_port()
     studio.ui.launch(app, service, host="127.0.0.1", port=port, block=False)
     try:
         yield Server(url=f"http://127.0.0.1:{port}/", studio=service)

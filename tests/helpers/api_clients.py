@@ -1,6 +1,6 @@
 """Many API clients at once against a served studio, over Gradio's queue protocol (raw HTTP + SSE).
 
-Run as a separate process (`python -m tests.api_clients URL CLIENTS TURNS MODEL [http|gradio_client]`,
+Run as a separate process (`python -m tests.helpers.api_clients URL CLIENTS TURNS MODEL [http|gradio_client]`,
 prints JSON; `gradio_client` runs tests/test_faults_load.py's `gradio_client` clients instead), so the
 clients do not share the server's interpreter lock: in one process they and the server take turns on one
 core. Each client is one Gradio session (its own `session_hash`, as a browser tab or `gradio_client.Client`

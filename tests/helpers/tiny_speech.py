@@ -4,7 +4,7 @@ Owns: `build_tiny_bark(folder)` (semantic, coarse and fine models, a tiny EnCode
 tokenizer and one voice preset, `v2/tiny_speaker`) and `build_tiny_speecht5(folder)` (a SpeechT5 model with a
 sentencepiece character tokenizer, a HiFi-GAN vocoder in a sub-folder and two speaker-embedding files).
 Both save with `save_pretrained` and load back through the `transformers-tts` backend's real paths.
-Ignores: VITS and MusicGen (studio.testing_audio). Random weights make noise: assert structure, not sound.
+Ignores: VITS and MusicGen (tests.helpers.tiny_audio). Random weights make noise: assert structure, not sound.
 """
 
 from __future__ import annotations

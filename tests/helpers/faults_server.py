@@ -4,8 +4,8 @@ Not the Gradio app: starting Gradio costs about 5 s, and the kill tests start a 
 under test is the same service and storage code the app calls (`Studio.rate`, `Studio.chat`), on a real
 SQLite file, acknowledged only after they return.
 
-    python -m tests.faults_server MODELS_YAML DATA_DIR PORT_FILE
-    python -m tests.faults_server --zygote   # then "MODELS_YAML DATA_DIR PORT_FILE" lines on stdin: each
+    python -m tests.helpers.faults_server MODELS_YAML DATA_DIR PORT_FILE
+    python -m tests.helpers.faults_server --zygote   # then "MODELS_YAML DATA_DIR PORT_FILE" lines on stdin: each
                                              # forks a server and prints its pid (skips 1 s of imports)
     POST /rate?generation=ID&user=NAME&vote=up|down   -> 200 "ok" once the vote is committed
     POST /chat?prompt=TEXT[&model=ID]                 -> 200 with the generation id when it ends
@@ -27,7 +27,7 @@ from studio import Settings
 from studio.backends import Backend, Request, TextDelta, register
 from studio.backends.params import ChatParams
 from studio.service import Studio
-from tests import fakes  # noqa: F401  (registers the fake backends)
+from tests.helpers import fakes  # noqa: F401  (registers the fake backends)
 
 
 class AcceleratorError(RuntimeError):

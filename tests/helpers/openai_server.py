@@ -2,13 +2,12 @@
 
 Owns: starting `transformers serve <folder>` (needs `transformers[serving]`) on a free loopback port in a
 subprocess, waiting until it answers, and stopping it. Nothing is downloaded: the folder is a tiny
-checkpoint from `studio.testing`.
+checkpoint from `tests.helpers.tiny_chat`.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,13 +16,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from studio.testing import OFFLINE_ENV
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.helpers.tiny_chat import OFFLINE_ENV
+from tests.helpers.net import free_port
 
 
 @contextmanager
