@@ -17,7 +17,6 @@ if str(REPO) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
     sys.path.insert(0, str(REPO))
 
 from tests.helpers.tiny_chat import OFFLINE_ENV  # noqa: E402  (light: imports no heavy library)
-from tests.helpers.net import free_port
 
 os.environ.update(OFFLINE_ENV)
 

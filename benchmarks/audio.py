@@ -14,8 +14,8 @@
    whose model does about as much work per clip as a small real model on a fast machine. The fixed cost
    is also timed alone.
 
-    .venv/bin/python benchmarks/wav.py                 # about a minute
-    .venv/bin/python benchmarks/wav.py --rounds 5
+    .venv/bin/python benchmarks/audio.py                 # about a minute
+    .venv/bin/python benchmarks/audio.py --rounds 5
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main() -> None:
     import torch
 
     from studio import Settings
-    from studio.formats import wav
+    from studio.formats import wav as wav_format
     from studio.service import Studio
     from tests.helpers.tiny_audio import build_tiny_musicgen, build_tiny_vits
 
@@ -103,7 +103,7 @@ def main() -> None:
             Settings.from_env(models_file=root / "models.yaml", data_dir=root / "data"), max_loaded=5
         )
         try:
-            checks = run(studio, args.rounds, hibari, torch, audio)
+            checks = run(studio, args.rounds, hibari, torch, wav_format)
         finally:
             studio.close()
     print_targets(checks)
@@ -193,10 +193,10 @@ def run(studio: Any, rounds: int, hibari: Any, torch: Any, audio: Any) -> dict[s
     for seconds in (5, 25):
         clip = np.random.default_rng(0).uniform(-0.5, 0.5, seconds * 24_000).astype(np.float32)
         wav = median(
-            [timed(lambda c=clip: wav.save_wav(c, 24_000, folder / "x.wav")) for _ in range(rounds * 3)]
+            [timed(lambda c=clip: audio.save_wav(c, 24_000, folder / "x.wav")) for _ in range(rounds * 3)]
         )
         png = median(
-            [timed(lambda c=clip: wav.waveform_png(c, folder / "x.png")) for _ in range(rounds * 3)]
+            [timed(lambda c=clip: audio.waveform_png(c, folder / "x.png")) for _ in range(rounds * 3)]
         )
         output = AudioOutput(audio=clip, sample_rate=24_000, seed=1)
         whole = median([timed(lambda o=output: save(o)) for _ in range(rounds * 3)])

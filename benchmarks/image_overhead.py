@@ -207,8 +207,8 @@ def fixed_pieces(studio: Any, backend: Any, case: Case, steps: int, scratch: Pat
     from sqlmodel import Session
 
     from studio import storage
-    from studio.formats import png
     from studio.backends import Request
+    from studio.formats import png
     from studio.service.checks import model_for, params_for, prompt_text
 
     params = image_params(case.size, steps)
@@ -240,9 +240,7 @@ def fixed_pieces(studio: Any, backend: Any, case: Case, steps: int, scratch: Pat
         picture.save(io.BytesIO(), format="PNG", pnginfo=info)
 
     def save_png() -> None:
-        path = png.save_png(
-            picture, scratch / png.media_name(1, 0), parameters=parameters, generation_id=1
-        )
+        path = png.save_png(picture, scratch / png.media_name(1, 0), parameters=parameters, generation_id=1)
         path.unlink()
 
     def new_rows() -> list[Any]:  # as ImageTab._save_images builds them

@@ -26,8 +26,7 @@ from _common import load_note, pct, print_targets, table
 from sqlalchemy import insert, text
 from sqlmodel import Session, SQLModel
 
-from studio import storage
-from studio import export
+from studio import export, storage
 from studio.export import files as export_files
 from studio.storage.search import Filters
 

@@ -54,8 +54,8 @@ def main() -> int:
     from studio.service import Studio
     from studio.ui import build_app, launch
     from tests.conftest import FAKE_MODELS, write_models
-    from tests.test_faults_load import check_stored
     from tests.helpers.net import free_port
+    from tests.test_faults_load import check_stored
 
     locked: list[str] = []
 

@@ -122,8 +122,8 @@ def remote_rates(work: Path, rounds: int, tokens: int) -> tuple[list[list[object
 
     from studio.backends import Request
     from studio.backends.params import ChatParams
-    from tests.helpers.tiny_chat import build_tiny_chat_model
     from tests.helpers.openai_server import transformers_serve
+    from tests.helpers.tiny_chat import build_tiny_chat_model
 
     model = build_tiny_chat_model(work / "served")
     messages = [{"role": "user", "content": "Hello, how are you?"}]
@@ -186,9 +186,9 @@ def remote_rates(work: Path, rounds: int, tokens: int) -> tuple[list[list[object
 
 
 def app_parallel(work: Path, clients: int, tokens: int, rounds: int, batching: bool) -> list[list[object]]:
-    from tests.helpers.tiny_chat import build_tiny_chat_model
-    from tests.helpers.openai_server import transformers_serve
     from studio.ui import conversation
+    from tests.helpers.openai_server import transformers_serve
+    from tests.helpers.tiny_chat import build_tiny_chat_model
 
     model = build_tiny_chat_model(work / "served")
     extra = ["--continuous-batching"] if batching else []
@@ -214,9 +214,8 @@ def _app_rounds(
 
     from gradio_client import Client
 
+    from studio.ui import build_app, conversation, launch
     from tests.helpers.net import free_port
-    from studio.ui import build_app, launch
-    from studio.ui import conversation
 
     sampling = [False, 0.7, 0.9, 50, 1.0, tokens, 1, None]  # the chat API's Sampling panel, greedy
     conversation.GENERATION_QUEUE["concurrency_limit"] = limit  # read by the tabs while the app is built

@@ -1,4 +1,4 @@
-"""Audio tab, fast tier: studio.formats.wav's pieces, files and checks, and the AudioTab service over fake backends.
+"""Audio tab, fast tier: formats.wav's pieces, files and checks, and the AudioTab service over fake backends.
 
 The fakes here make tones whose pitch depends on the seed, so the service's rows, files, votes, failures and
 stops are checked quickly; the real backends are proved in test_tiny_audio.py and test_audio_bundled.py.
@@ -19,9 +19,9 @@ from PIL import Image
 from sqlmodel import Session
 
 from studio import storage
-from studio.formats import wav
 from studio.backends import AudioOutput, Backend, BackendError, Progress, Request, register
 from studio.backends.params import MusicParams, SpeechParams
+from studio.formats import wav
 from studio.service import Studio, StudioError
 
 RATE = 8000
@@ -284,14 +284,14 @@ def test_stop_ends_a_clip_and_stores_it_as_stopped(studio: Studio) -> None:
 def test_a_failed_save_is_recorded_and_leaves_no_file(
     studio: Studio, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
-    real = getattr(audio, step)
+    real = getattr(wav, step)
 
     def full_disk(*args: object, **kwargs: object) -> Path:
         if step == "write_wav":  # it leaves its temporary file to the caller (the picture cleans up itself)
             real(*args, **kwargs)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(audio, step, full_disk)
+    monkeypatch.setattr(wav, step, full_disk)
     final = list(studio.speech(model_id="voice", text="hello there", params={"seed": 1}))[-1]
     assert final.status == "error" and "could not be saved" in (final.error or "") and final.file is None
     (row,) = _rows(studio)

@@ -15,8 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from studio import Settings
-from studio import cli
+from studio import Settings, cli
 from studio.cli import admin
 from studio.security.accounts import UsersError, UserStore, add_user, load_users
 from tests.helpers.net import free_port

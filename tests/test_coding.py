@@ -504,7 +504,9 @@ def test_json_and_yaml_syntax() -> None:
     assert syntax_check("json", '{"a": [1, 2]}') == code_format.SyntaxReport(True, "JSON syntax OK", None)
     report = syntax_check("JSON", '{\n  "a": 1,\n}')
     assert report is not None and not report.ok and report.line == 3 and report.message.endswith("(JSON)")
-    assert syntax_check("yml", "a: 1\n---\nb: [2]\n") == code_format.SyntaxReport(True, "YAML syntax OK", None)
+    assert syntax_check("yml", "a: 1\n---\nb: [2]\n") == code_format.SyntaxReport(
+        True, "YAML syntax OK", None
+    )
     report = syntax_check("yaml", "a: 1\nb: [2\nc: 3\n")
     assert (
         report is not None and not report.ok and report.line is not None and report.message.endswith("(YAML)")

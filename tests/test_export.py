@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from studio import export
-from studio.export import files as export_files
 from studio.errors import StudioError
+from studio.export import files as export_files
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

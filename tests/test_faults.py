@@ -24,15 +24,14 @@ from typing import Any, ClassVar
 import pytest
 from sqlmodel import Session, select
 
-from studio import Settings, storage
-from studio import cli
-from studio.manager import faults
+from studio import Settings, cli, storage
 from studio.backends import Backend, Request, TextDelta, register, unregister
 from studio.backends.params import ChatParams
 from studio.cli.admin import backup
+from studio.manager import faults
 from studio.service import Studio
-from tests.helpers import faults_server  # noqa: F401  (registers the `fatal-chat` kind its models.yaml names)
 from tests.conftest import FAKE_MODELS, write_models
+from tests.helpers import faults_server  # noqa: F401  (registers the `fatal-chat` kind its models.yaml names)
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_MODELS = (
@@ -42,7 +41,7 @@ ROUNDS, BURST = 20, 1000
 
 
 class Zygote:
-    """One `tests.helpers.faults_server --zygote` process: it forks each server (imports paid once, not 20 times)."""
+    """One `tests.helpers.faults_server --zygote` process: it forks each server (imports paid once)."""
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(

@@ -21,15 +21,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from studio import cli
-from studio.formats import png
-from studio.security.accounts import UsersError, UserStore, add_user
 from studio.backends.params import ChatParams, ImageParams
-from studio.service.code import code_settings
 from studio.config import ConfigError, load_config
 from studio.errors import StudioError
+from studio.formats import png
+from studio.security.accounts import UsersError, UserStore, add_user
 from studio.security.guard import Guard, GuardPolicy
 from studio.service import Studio
 from studio.service.checks import MAX_PROMPT_CHARS, params_for, prompt_text
+from studio.service.code import code_settings
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 

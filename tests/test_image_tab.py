@@ -13,8 +13,8 @@ from PIL import Image
 from sqlmodel import Session, select
 
 from studio import storage
-from studio.formats import png
 from studio.cli import main
+from studio.formats import png
 from studio.service import Studio, StudioError
 from tests.conftest import write_models
 
@@ -159,7 +159,7 @@ def test_a_save_failure_leaves_no_half_written_job(studio: Studio, monkeypatch: 
             raise OSError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(images, "save_png", flaky)
+    monkeypatch.setattr(png, "save_png", flaky)
     final = list(studio.image(model_id="painter", prompt="x", params={"num_images": 3}))[-1]
     assert final.status == "error" and "disk full" in (final.error or "")
     assert [(r.status, r.files) for r in rows(studio)] == [("error", [])]

@@ -16,8 +16,8 @@ from gradio_client.exceptions import AppError
 from studio.service import Studio
 from studio.ui import build_app, launch
 from studio.ui.library import rerun_values
-from tests.test_library import MODELS
 from tests.helpers.net import free_port
+from tests.test_library import MODELS
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,8 @@ from studio import Settings, storage
 from studio.service import Studio
 from studio.ui import build_app, launch
 from tests.conftest import FAKE_MODELS, write_models
-from tests.test_faults_load import check_stored
 from tests.helpers.net import free_port
+from tests.test_faults_load import check_stored
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS, TURNS = 50, 20

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict
 
 from studio.backends import Backend, BackendError, Request, TextDelta, register
 from studio.backends.params import ChatParams
-from studio.manager.memory import GB, MB, parse_budget, parse_size
 from studio.errors import StudioError
+from studio.manager.memory import GB, MB, parse_budget, parse_size
 
 
 class SizedOptions(BaseModel):

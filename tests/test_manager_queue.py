@@ -299,9 +299,9 @@ def test_device_line_slots_and_release_are_exact() -> None:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Studio, str]]:
     from studio import Settings
-    from tests.helpers.net import free_port
     from studio.ui import build_app, launch
     from tests.conftest import write_models
+    from tests.helpers.net import free_port
 
     studio = Studio.from_settings(
         Settings.from_env(models_file=write_models(tmp_path, QUEUE_MODELS), data_dir=tmp_path / "d")

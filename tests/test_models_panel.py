@@ -12,8 +12,8 @@ from gradio_client import Client
 
 from studio.cli import main
 from studio.service import Studio
-from tests.helpers.net import free_port
 from tests.conftest import FAKE_MODELS, write_models
+from tests.helpers.net import free_port
 
 
 @pytest.fixture(scope="module")

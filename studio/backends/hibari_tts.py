@@ -16,7 +16,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from studio import sources
-from studio.formats.wav import join_pieces, split_sentences
 from studio.backends import (
     AudioOutput,
     Backend,
@@ -28,6 +27,7 @@ from studio.backends import (
     register,
 )
 from studio.backends.params import SpeechParams
+from studio.formats.wav import join_pieces, split_sentences
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Owns: loading a MusicGen or MusicGen-Melody model (Hub id or local folder), sampling controls (guidance,
 temperature, top-k, seed), progress per generated frame, Stop between frames, durations beyond the model's
 window (30 s for Meta's models) by continuing from the re-encoded tail of the previous window, and melody
-conditioning from an uploaded clip for melody models (chroma computed by studio.formats.wav, without torchaudio).
+conditioning from an uploaded clip for melody models (chroma by studio.formats.wav, no torchaudio).
 Ignores: storage, input validation (the service's) and file formats (studio.formats.wav writes the WAV).
 """
 
@@ -271,7 +271,7 @@ class MusicGen(Backend):
 
     def _load_chroma_settings(self, where: Any) -> None:
         """The melody extractor's settings (preprocessor_config.json), read as data: transformers'
-        MusicgenMelodyFeatureExtractor cannot be built without torchaudio: studio.formats.wav makes the chroma."""
+        MusicgenMelodyFeatureExtractor cannot be built without torchaudio: formats.wav makes the chroma."""
         from transformers.feature_extraction_utils import FeatureExtractionMixin
 
         try:

@@ -18,7 +18,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from studio import sources
-from studio.formats.wav import as_mono_float, join_pieces, split_sentences
 from studio.backends import (
     AudioOutput,
     Backend,
@@ -32,6 +31,7 @@ from studio.backends import (
 )
 from studio.backends.params import SpeechParams
 from studio.backends.transformers_chat import resolve_device
+from studio.formats.wav import as_mono_float, join_pieces, split_sentences
 
 log = logging.getLogger(__name__)
 

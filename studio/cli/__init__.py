@@ -20,8 +20,7 @@ import yaml
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from studio.cli import admin
-from studio.cli import library
+from studio.cli import admin, library
 from studio.config import ConfigError, Settings, load_config
 
 log = logging.getLogger("studio")
@@ -238,7 +237,3 @@ def _warm_default_chat_model(studio: Any) -> None:
             log.info("model %s ready (loaded in %.1f s)", ready[0], seconds)
         except Exception as exc:  # the chat tab reports load errors when used
             log.warning("could not preload %s: %s", ready[0], exc)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

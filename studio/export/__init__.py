@@ -14,7 +14,7 @@ Owns: which rows each format uses and the exact columns TRL 1.x reads:
   copied there), `label_0` (1 = first preferred, 0.5 = tie), plus `label_1`, `model_0`, `model_1`.
 A text dataset is conversational (lists of {role, content}) when any of its rows has a history or a system
 prompt, else standard (strings): one file must have one type per column for `datasets` to load it.
-Only finished generations (status ok) are exported. Ignores: queries (storage), files on disk (export/files.py).
+Only finished generations (status ok) are exported. Ignores: queries (storage), files (export/files.py).
 """
 
 from __future__ import annotations

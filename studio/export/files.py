@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from studio.export import Dataset, split
 from studio.errors import StudioError
+from studio.export import Dataset, split
 
 log = logging.getLogger(__name__)
 

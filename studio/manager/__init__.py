@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from studio import sources
-from studio.manager import memory
 from studio.backends import Backend, BackendError
 from studio.config import ModelSpec, StudioConfig
-from studio.manager.queue import DeviceLine, Skipped, Turn
+from studio.manager import memory
 from studio.manager.memory import GB, Pool, format_bytes
+from studio.manager.queue import DeviceLine, Skipped, Turn
 
 log = logging.getLogger(__name__)
 

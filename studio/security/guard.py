@@ -7,7 +7,7 @@ CORS: only the page's own origin and `STUDIO_ALLOWED_ORIGINS`); (3) on the file 
 cache) and any generated media file that is not the requesting user's; (4) rate-limits each user's
 (or, anonymous, each address's) event submissions, uploads and logins; (5) closes routes the studio
 never uses (monitoring, proxy, run history, vibe editing).
-Ignores: logins themselves (Gradio checks the password through `studio.security.accounts`) and what a user sees in
+Ignores: logins themselves (Gradio checks the password through `accounts`) and what a user sees in
 the tabs (the service checks ownership of every row).
 """
 

@@ -21,8 +21,6 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from studio import storage
-from studio.manager import faults
-from studio.service.audio import AudioTab, AudioUpdate
 from studio.backends import (
     BackendContext,
     Message,
@@ -34,16 +32,17 @@ from studio.backends import (
     check_models,
     validate_params,
 )
-from studio.service.code import CodeTab, code_fields
 from studio.config import Settings, StudioConfig, load_config
+from studio.errors import StudioError
+from studio.manager import ModelManager, faults
+from studio.service.audio import AudioTab, AudioUpdate
+from studio.service.checks import TAB_DEFAULTS, model_for, params_for, prompt_text
+from studio.service.code import CodeTab, code_fields
 from studio.service.image import ImageTab, ImageUpdate
 from studio.service.library import LibraryTab
-from studio.manager import ModelManager
 from studio.service.models import ModelsPanel, weights_status
 from studio.service.records import Records
 from studio.service.types import ChatTurn, ChatUpdate, ModelInfo
-from studio.errors import StudioError
-from studio.service.checks import TAB_DEFAULTS, model_for, params_for, prompt_text
 
 log = logging.getLogger(__name__)
 

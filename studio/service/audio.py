@@ -24,10 +24,10 @@ from typing import Any
 from sqlmodel import Session
 
 from studio import storage
-from studio.manager import faults
-from studio.formats import wav
 from studio.backends import AudioOutput, Notice, Progress, Request
 from studio.errors import StudioError
+from studio.formats import wav
+from studio.manager import faults
 from studio.service.checks import model_for, params_for
 
 log = logging.getLogger(__name__)
@@ -242,9 +242,9 @@ class AudioTab:
                 picture = wav.waveform_png(output.audio, folder / f"{name}.png")
                 written.append(picture)
                 pending.result()
-                wav = folder / f"{name}.wav"
-                os.replace(temp, wav)
-                written.insert(0, wav)
+                wav_path = folder / f"{name}.wav"
+                os.replace(temp, wav_path)
+                written.insert(0, wav_path)
                 row.files = [str(p.relative_to(studio.settings.data_dir)) for p in written]
                 row.params = {
                     **values,

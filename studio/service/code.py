@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session
 
 from studio import storage
+from studio.errors import StudioError
 from studio.formats import code as code_format
 from studio.service.types import ChatUpdate
-from studio.errors import StudioError
 
 if TYPE_CHECKING:
     from studio.service import Action

@@ -20,10 +20,10 @@ from typing import Any
 from sqlmodel import Session
 
 from studio import storage
-from studio.manager import faults
-from studio.formats import png
 from studio.backends import ImageOutput, Notice, Progress, Request
 from studio.errors import StudioError
+from studio.formats import png
+from studio.manager import faults
 from studio.service.checks import model_for, params_for, prompt_text
 
 log = logging.getLogger(__name__)

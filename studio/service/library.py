@@ -19,11 +19,10 @@ from typing import Any
 
 from sqlmodel import Session
 
-from studio import storage
-from studio.service import ranking
-from studio import export
-from studio.export import files as export_files
+from studio import export, storage
 from studio.errors import StudioError
+from studio.export import files as export_files
+from studio.service import ranking
 
 log = logging.getLogger(__name__)
 

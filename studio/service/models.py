@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from studio import sources
 from studio.backends import backend_class
 from studio.config import ModelSpec, StudioConfig
-from studio.manager.memory import format_bytes
 from studio.errors import StudioError
+from studio.manager.memory import format_bytes
 
 if TYPE_CHECKING:
     from studio.config import Settings

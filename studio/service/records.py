@@ -12,9 +12,9 @@ from typing import Any
 from sqlmodel import Session
 
 from studio import storage
+from studio.errors import StudioError
 from studio.service.library import feedback_fields
 from studio.service.types import ChatTurn
-from studio.errors import StudioError
 
 
 class Records:

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 from starlette.middleware import Middleware
 
-from studio.security.guard import guard
+from studio.security import guard
 from studio.service import Studio
 from studio.ui.audio import build_audio_tab
 from studio.ui.chat import build_chat_tab
@@ -65,7 +65,7 @@ def launch(
 ) -> Any:
     """Serve the app; returns (fastapi app, local url, share url or None) when not blocking.
 
-    `accounts` (a `studio.security.accounts.UserStore`) turns on logins; `share` asks Gradio for a public link;
+    `accounts` (a `security.accounts.UserStore`) turns on logins; `share` asks Gradio for a public link;
     `rate_limit` is a `studio.security.guard.RateLimiter`, None for none, or "env" for $STUDIO_RATE_LIMIT.
     """
     studio.accounts = accounts

@@ -14,11 +14,11 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
-from studio.ui.session import StopOnClose, run_key_state
-from studio.ui.conversation import GENERATION_QUEUE, default_model, model_choices, user_of
 from studio.ui.compare import compare_panel
+from studio.ui.conversation import GENERATION_QUEUE, default_model, model_choices, user_of
 from studio.ui.feedback import cast_vote, feedback_panel
 from studio.ui.image import model_note
+from studio.ui.session import StopOnClose, run_key_state
 
 # The parameter controls of each section, in the order the handlers (and the /speech, /music APIs) take them.
 SPEECH_PARAMS = ("speed", "voice", "seed")

@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Action, ChatTurn, Studio, StudioError
-from studio.ui.session import StopOnClose, run_key_state
+from studio.ui.compare import compare_panel
 from studio.ui.conversation import (
     GENERATION_QUEUE,
     PARAM_NAMES,
@@ -28,8 +28,8 @@ from studio.ui.conversation import (
     user_of,
     vote_handler,
 )
-from studio.ui.compare import compare_panel
 from studio.ui.feedback import feedback_panel, rate_api
+from studio.ui.session import StopOnClose, run_key_state
 
 
 def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:

@@ -13,10 +13,10 @@ from typing import Any
 
 import gradio as gr
 
-from studio.service.code import code_settings
 from studio.formats.code import LANGUAGES, MODES, render_prompt
 from studio.service import Action, ChatTurn, Studio, StudioError
-from studio.ui.session import StopOnClose, run_key_state
+from studio.service.code import code_settings
+from studio.ui.compare import compare_panel
 from studio.ui.conversation import (
     GENERATION_QUEUE,
     PARAM_NAMES,
@@ -32,8 +32,8 @@ from studio.ui.conversation import (
     user_of,
     vote_handler,
 )
-from studio.ui.compare import compare_panel
 from studio.ui.feedback import feedback_panel
+from studio.ui.session import StopOnClose, run_key_state
 
 LANGUAGE_CHOICES = [(lang.label, lang.id) for lang in LANGUAGES.values()]
 MODE_CHOICES = [(mode.label, mode.id) for mode in MODES.values()]

@@ -13,8 +13,8 @@ from typing import Any
 
 import gradio as gr
 
-from studio.service.library import MAX_COMMENT, REASONS
 from studio.service import Studio, StudioError
+from studio.service.library import MAX_COMMENT, REASONS
 from studio.ui.conversation import user_of
 
 VOTES = {1: "up", -1: "down"}

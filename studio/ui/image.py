@@ -13,11 +13,11 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
-from studio.ui.session import StopOnClose, run_key_state
-from studio.ui.conversation import GENERATION_QUEUE, default_model, model_choices, user_of
-from studio.ui.compare import compare_panel
-from studio.ui.feedback import cast_vote, feedback_panel
 from studio.service.checks import model_for, params_for
+from studio.ui.compare import compare_panel
+from studio.ui.conversation import GENERATION_QUEUE, default_model, model_choices, user_of
+from studio.ui.feedback import cast_vote, feedback_panel
+from studio.ui.session import StopOnClose, run_key_state
 
 SCHEDULERS = [
     ("Model default", "default"),

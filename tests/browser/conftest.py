@@ -133,8 +133,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     torch.set_num_threads(1)
     import studio.ui
     from studio import Settings, Studio
-    from tests.helpers.tiny_chat import build_tiny_chat_model, build_tiny_sd_pipeline
     from tests.helpers.tiny_audio import build_tiny_musicgen
+    from tests.helpers.tiny_chat import build_tiny_chat_model, build_tiny_sd_pipeline
 
     register(ScriptedChat)  # for this server only; unregistered at the end
     tmp = tmp_path_factory.mktemp("browser")

@@ -16,8 +16,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.helpers.tiny_chat import OFFLINE_ENV
 from tests.helpers.net import free_port
+from tests.helpers.tiny_chat import OFFLINE_ENV
 
 
 @contextmanager

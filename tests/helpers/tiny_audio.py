@@ -4,7 +4,7 @@ Owns: `build_tiny_vits(folder)` (a VITS model in the MMS-TTS layout with a chara
 `facebook/mms-tts-eng` is), `build_tiny_musicgen(folder)` (a MusicGen model with a tiny T5 text encoder,
 a Unigram T5 tokenizer trained with the `tokenizers` library and a tiny EnCodec whose frame rate is low so a
 few seconds of music take few steps; `melody=True` makes a MusicGen-Melody one), and, in
-tests.helpers.tiny_speech, tiny Bark and SpeechT5 checkpoints. All are saved with `save_pretrained` and load back
+tiny_speech, tiny Bark and SpeechT5 checkpoints. All are saved with `save_pretrained` and load back
 through the same `from_pretrained` path a user's Hub model takes. Random weights make noise: assert
 structure, not sound.
 """
