@@ -26,7 +26,6 @@ from studio.backends import (
     BackendError,
     Event,
     ImageOutput,
-    ModelNotAvailable,
     Notice,
     Progress,
     Request,
@@ -34,8 +33,8 @@ from studio.backends import (
     release_accelerator_memory,
     short_error,
 )
+from studio.backends.loading import device_and_dtype, parameter_bytes, unreadable_weights, weights_path
 from studio.backends.params import SCHEDULERS, ImageParams
-from studio.backends.transformers_chat import resolve_device
 from studio.backends.worker import Worker
 from studio.config import LoraSpec
 
@@ -87,12 +86,7 @@ class DiffusersImage(Backend):
 
     # -- loading -----------------------------------------------------------------------------------
     def load(self) -> None:
-        try:
-            where = sources.local_path(
-                self.spec, cache=self.context.model_cache, base_dir=self.context.base_dir
-            )
-        except sources.SourceError as exc:
-            raise ModelNotAvailable(str(exc)) from None
+        where = weights_path(self.spec, self.context)
         if isinstance(where, Path) and where.is_file():
             raise BackendError(
                 f"model {self.spec.id!r}: the diffusers backend loads a pipeline folder (with "
@@ -101,23 +95,11 @@ class DiffusersImage(Backend):
         import torch
         from diffusers import AutoPipelineForText2Image
 
-        device = resolve_device(self.spec.device)
-        dtype = getattr(torch, self.spec.dtype)
-        if device == "cpu" and dtype == torch.float16:
-            # diffusers refuses to run float16 pipelines well on the CPU (slow or unsupported kernels).
-            log.warning("model %s: float16 is not usable on the CPU; loading it as float32", self.spec.id)
-            dtype = torch.float32
-        hub = isinstance(where, str)
+        device, dtype = device_and_dtype(self.spec)
         try:
             pipe: Any = AutoPipelineForText2Image.from_pretrained(where, dtype=dtype)
         except OSError as exc:
-            if hub and (os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(exc).lower()):
-                raise ModelNotAvailable(sources.not_available(self.spec)) from None
-            if hub:
-                raise ModelNotAvailable(f"{sources.not_available(self.spec)} ({short_error(exc)})") from None
-            raise ModelNotAvailable(
-                f"model {self.spec.id!r}: {where} is not a diffusers pipeline folder ({short_error(exc)})"
-            ) from None
+            raise unreadable_weights(self.spec, where, exc, "diffusers pipeline folder") from None
         except ValueError as exc:  # e.g. AutoPipeline knows no text-to-image pipeline for this model
             why = short_error(exc)
             raise BackendError(
@@ -167,11 +149,8 @@ class DiffusersImage(Backend):
             return 0
         import torch
 
-        total = 0
-        for component in self.pipe.components.values():
-            if isinstance(component, torch.nn.Module):
-                total += sum(p.numel() * p.element_size() for p in component.parameters())
-        return total
+        modules = [c for c in self.pipe.components.values() if isinstance(c, torch.nn.Module)]
+        return sum(parameter_bytes(module) for module in modules)
 
     @property
     def vae_scale_factor(self) -> int:

@@ -15,17 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from studio import sources
-from studio.backends import (
-    AudioOutput,
-    Backend,
-    BackendError,
-    Event,
-    ModelNotAvailable,
-    Progress,
-    Request,
-    register,
-)
+from studio.backends import AudioOutput, Backend, BackendError, Event, Progress, Request, register
+from studio.backends.loading import weights_path
 from studio.backends.params import SpeechParams
 from studio.formats.wav import join_pieces, split_sentences
 
@@ -54,12 +45,7 @@ class HibariTTS(Backend):
     tts: Any = None
 
     def load(self) -> None:
-        try:
-            where = sources.local_path(
-                self.spec, cache=self.context.model_cache, base_dir=self.context.base_dir
-            )
-        except sources.SourceError as exc:
-            raise ModelNotAvailable(str(exc)) from None
+        where = weights_path(self.spec, self.context)
         try:
             from hibari import Hibari
             from hibari.voices import VOICES

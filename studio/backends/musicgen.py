@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import queue
 import threading
 import time
@@ -20,21 +19,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from studio import sources
 from studio.backends import (
     AudioOutput,
     Backend,
     BackendError,
     Event,
-    ModelNotAvailable,
     Progress,
     Request,
     register,
     release_accelerator_memory,
-    short_error,
 )
+from studio.backends.loading import device_and_dtype, parameter_bytes, unreadable_weights, weights_path
 from studio.backends.params import MusicParams
-from studio.backends.transformers_chat import resolve_device
 from studio.backends.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -77,13 +73,7 @@ class MusicGen(Backend):
 
     # -- loading -----------------------------------------------------------------------------------
     def load(self) -> None:
-        try:
-            where = sources.local_path(
-                self.spec, cache=self.context.model_cache, base_dir=self.context.base_dir
-            )
-        except sources.SourceError as exc:
-            raise ModelNotAvailable(str(exc)) from None
-        import torch
+        where = weights_path(self.spec, self.context)
         from transformers import (
             AutoConfig,
             AutoTokenizer,
@@ -91,10 +81,7 @@ class MusicGen(Backend):
             MusicgenMelodyForConditionalGeneration,
         )
 
-        device = resolve_device(self.spec.device)
-        dtype = getattr(torch, self.spec.dtype)
-        if device == "cpu" and dtype == torch.float16:
-            dtype = torch.float32
+        device, dtype = device_and_dtype(self.spec)
         try:
             config = AutoConfig.from_pretrained(where)
             if config.model_type not in ("musicgen", "musicgen_melody"):
@@ -108,12 +95,7 @@ class MusicGen(Backend):
             self.model = cls.from_pretrained(where, dtype=dtype).to(device).eval()
             self.tokenizer = AutoTokenizer.from_pretrained(where)
         except OSError as exc:
-            if isinstance(where, str):
-                hint = "" if os.environ.get("HF_HUB_OFFLINE") == "1" else f" ({short_error(exc)})"
-                raise ModelNotAvailable(sources.not_available(self.spec) + hint) from None
-            raise ModelNotAvailable(
-                f"model {self.spec.id!r}: {where} is not a MusicGen folder ({short_error(exc)})"
-            ) from None
+            raise unreadable_weights(self.spec, where, exc, "MusicGen folder") from None
         self.where = where
         self.device = device
         if self.melody_model:
@@ -134,9 +116,7 @@ class MusicGen(Backend):
         release_accelerator_memory()
 
     def memory_bytes(self) -> int:
-        if self.model is None:
-            return 0
-        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return parameter_bytes(self.model)
 
     @property
     def window_seconds(self) -> float:

@@ -16,13 +16,11 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-from studio import sources
 from studio.backends import (
     Backend,
     BackendError,
     Event,
     Message,
-    ModelNotAvailable,
     Notice,
     Request,
     TextDelta,
@@ -30,23 +28,10 @@ from studio.backends import (
     register,
     release_accelerator_memory,
 )
+from studio.backends.loading import device_and_dtype, parameter_bytes, unreadable_weights, weights_path
 from studio.backends.params import ChatParams
 
 log = logging.getLogger(__name__)
-
-_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BackendError(
-            "models.yaml asks for device 'cuda' but torch sees no CUDA GPU; use 'cpu' or 'auto'"
-        )
-    return device
 
 
 @register
@@ -60,28 +45,18 @@ class TransformersChat(Backend):
 
     # -- loading -----------------------------------------------------------------------------------
     def load(self) -> None:
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        try:
-            where = sources.local_path(
-                self.spec, cache=self.context.model_cache, base_dir=self.context.base_dir
-            )
-        except sources.SourceError as exc:
-            raise ModelNotAvailable(str(exc)) from None
+        where = weights_path(self.spec, self.context)
         if isinstance(where, Path) and where.suffix == ".gguf":
             where = self._converted_gguf(where)
-        device = resolve_device(self.spec.device)
-        dtype = getattr(torch, _DTYPES[self.spec.dtype])
-        hub = isinstance(where, str)
+        device, dtype = device_and_dtype(self.spec, half_on_cpu=True)  # transformers runs float16 on the CPU
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(where)
             model: Any = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
             self.model = model.to(device)
         except OSError as exc:
-            if (hub and os.environ.get("HF_HUB_OFFLINE") == "1") or "offline" in str(exc).lower():
-                raise ModelNotAvailable(sources.not_available(self.spec)) from None
-            raise ModelNotAvailable(f"{sources.not_available(self.spec)} ({exc})") from None
+            raise unreadable_weights(self.spec, where, exc, "transformers model folder") from None
         if self.tokenizer.chat_template is None:
             raise BackendError(f"model {self.spec.id!r} has no chat template; it is not a chat model")
         self.model.eval()
@@ -117,9 +92,7 @@ class TransformersChat(Backend):
         release_accelerator_memory()
 
     def memory_bytes(self) -> int:
-        if self.model is None:
-            return 0
-        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return parameter_bytes(self.model)
 
     @property
     def context_length(self) -> int:

@@ -10,14 +10,12 @@ Ignores: storage, input validation (the service's) and other backends.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from studio import sources
 from studio.backends import (
     AudioOutput,
     Backend,
@@ -27,10 +25,11 @@ from studio.backends import (
     Progress,
     Request,
     register,
+    release_accelerator_memory,
     short_error,
 )
+from studio.backends.loading import device_and_dtype, parameter_bytes, unreadable_weights, weights_path
 from studio.backends.params import SpeechParams
-from studio.backends.transformers_chat import resolve_device
 from studio.formats.wav import as_mono_float, join_pieces, split_sentences
 
 log = logging.getLogger(__name__)
@@ -71,20 +70,11 @@ class TransformersTTS(Backend):
 
     # -- loading -----------------------------------------------------------------------------------
     def load(self) -> None:
-        try:
-            where = sources.local_path(
-                self.spec, cache=self.context.model_cache, base_dir=self.context.base_dir
-            )
-        except sources.SourceError as exc:
-            raise ModelNotAvailable(str(exc)) from None
-        import torch
+        where = weights_path(self.spec, self.context)
         from transformers import AutoConfig
 
         options = TTSOptions.model_validate(self.spec.options)
-        device = resolve_device(self.spec.device)
-        dtype = getattr(torch, self.spec.dtype)
-        if device == "cpu" and dtype == torch.float16:
-            dtype = torch.float32  # half precision is slow or unsupported on the CPU
+        device, dtype = device_and_dtype(self.spec)
         try:
             config = AutoConfig.from_pretrained(where)
             self.model_type = str(config.model_type)
@@ -97,12 +87,7 @@ class TransformersTTS(Backend):
                 f"model {self.spec.id!r} needs a package that is not installed: {short_error(exc)}"
             ) from None
         except OSError as exc:
-            if isinstance(where, str):  # a Hub id that is not in the local cache
-                hint = "" if os.environ.get("HF_HUB_OFFLINE") == "1" else f" ({short_error(exc)})"
-                raise ModelNotAvailable(sources.not_available(self.spec) + hint) from None
-            raise ModelNotAvailable(
-                f"model {self.spec.id!r}: {where} is not a model folder ({short_error(exc)})"
-            ) from None
+            raise unreadable_weights(self.spec, where, exc, "model folder") from None
         except (ValueError, KeyError) as exc:
             why = short_error(exc)
             raise BackendError(
@@ -184,14 +169,10 @@ class TransformersTTS(Backend):
 
     def unload(self) -> None:
         self.model = self.pipe = self.processor = None
-        from studio.backends import release_accelerator_memory
-
         release_accelerator_memory()
 
     def memory_bytes(self) -> int:
-        if self.model is None:
-            return 0
-        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return parameter_bytes(self.model)
 
     # -- generation --------------------------------------------------------------------------------
     def generate(self, request: Request) -> Generator[Event, None, None]:
