@@ -302,14 +302,10 @@ def test_a_failed_save_is_recorded_and_leaves_no_file(
 
 def test_generate_for_scripts_returns_the_clip(studio: Studio) -> None:
     result = studio.generate(tab="speech", model_id="voice", prompt="hello world", params={"seed": 5})
-    assert result["status"] == "ok" and result["tab"] == "speech" and result["seed"] == 5
-    assert (
-        len(result["files"]) == 1
-        and result["files"][0].endswith(".wav")
-        and Path(result["files"][0]).exists()
-    )
-    assert result["picture"].endswith(".png") and result["sample_rate"] == RATE
-    assert result["params"]["duration_s"] == pytest.approx(0.2)
+    assert result.status == "ok" and result.tab == "speech" and result.fields["seed"] == 5
+    assert len(result.files) == 1 and result.files[0].endswith(".wav") and Path(result.files[0]).exists()
+    assert result.fields["picture"].endswith(".png") and result.fields["sample_rate"] == RATE
+    assert result.params["duration_s"] == pytest.approx(0.2)
 
 
 def test_cli_generate_speech_prints_the_wav_path(make_studio, capsys: pytest.CaptureFixture[str]) -> None:

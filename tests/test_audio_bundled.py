@@ -62,11 +62,11 @@ def test_the_bundled_voice_says_the_words(tmp_path: Path, whisper: object) -> No
         result = studio.generate(tab="speech", model_id="hibari-heart", prompt=SENTENCES, params={"seed": 1})
     finally:
         studio.close()
-    assert result["status"] == "ok", result["error"]
-    path = Path(result["files"][0])
+    assert result.status == "ok", result.error
+    path = Path(result.files[0])
     info = sf.info(str(path))
-    assert info.samplerate == 24_000 == result["sample_rate"] and info.channels == 1
-    assert info.duration == pytest.approx(result["duration_s"], abs=1e-3) and 3 < info.duration < 15
+    assert info.samplerate == 24_000 == result.fields["sample_rate"] and info.channels == 1
+    assert info.duration == pytest.approx(result.fields["duration_s"], abs=1e-3) and 3 < info.duration < 15
     segments, _ = whisper.transcribe(str(path), language="en", beam_size=1)  # type: ignore[attr-defined]
     heard = _words(" ".join(segment.text for segment in segments))
     wanted = _words(SENTENCES)
@@ -90,6 +90,6 @@ def test_speed_and_seed_on_the_bundled_voice(tmp_path: Path) -> None:
         )
     finally:
         studio.close()
-    assert (sf.read(slow["files"][0])[0] == sf.read(again["files"][0])[0]).all()
-    assert fast["duration_s"] < slow["duration_s"] * 0.75
-    assert odd["status"] == "error" and "0.5 to 2.0" in odd["error"]
+    assert (sf.read(slow.files[0])[0] == sf.read(again.files[0])[0]).all()
+    assert fast.fields["duration_s"] < slow.fields["duration_s"] * 0.75
+    assert odd.status == "error" and "0.5 to 2.0" in odd.error

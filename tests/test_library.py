@@ -97,8 +97,8 @@ def test_compare_prefer_conflicts_and_leaderboard(studio: Studio) -> None:
         a={"model": "fake", "params": {}},
         b={"model": "fake-2", "params": {}},
     )
-    assert (a["model"], b["model"]) == ("fake", "fake-2") and a["text"] == b["text"]
-    ga, gb = a["generation_id"], b["generation_id"]
+    assert (a.model, b.model) == ("fake", "fake-2") and a.text == b.text
+    ga, gb = a.generation_id, b.generation_id
     studio.prefer(ga, gb, "a")
     studio.prefer(ga, gb, "a")  # a double click stores one vote
     studio.prefer(gb, ga, "a")  # the same pair named the other way round: B now wins, one row still
@@ -132,17 +132,17 @@ def test_delete_removes_rows_votes_and_media(studio: Studio) -> None:
         a={"model": "painter", "params": {"seed": 1}},
         b={"model": "painter-2"},
     )
-    files = [Path(a["files"][0]), Path(b["files"][0])]
+    files = [Path(a.files[0]), Path(b.files[0])]
     assert all(f.exists() for f in files)
-    studio.prefer(a["generation_id"], b["generation_id"], "tie")
-    studio.rate(a["generation_id"], "up")
+    studio.prefer(a.generation_id, b.generation_id, "tie")
+    studio.rate(a.generation_id, "up")
     assert studio.library(tab="image").items[0]["files"] == [str(files[1])]
-    assert studio.delete_generations([a["generation_id"]]) == 1
+    assert studio.delete_generations([a.generation_id]) == 1
     assert not files[0].exists() and files[1].exists()
     with Session(studio.engine) as s:
         assert s.exec(select(storage.Preference)).all() == [] and s.exec(select(storage.Rating)).all() == []
     with pytest.raises(StudioError, match="does not exist"):
-        studio.delete_generations([a["generation_id"]])
+        studio.delete_generations([a.generation_id])
     first = say(studio, "chat turn")
     second = say(studio, "second turn", conv=first.conversation_id)
     studio.delete_generations([first.generation_id])
@@ -174,13 +174,13 @@ def test_pickapic_export_copies_files_and_survives_deleted_media(studio: Studio,
         for i in range(3)
     ]
     for (a, b), choice in zip(pairs, ["a", "b", "both_bad"], strict=True):
-        studio.prefer(a["generation_id"], b["generation_id"], choice)
-    Path(pairs[1][0]["files"][0]).unlink()  # deleted by hand outside the studio
+        studio.prefer(a.generation_id, b.generation_id, choice)
+    Path(pairs[1][0].files[0]).unlink()  # deleted by hand outside the studio
     result = studio.export("pickapic", tmp_path / "pp")
     assert result.counts == {"train": 1} and result.skipped == {"media file deleted": 1}
     [record] = [json.loads(line) for line in (tmp_path / "pp" / "train.jsonl").read_text().splitlines()]
     assert record["caption"] == "fox 0" and record["label_0"] == 1.0
-    assert (tmp_path / "pp" / record["jpg_0"]).read_bytes() == Path(pairs[0][0]["files"][0]).read_bytes()
+    assert (tmp_path / "pp" / record["jpg_0"]).read_bytes() == Path(pairs[0][0].files[0]).read_bytes()
     assert (tmp_path / "pp" / record["jpg_1"]).is_file()
     with pytest.raises(StudioError, match="nothing to export as sft"):
         studio.export("sft", tmp_path / "none")

@@ -92,24 +92,24 @@ def test_stop_closes_the_stream_and_keeps_what_came(make_studio, server, served_
     final = seen[-1]
     assert final.status == "stopped" and final.text
     gen = studio.generate(tab="chat", model_id="remote", prompt="again", params={"max_new_tokens": 4})
-    assert gen["status"] == "ok"  # the server is still fine after the client went away
+    assert gen.status == "ok"  # the server is still fine after the client went away
 
 
 def test_sampling_parameters_reach_the_server(make_studio, server, served_dir, tiny_model_dir) -> None:
     studio = make_studio(remote_yaml(server, served_dir, tiny_model_dir))
     sample = {"do_sample": True, "temperature": 1.5, "top_p": 1.0, "max_new_tokens": 16}
     runs = [
-        studio.generate(tab="chat", model_id="remote", prompt="hi", params={**sample, "seed": seed})["text"]
+        studio.generate(tab="chat", model_id="remote", prompt="hi", params={**sample, "seed": seed}).text
         for seed in (1, 1, 2)
     ]
     assert runs[0] == runs[1] != runs[2]  # the seed is honoured, so sampling happens on the server
     short = studio.generate(tab="chat", model_id="remote", prompt="hi", params={"max_new_tokens": 3})
     long = studio.generate(tab="chat", model_id="remote", prompt="hi", params={"max_new_tokens": 12})
-    assert long["text"].startswith(short["text"]) and len(long["text"]) > len(short["text"])
+    assert long.text.startswith(short.text) and len(long.text) > len(short.text)
     noted = studio.generate(tab="chat", model_id="remote", prompt="hi", params={"repetition_penalty": 1.3})
-    assert noted["status"] == "ok" and "repetition_penalty=1.3 not sent" in noted["notices"][0]
+    assert noted.status == "ok" and "repetition_penalty=1.3 not sent" in noted.notices[0]
     beams = studio.generate(tab="chat", model_id="remote", prompt="hi", params={"num_beams": 3})
-    assert beams["status"] == "error" and "beam search (num_beams=3) is not available" in beams["error"]
+    assert beams.status == "error" and "beam search (num_beams=3) is not available" in beams.error
 
 
 def test_request_body_maps_chat_params(make_studio, server, served_dir, tiny_model_dir) -> None:
@@ -129,8 +129,8 @@ def test_request_body_maps_chat_params(make_studio, server, served_dir, tiny_mod
         assert greedy["temperature"] == 0.0 and "top_k" not in greedy and "seed" not in greedy
     # `transformers serve` refuses fields beyond OpenAI's: the stored error says which option fixes it.
     failed = studio.generate(tab="chat", model_id="remote", prompt="hi", params={"do_sample": True})
-    assert failed["status"] == "error" and "answered 422" in failed["error"]
-    assert "extra_params: false" in failed["error"]
+    assert failed.status == "error" and "answered 422" in failed.error
+    assert "extra_params: false" in failed.error
 
 
 def test_parallel_requests_are_not_serialised_by_the_studio(
@@ -144,9 +144,9 @@ def test_parallel_requests_are_not_serialised_by_the_studio(
     threads = [
         threading.Thread(
             target=lambda i=i: results.append(
-                studio.generate(tab="chat", model_id="remote", prompt=f"q{i}", params={"max_new_tokens": 48})[
-                    "status"
-                ]
+                studio.generate(
+                    tab="chat", model_id="remote", prompt=f"q{i}", params={"max_new_tokens": 48}
+                ).status
             )
         )
         for i in range(3)
@@ -183,19 +183,18 @@ def test_a_remote_model_answers_while_a_local_job_holds_the_device(
 def test_wrong_model_name_is_the_servers_message(make_studio, server, served_dir, tiny_model_dir) -> None:
     studio = make_studio(remote_yaml(server, "other", tiny_model_dir))
     gen = studio.generate(tab="chat", model_id="remote", prompt="hi")
-    assert gen["status"] == "error" and "answered 400" in gen["error"] and "pinned" in gen["error"]
+    assert gen.status == "error" and "answered 400" in gen.error and "pinned" in gen.error
 
 
 def test_a_server_that_is_down_is_a_clear_stored_error(make_studio, tiny_model_dir) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     studio = make_studio(remote_yaml(url, tiny_model_dir, tiny_model_dir))
     gen = studio.generate(tab="chat", model_id="remote", prompt="hi")
-    assert gen["status"] == "error"
+    assert gen.status == "error"
     assert (
-        f"cannot reach the model server for 'remote' at {url}" in gen["error"]
-        and "is it running" in gen["error"]
+        f"cannot reach the model server for 'remote' at {url}" in gen.error and "is it running" in gen.error
     )
-    assert studio.history(limit=1)[0]["error"] == gen["error"]
+    assert studio.history(limit=1)[0]["error"] == gen.error
     assert studio.manager.loaded() == []
 
 

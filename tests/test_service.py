@@ -185,8 +185,8 @@ def test_notices_are_stored(fake_studio: Studio) -> None:
 
 def test_generate_for_scripts_and_tabs_not_yet_available(fake_studio: Studio) -> None:
     result = fake_studio.generate(tab="code", model_id="fake", prompt="write code", params={"seed": 7})
-    assert set(result) >= {"generation_id", "tab", "model", "text", "files", "params"}
-    assert result["tab"] == "code" and result["params"]["seed"] == 7 and result["files"] == []
+    assert set(result.as_dict()) >= {"generation_id", "tab", "model", "text", "files", "params"}
+    assert result.tab == "code" and result.params["seed"] == 7 and result.files == []
     with pytest.raises(StudioError, match="library tab is not available"):
         fake_studio.generate(tab="library", model_id="fake", prompt="hello")
     with pytest.raises(StudioError, match="does not serve the speech tab"):

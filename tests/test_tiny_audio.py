@@ -165,9 +165,9 @@ def test_models_not_downloaded_say_how_to_get_them(studio: Studio) -> None:
     assert studio.model_status("offline-musicgen") == "not downloaded"
     for tab, model in (("music", "offline-musicgen"), ("speech", "offline-tts")):
         result = studio.generate(tab=tab, model_id=model, prompt="anything")
-        assert result["status"] == "error", result
-        assert f"studio models pull {model}" in result["error"]
-        assert result["files"] == []
+        assert result.status == "error", result
+        assert f"studio models pull {model}" in result.error
+        assert result.files == []
     with pytest.raises(StudioError, match="duration"):
         studio.generate(tab="music", model_id="tiny-musicgen", prompt="x", params={"duration": float("nan")})
 

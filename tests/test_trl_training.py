@@ -44,9 +44,9 @@ def exports(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> d
             a={"model": "tiny", "params": {"seed": 1}},
             b={"model": "tiny", "params": {"seed": 2, "temperature": 1.5}},
         )
-        studio.prefer(a["generation_id"], b["generation_id"], "a")
-        studio.rate(a["generation_id"], "up")
-        studio.rate(b["generation_id"], "down", reason="low quality")
+        studio.prefer(a.generation_id, b.generation_id, "a")
+        studio.rate(a.generation_id, "up")
+        studio.rate(b.generation_id, "down", reason="low quality")
         out = {}
         for fmt in ("sft", "kto", "dpo", "reward"):
             out[fmt] = folder / fmt

@@ -13,10 +13,10 @@ import logging
 import os
 import secrets
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,35 +24,19 @@ from typing import Any
 from sqlmodel import Session
 
 from studio import storage
-from studio.backends import AudioOutput, Notice, Progress, Request
+from studio.backends import AudioOutput, Progress, Request
 from studio.errors import StudioError
 from studio.formats import wav
-from studio.manager import faults
 from studio.service.checks import model_for, params_for
+from studio.service.core import StudioCore
+from studio.service.runs import Loading, Run, Waiting
+from studio.service.types import AudioUpdate, GenerationResult, Status
 
 log = logging.getLogger(__name__)
 
 MAX_SPEECH_CHARS = 5_000  # about five minutes of speech; longer text is better split by the user
 MAX_MUSIC_PROMPT_CHARS = 2_000
 AUDIO_TABS = ("speech", "music")
-
-
-@dataclass
-class AudioUpdate:
-    """One step of an audio job; the last one has `done=True`, the saved clip and its generation id."""
-
-    status: str = "running"  # loading | running | ok | error | stopped
-    step: int = 0
-    total: int = 0
-    done: bool = False
-    file: Path | None = None
-    picture: Path | None = None
-    generation_id: int | None = None
-    duration_s: float | None = None
-    sample_rate: int | None = None
-    seed: int | None = None
-    error: str | None = None
-    notices: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -95,15 +79,14 @@ def audio_text(text: Any, tab: str) -> str:
     return text
 
 
-class AudioTab:
-    """Mixed into `Studio` (uses its config, settings, engine, manager, user ids and run registry)."""
+class AudioTab(StudioCore):
+    """`Studio.speech` and `Studio.music`: clip jobs, their WAV files, pictures and rows; recent clips."""
 
     def check_audio(self, tab: str, model_id: str, text: Any, params: dict[str, Any] | None) -> Any:
         """Validate a request without running it (the UI refuses before queueing); returns the params."""
         if tab not in AUDIO_TABS:
             raise StudioError(f"unknown audio tab {tab!r}; use speech or music")
-        studio: Any = self
-        spec = model_for(studio.config, model_id, tab)
+        spec = model_for(self.config, model_id, tab)
         audio_text(text, tab)
         return params_for(spec, params, tab)
 
@@ -142,7 +125,6 @@ class AudioTab:
         user: str | None,
         run_key: str | None,
     ) -> Iterator[AudioUpdate]:
-        studio: Any = self
         validated = self.check_audio(tab, model_id, text, params)
         clip_melody = None
         if melody not in (None, ""):
@@ -150,16 +132,13 @@ class AudioTab:
                 clip_melody = wav.load_melody(melody)
             except ValueError as exc:
                 raise StudioError(str(exc)) from None
-        uid = studio.user_id(user)
+        uid = self.user_id(user)
         return self._run_audio(tab, model_id, text, validated, clip_melody, uid, run_key)
 
     def _run_audio(
         self, tab: str, model_id: str, text: str, validated: Any, melody: Any, uid: int, run_key: str | None
     ) -> Iterator[AudioUpdate]:
-        studio: Any = self
         request = Request(prompt=text, params=validated, melody=melody)
-        key = run_key or f"run-{id(request)}"
-        # The row is stored as "running" now (a crash leaves it to be marked interrupted at the next start).
         row = storage.Generation(
             user_id=uid,
             tab=tab,
@@ -168,55 +147,39 @@ class AudioTab:
             params={**validated.model_dump(), "melody": melody is not None},
             seed=getattr(validated, "seed", None),
         )
-        studio._begin(row)
-        studio._runs[key] = request.stop
-        output: AudioOutput | None = None
-        notices: list[str] = []
-        status, error = "error", None
-        fatal: BaseException | None = None
-        started = time.perf_counter()
-        try:
-            if model_id not in studio.manager.loaded():
-                yield AudioUpdate(status="loading")
-            with studio.manager.use(model_id, stop=request.stop) as backend:
-                stream = backend.generate(request)
-                try:
-                    for event in stream:
-                        if isinstance(event, Progress):
-                            yield AudioUpdate(step=event.step, total=event.total, notices=notices)
-                        elif isinstance(event, AudioOutput):
-                            output = event
-                        elif isinstance(event, Notice):
-                            notices.append(event.text)
-                finally:
-                    stream.close()
-            status = "stopped" if request.stop.is_set() else "ok"
-            if status == "ok" and output is None:
-                status, error = "error", "the model returned no audio"
-        except GeneratorExit:
-            status, error = "stopped", "the browser stopped listening"
-            raise
-        except Exception as exc:
-            status, error, fatal = "error", *faults.handle(exc, studio.manager, model_id)
-        finally:
-            studio._runs.pop(key, None)
-            kept = output if status == "ok" else None
-            row.status, row.error, row.notices = status, error, notices
-            row.duration_ms = (time.perf_counter() - started) * 1000
-            row, files = self._save_clip(row, kept)
-            if fatal is not None:
-                faults.exit_for_supervisor(fatal)
+        outputs: list[AudioOutput] = []
+
+        def save(run: Run[tuple[storage.Generation, list[Path]]]) -> tuple[storage.Generation, list[Path]]:
+            if run.status == Status.OK and not outputs:
+                run.status, run.error = Status.ERROR, "the model returned no audio"
+            row.status, row.error, row.notices = run.status.value, run.error, run.notices
+            row.duration_ms = run.seconds * 1000
+            return self._save_clip(row, outputs[-1] if run.status == Status.OK else None)
+
+        run = Run(self, model_id=model_id, request=request, row=row, save=save, run_key=run_key)
+        with closing(run.events()) as events:
+            for event in events:
+                if isinstance(event, Waiting):
+                    yield AudioUpdate(notices=[*run.notices, event.text])
+                elif isinstance(event, Loading):
+                    yield AudioUpdate(status=Status.LOADING)
+                elif isinstance(event, Progress):
+                    yield AudioUpdate(step=event.step, total=event.total, notices=run.notices)
+                elif isinstance(event, AudioOutput):
+                    outputs.append(event)
+        assert run.result is not None
+        saved, files = run.result
         yield AudioUpdate(
-            status=row.status,
+            status=Status(saved.status),
             done=True,
             file=files[0] if files else None,
             picture=files[1] if len(files) > 1 else None,
-            generation_id=row.id,
-            duration_s=row.params.get("duration_s"),
-            sample_rate=row.params.get("sample_rate"),
-            seed=row.seed,
-            error=row.error,
-            notices=notices,
+            generation_id=saved.id,
+            duration_s=saved.params.get("duration_s"),
+            sample_rate=saved.params.get("sample_rate"),
+            seed=saved.seed,
+            error=saved.error,
+            notices=run.notices,
         )
 
     def _save_clip(
@@ -224,12 +187,11 @@ class AudioTab:
     ) -> tuple[storage.Generation, list[Path]]:
         """Finish the begun row; the WAV and its picture named after it; all or nothing (a failed save is a
         failed row)."""
-        studio: Any = self
         values = dict(row.params)
         if output is None:
-            with Session(studio.engine, expire_on_commit=False) as session:
+            with Session(self.engine, expire_on_commit=False) as session:
                 return storage.finish_generation(session, generation=row), []
-        folder = studio.settings.media_dir / "audio" / datetime.now(UTC).strftime("%Y-%m-%d")
+        folder = self.settings.media_dir / "audio" / datetime.now(UTC).strftime("%Y-%m-%d")
         written: list[Path] = []
         # The WAV's write + fsync (the largest fixed cost, I/O wait) runs in a worker thread while this one
         # draws the picture (drawing in a worker too was slower: both need the GIL).
@@ -237,7 +199,7 @@ class AudioTab:
         temp = folder / f".{secrets.token_hex(8)}.wav.tmp"
         pending = _writer().submit(wav.write_wav, output.audio, output.sample_rate, temp)
         try:
-            with Session(studio.engine, expire_on_commit=False) as session:
+            with Session(self.engine, expire_on_commit=False) as session:
                 name = wav.media_name(row.id or 0, "")
                 picture = wav.waveform_png(output.audio, folder / f"{name}.png")
                 written.append(picture)
@@ -245,7 +207,7 @@ class AudioTab:
                 wav_path = folder / f"{name}.wav"
                 os.replace(temp, wav_path)
                 written.insert(0, wav_path)
-                row.files = [str(p.relative_to(studio.settings.data_dir)) for p in written]
+                row.files = [str(p.relative_to(self.settings.data_dir)) for p in written]
                 row.params = {
                     **values,
                     "duration_s": round(wav.duration_seconds(output.audio, output.sample_rate), 4),
@@ -259,24 +221,23 @@ class AudioTab:
                 path.unlink(missing_ok=True)
             log.warning("could not save the %s clip: %s", row.tab, exc)
             row.files, row.params = [], values
-            row.status, row.error = "error", f"the clip could not be saved: {exc}"
-            with Session(studio.engine, expire_on_commit=False) as session:
+            row.status, row.error = Status.ERROR.value, f"the clip could not be saved: {exc}"
+            with Session(self.engine, expire_on_commit=False) as session:
                 return storage.finish_generation(session, generation=row), []
 
     def recent_clips(self, tab: str, *, user: str | None = None, limit: int = 20) -> list[Clip]:
         """The user's latest playable clips of a tab, newest first."""
-        studio: Any = self
-        uid = studio.user_id(user)
-        with Session(studio.engine) as session:
+        uid = self.user_id(user)
+        with Session(self.engine) as session:
             rows = storage.list_generations(session, user_id=uid, tab=tab, limit=limit * 3)
-            rows = [r for r in rows if r.status == "ok" and r.files][:limit]
+            rows = [r for r in rows if r.status == Status.OK and r.files][:limit]
             votes = storage.ratings_for(session, generation_ids=[r.id for r in rows if r.id], user_id=uid)
         clips = []
         for row in rows:
-            wav = studio.media_path(row.files[0])
+            wav = self.media_path(row.files[0])
             if not wav.exists():
                 continue
-            picture = studio.media_path(row.files[1]) if len(row.files) > 1 else None
+            picture = self.media_path(row.files[1]) if len(row.files) > 1 else None
             clips.append(
                 Clip(
                     row.id or 0,
@@ -295,32 +256,29 @@ class AudioTab:
 
     def generate_audio_result(
         self, *, tab: str, model_id: str, prompt: str, params: dict[str, Any] | None, user: str | None
-    ) -> dict[str, Any]:
+    ) -> GenerationResult:
         """One complete speech or music job for scripts (the CLI): the stored result, files absolute."""
-        studio: Any = self
         params = dict(params or {})
         melody = params.pop("melody", None)  # a path, for the CLI
         if tab == "speech":
             updates = self.speech(model_id=model_id, text=prompt, params=params, user=user)
         else:
             updates = self.music(model_id=model_id, prompt=prompt, params=params, melody=melody, user=user)
-        final = None
-        for update in updates:
-            final = update
-        assert final is not None and final.generation_id is not None
-        stored = studio.generation_settings(final.generation_id, user=user)["params"]
-        return {
-            "generation_id": final.generation_id,
-            "tab": tab,
-            "model": model_id,
-            "text": "",
-            "files": [str(final.file)] if final.file else [],  # the clip; its waveform picture is beside it
-            "picture": str(final.picture) if final.picture else None,
-            "params": stored,
-            "duration_s": final.duration_s,
-            "sample_rate": final.sample_rate,
-            "seed": final.seed,
-            "status": final.status,
-            "error": final.error,
-            "notices": final.notices,
-        }
+        *_, final = updates
+        assert final.generation_id is not None
+        return GenerationResult(
+            generation_id=final.generation_id,
+            tab=tab,
+            model=model_id,
+            status=final.status,
+            error=final.error,
+            files=[str(final.file)] if final.file else [],  # the clip; its waveform picture is beside it
+            params=self.generation_settings(final.generation_id, user=user)["params"],
+            notices=final.notices,
+            fields={
+                "picture": str(final.picture) if final.picture else None,
+                "duration_s": final.duration_s,
+                "sample_rate": final.sample_rate,
+                "seed": final.seed,
+            },
+        )

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session
@@ -21,10 +21,8 @@ from sqlmodel import Session
 from studio import storage
 from studio.errors import StudioError
 from studio.formats import code as code_format
+from studio.service.chat import Action, ChatTab
 from studio.service.types import ChatUpdate
-
-if TYPE_CHECKING:
-    from studio.service import Action
 
 CODE_SETTING_NAMES = ("mode", "language", "source_language", "error", "template")
 
@@ -102,8 +100,8 @@ def code_fields(row: storage.Generation) -> dict[str, Any]:
     }
 
 
-class CodeTab:
-    """Mixed into `Studio`: the Code tab's entry point on top of `Studio.chat`."""
+class CodeTab(ChatTab):
+    """`Studio.code`: the Code tab's turns, on top of `Studio.chat`."""
 
     code_result = staticmethod(code_result)
 
@@ -125,7 +123,7 @@ class CodeTab:
         stored_input = text if action == "send" else None
         if action in ("regenerate", "continue") and conversation_id is not None:
             # Redoing a turn redoes it as it was asked, whatever the controls show now.
-            turns = self.conversation(conversation_id, user=user)  # type: ignore[attr-defined]
+            turns = self.conversation(conversation_id, user=user)
             index = len(turns) - 1 if turn_index is None else turn_index
             if 0 <= index < len(turns) and turns[index].params.get("code"):
                 settings = dict(turns[index].params["code"])
@@ -145,7 +143,7 @@ class CodeTab:
             except ValueError as exc:
                 raise StudioError(str(exc)) from None
         extras = {"code": {**chosen.model_dump(), "input": stored_input}}
-        yield from self.chat(  # type: ignore[attr-defined]
+        yield from self.chat(
             model_id=model_id,
             message=message,
             params=params,
@@ -164,9 +162,9 @@ class CodeTab:
         The file goes to the system temp folder (Gradio copies it into its own cache to serve it), so
         the data directory never needs to be served.
         """
-        with Session(self.engine) as session:  # type: ignore[attr-defined]
+        with Session(self.engine) as session:
             row = storage.get_generation(session, generation_id=generation_id)
-        if row is None or row.tab != "code" or row.user_id != self.user_id(user):  # type: ignore[attr-defined]
+        if row is None or row.tab != "code" or row.user_id != self.user_id(user):
             raise StudioError(f"code answer {generation_id} does not exist")
         result = code_result(row.output_text, stored_language(row.params))
         if not result.code:

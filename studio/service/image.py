@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,13 @@ from typing import Any
 from sqlmodel import Session
 
 from studio import storage
-from studio.backends import ImageOutput, Notice, Progress, Request
+from studio.backends import ImageOutput, Progress, Request
 from studio.errors import StudioError
 from studio.formats import png
-from studio.manager import faults
 from studio.service.checks import model_for, params_for, prompt_text
+from studio.service.core import StudioCore
+from studio.service.runs import Loading, Run, Waiting
+from studio.service.types import GenerationResult, ImageUpdate, Status
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +35,8 @@ def _fill(row: storage.Generation, common: dict[str, Any], **values: Any) -> Non
         setattr(row, name, value)
 
 
-@dataclass
-class ImageUpdate:
-    """One step of an image job; the last one has `done=True`, the saved files and their generation ids."""
-
-    status: str = "running"  # loading | running | ok | error | stopped
-    step: int = 0
-    total: int = 0
-    done: bool = False
-    files: list[Path] = field(default_factory=list)
-    generation_ids: list[int] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=list)
-    error: str | None = None
-    notices: list[str] = field(default_factory=list)
-
-
-class ImageTab:
-    """Mixed into `Studio` (uses its config, settings, engine, manager, user ids and run registry)."""
+class ImageTab(StudioCore):
+    """`Studio.image`: text-to-image and image-to-image jobs, their PNGs and rows; the picture gallery."""
 
     def image(
         self,
@@ -63,8 +49,7 @@ class ImageTab:
         run_key: str | None = None,
     ) -> Iterator[ImageUpdate]:
         """Generate pictures. Bad input raises StudioError before anything runs or is stored."""
-        studio: Any = self
-        spec = model_for(studio.config, model_id, "image")
+        spec = model_for(self.config, model_id, "image")
         validated: Any = params_for(spec, params, "image")
         text = prompt_text(prompt)
         lora = getattr(validated, "lora", None)
@@ -77,60 +62,46 @@ class ImageTab:
                 init = png.load_init_image(init_image)
             except ValueError as exc:
                 raise StudioError(str(exc)) from None
-        uid = studio.user_id(user)
         request = Request(prompt=text, params=validated, init_image=init)
-        key = run_key or f"run-{id(request)}"
-        # The job's first row is stored as "running" now (a crash leaves it to be marked interrupted).
+        # The job's first row; each further picture gets a row of its own when the job is saved.
         begun = storage.Generation(
-            user_id=uid, tab="image", model_id=spec.id, prompt=text, params=validated.model_dump()
+            user_id=self.user_id(user),
+            tab="image",
+            model_id=spec.id,
+            prompt=text,
+            params=validated.model_dump(),
         )
-        studio._begin(begun)
-        studio._runs[key] = request.stop
         outputs: list[ImageOutput] = []
-        notices: list[str] = []
-        status, error = "error", None
-        fatal: BaseException | None = None
-        started = time.perf_counter()
-        try:
-            if spec.id not in studio.manager.loaded():
-                yield ImageUpdate(status="loading")
-            with studio.manager.use(spec.id, stop=request.stop) as backend:
-                stream = backend.generate(request)
-                try:
-                    for event in stream:
-                        if isinstance(event, Progress):
-                            yield ImageUpdate(step=event.step, total=event.total, notices=notices)
-                        elif isinstance(event, ImageOutput):
-                            outputs.append(event)
-                        elif isinstance(event, Notice):
-                            notices.append(event.text)
-                finally:
-                    stream.close()
-            status = "stopped" if request.stop.is_set() else "ok"
-        except GeneratorExit:
-            status, error = "stopped", "the browser stopped listening"
-            raise
-        except Exception as exc:
-            status, error, fatal = "error", *faults.handle(exc, studio.manager, spec.id)
-        finally:
-            studio._runs.pop(key, None)
-            seconds = time.perf_counter() - started
+
+        def save(run: Run[list[tuple[int, Path]]]) -> list[tuple[int, Path]]:
             job = (begun, spec.id, text, validated, init is not None)
             try:
-                saved = self._save_images(*job, outputs, status, error, notices, seconds)
+                return self._save_images(*job, outputs, run.status, run.error, run.notices, run.seconds)
             except Exception as exc:  # e.g. a full disk: the job is still recorded, with the reason
-                status, error, outputs = "error", f"the pictures could not be saved: {exc}", []
-                saved = self._save_images(*job, outputs, status, error, notices, seconds)
-            if fatal is not None:
-                faults.exit_for_supervisor(fatal)
+                run.status, run.error = Status.ERROR, f"the pictures could not be saved: {exc}"
+                outputs.clear()
+                return self._save_images(*job, outputs, run.status, run.error, run.notices, run.seconds)
+
+        run = Run(self, model_id=spec.id, request=request, row=begun, save=save, run_key=run_key)
+        with closing(run.events()) as events:
+            for event in events:
+                if isinstance(event, Waiting):
+                    yield ImageUpdate(notices=[*run.notices, event.text])
+                elif isinstance(event, Loading):
+                    yield ImageUpdate(status=Status.LOADING)
+                elif isinstance(event, Progress):
+                    yield ImageUpdate(step=event.step, total=event.total, notices=run.notices)
+                elif isinstance(event, ImageOutput):
+                    outputs.append(event)
+        saved = run.result or []
         yield ImageUpdate(
-            status=status,
+            status=run.status,
             done=True,
             files=[path for _, path in saved],
             generation_ids=[gid for gid, _ in saved],
             seeds=[out.seed for out in outputs],
-            error=error,
-            notices=notices,
+            error=run.error,
+            notices=run.notices,
         )
 
     def _save_images(
@@ -141,21 +112,20 @@ class ImageTab:
         params: Any,
         img2img: bool,
         outputs: list[ImageOutput],
-        status: str,
+        status: Status,
         error: str | None,
         notices: list[str],
         seconds: float,
     ) -> list[tuple[int, Path]]:
         """One row per picture (the first is the begun row), PNGs named after their rows; all or nothing
         in one transaction."""
-        studio: Any = self
         batch = secrets.token_hex(6)
         base = {**params.model_dump(), "img2img": img2img, "batch": batch}
-        folder = studio.settings.media_dir / "images" / datetime.now(UTC).strftime("%Y-%m-%d")
+        folder = self.settings.media_dir / "images" / datetime.now(UTC).strftime("%Y-%m-%d")
         common: dict[str, Any] = {"user_id": begun.user_id, "tab": "image", "model_id": model_id}
-        common |= {"prompt": prompt, "notices": notices, "status": status, "error": error}
+        common |= {"prompt": prompt, "notices": notices, "status": status.value, "error": error}
         written: list[Path] = []
-        with Session(studio.engine, expire_on_commit=False) as session:
+        with Session(self.engine, expire_on_commit=False) as session:
             first = session.get(storage.Generation, begun.id)
             assert first is not None, "the begun row is gone"
             if not outputs:  # a failure or a stop before any picture: still one row with the reason
@@ -188,7 +158,7 @@ class ImageTab:
                     )
                     png.save_png(out.image, path, parameters=text, generation_id=row.id)
                     written.append(path)
-                    row.files = [str(path.relative_to(studio.settings.data_dir))]
+                    row.files = [str(path.relative_to(self.settings.data_dir))]
                 session.commit()
             except Exception:
                 session.rollback()
@@ -204,33 +174,23 @@ class ImageTab:
         lies (the media folder or Gradio's cache of outputs); other files in the media folder by nobody;
         anything else is left to Gradio's checks (uploads and outputs under hash-named folders).
         """
-        studio: Any = self
-        in_media = path.is_relative_to(studio.settings.media_dir.resolve())
+        in_media = path.is_relative_to(self.settings.media_dir.resolve())
         generation_id = png.media_generation_id(path.name)
         if generation_id is None:
             return not in_media
-        with Session(studio.engine) as session:
+        with Session(self.engine) as session:
             row = storage.get_generation(session, generation_id=generation_id)
         if row is None or not any(Path(f).name == path.name for f in row.files):
             return not in_media
-        return row.user_id == studio.user_id(user)
-
-    def media_path(self, relative: str) -> Path:
-        """The absolute path of a stored media file (rows keep paths relative to the data dir)."""
-        studio: Any = self
-        path = (studio.settings.data_dir / relative).resolve()
-        if not path.is_relative_to(studio.settings.media_dir.resolve()):
-            raise StudioError("not a media file")
-        return path
+        return row.user_id == self.user_id(user)
 
     def recent_images(self, *, user: str | None = None, limit: int = 48) -> list[tuple[int, Path, str]]:
         """(generation id, file, caption) of the user's latest pictures, newest first, for the gallery."""
-        studio: Any = self
-        with Session(studio.engine) as session:
-            rows = storage.list_generations(session, user_id=studio.user_id(user), tab="image", limit=limit)
+        with Session(self.engine) as session:
+            rows = storage.list_generations(session, user_id=self.user_id(user), tab="image", limit=limit)
             found = []
             for row in rows:
-                if row.files and row.status == "ok":
+                if row.files and row.status == Status.OK:
                     path = self.media_path(row.files[0])
                     if path.exists():
                         found.append((row.id or 0, path, f"#{row.id} seed {row.seed}"))
@@ -238,45 +198,28 @@ class ImageTab:
 
     def generation_file(self, generation_id: int, *, user: str | None = None) -> Path:
         """The picture of an image generation (for 'use as init image' and downloads)."""
-        studio: Any = self
-        with Session(studio.engine) as session:
+        with Session(self.engine) as session:
             row = storage.get_generation(session, generation_id=generation_id)
-            if row is None or row.user_id != studio.user_id(user) or not row.files:
+            if row is None or row.user_id != self.user_id(user) or not row.files:
                 raise StudioError(f"picture {generation_id} does not exist")
             return self.media_path(row.files[0])
 
-    def generation_settings(self, generation_id: int, *, user: str | None = None) -> dict[str, Any]:
-        """What a past generation ran with (model, prompt, parameters), for 'reuse settings'."""
-        studio: Any = self
-        with Session(studio.engine) as session:
-            row = storage.get_generation(session, generation_id=generation_id)
-            if row is None or row.user_id != studio.user_id(user):
-                raise StudioError(f"generation {generation_id} does not exist")
-            return {"model": row.model_id, "prompt": row.prompt, "params": dict(row.params), "tab": row.tab}
-
     def generate_image_result(
         self, *, model_id: str, prompt: str, params: dict[str, Any] | None, user: str | None
-    ) -> dict[str, Any]:
+    ) -> GenerationResult:
         """One complete image job for scripts (the CLI): the stored result, files as absolute paths."""
         params = dict(params or {})
         init = params.pop("init_image", None)  # a path, for the CLI
-        studio: Any = self
-        final = None
-        for update in self.image(model_id=model_id, prompt=prompt, params=params, init_image=init, user=user):
-            final = update
-        assert final is not None
+        *_, final = self.image(model_id=model_id, prompt=prompt, params=params, init_image=init, user=user)
         first = final.generation_ids[0] if final.generation_ids else None
-        stored = studio.generation_settings(first, user=user)["params"] if first else {}
-        return {
-            "generation_id": first,
-            "generation_ids": final.generation_ids,
-            "tab": "image",
-            "model": model_id,
-            "text": "",
-            "files": [str(path) for path in final.files],
-            "params": stored,
-            "seeds": final.seeds,
-            "status": final.status,
-            "error": final.error,
-            "notices": final.notices,
-        }
+        return GenerationResult(
+            generation_id=first,
+            tab="image",
+            model=model_id,
+            status=final.status,
+            error=final.error,
+            files=[str(path) for path in final.files],
+            params=self.generation_settings(first, user=user)["params"] if first else {},
+            notices=final.notices,
+            fields={"generation_ids": final.generation_ids, "seeds": final.seeds},
+        )

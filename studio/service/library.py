@@ -23,6 +23,9 @@ from studio import export, storage
 from studio.errors import StudioError
 from studio.export import files as export_files
 from studio.service import ranking
+from studio.service.checks import prompt_text
+from studio.service.core import StudioCore
+from studio.service.types import GenerationResult
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +78,8 @@ def feedback_fields(reason: Any, comment: Any) -> tuple[str | None, str | None]:
     return (",".join(dict.fromkeys(tags)) or None), (text or None)
 
 
-class LibraryTab:
-    """Mixed into `Studio` (uses its engine, settings, user ids, `generate` and `media_path`)."""
+class LibraryTab(StudioCore):
+    """The Library tab and the CLI's history/export/prefer: search, reopen, delete, vote, compare, export."""
 
     def _owned(self, session: Session, generation_id: Any, uid: int) -> storage.Generation:
         if isinstance(generation_id, bool) or not isinstance(generation_id, int | float | str):
@@ -104,7 +107,6 @@ class LibraryTab:
         user: str | None = None,
     ) -> LibraryPage:
         """One page of the user's generations, newest first, matching every filter given."""
-        studio: Any = self
         if rating not in (None, "", "any", "up", "down", "unrated"):
             raise StudioError(f"rating filter is up, down, unrated or any, not {rating!r}")
         if search is not None and not isinstance(search, str):
@@ -114,7 +116,7 @@ class LibraryTab:
             page = max(1, int(page))
         except (TypeError, ValueError):
             raise StudioError("page and per_page must be whole numbers") from None
-        uid = studio.user_id(user)
+        uid = self.user_id(user)
         filters = storage.Filters(
             user_id=uid,
             search=search,
@@ -124,7 +126,7 @@ class LibraryTab:
             since=parse_date(since, "since"),
             until=parse_date(until, "until"),
         )
-        with Session(studio.engine) as session:
+        with Session(self.engine) as session:
             rows, total = storage.find_generations(
                 session, filters=filters, offset=(page - 1) * per_page, limit=per_page
             )
@@ -134,9 +136,8 @@ class LibraryTab:
 
     def library_item(self, generation_id: int, *, user: str | None = None) -> dict[str, Any]:
         """One generation as the Library lists it (files: the media still on disk, absolute paths)."""
-        studio: Any = self
-        uid = studio.user_id(user)
-        with Session(studio.engine) as session:
+        uid = self.user_id(user)
+        with Session(self.engine) as session:
             row = self._owned(session, generation_id, uid)
             votes = storage.ratings_for(session, generation_ids=[row.id or 0], user_id=uid)
             return self._item(row, votes.get(row.id or 0)) | {"params": dict(row.params)}
@@ -145,7 +146,7 @@ class LibraryTab:
         files = []
         for relative in row.files:
             try:
-                path = self.media_path(relative)  # type: ignore[attr-defined]
+                path = self.media_path(relative)
             except StudioError:
                 continue
             if path.exists():  # deleted by hand: the row stays, without a preview
@@ -167,9 +168,8 @@ class LibraryTab:
 
     def vote_detail(self, generation_id: int, *, user: str | None = None) -> dict[str, Any]:
         """The user's vote on one of their generations: {"vote": 1, -1 or None, "reasons", "comment"}."""
-        studio: Any = self
-        uid = studio.user_id(user)
-        with Session(studio.engine) as session:
+        uid = self.user_id(user)
+        with Session(self.engine) as session:
             row = self._owned(session, generation_id, uid)
             vote = storage.rating_detail(session, generation_id=row.id or 0, user_id=uid)
         if vote is None:
@@ -179,9 +179,8 @@ class LibraryTab:
 
     def rerun_settings(self, generation_id: int, *, user: str | None = None) -> dict[str, Any]:
         """What a past generation ran with, for its tab to fill in: tab, model, prompt, params, history."""
-        studio: Any = self
-        with Session(studio.engine) as session:
-            row = self._owned(session, generation_id, studio.user_id(user))
+        with Session(self.engine) as session:
+            row = self._owned(session, generation_id, self.user_id(user))
             return {
                 "generation_id": row.id,
                 "tab": row.tab,
@@ -193,15 +192,14 @@ class LibraryTab:
 
     def delete_generations(self, generation_ids: list[int], *, user: str | None = None) -> int:
         """Delete the user's generations with their votes and media files; returns how many went."""
-        studio: Any = self
-        uid = studio.user_id(user)
-        with Session(studio.engine) as session:
+        uid = self.user_id(user)
+        with Session(self.engine) as session:
             ids = [self._owned(session, gid, uid).id or 0 for gid in generation_ids]
             deleted = storage.delete_generations(session, generation_ids=ids)
         for row in deleted:  # after the commit: a file without its row is harmless, a row without it is not
             for relative in row.files:
                 try:
-                    self.media_path(relative).unlink(missing_ok=True)  # type: ignore[attr-defined]
+                    self.media_path(relative).unlink(missing_ok=True)
                 except (StudioError, OSError) as exc:
                     log.warning("could not delete %s: %s", relative, exc)
         return len(deleted)
@@ -210,12 +208,11 @@ class LibraryTab:
     def prefer(self, generation_a: int, generation_b: int, choice: str, *, user: str | None = None) -> str:
         """Record which of two answers to the same prompt won: a, b, tie or both_bad (the latest vote on a
         pair wins, whichever order it is named in). Returns the choice stored for (a, b)."""
-        studio: Any = self
         choice = {"both bad": "both_bad", "A": "a", "B": "b"}.get(choice, choice)
         if choice not in storage.CHOICES:
             raise StudioError(f"a choice is one of {', '.join(storage.CHOICES)}, not {choice!r}")
-        uid = studio.user_id(user)
-        with Session(studio.engine) as session:
+        uid = self.user_id(user)
+        with Session(self.engine) as session:
             a, b = self._owned(session, generation_a, uid), self._owned(session, generation_b, uid)
             if a.id == b.id:
                 raise StudioError("compare two different generations")
@@ -242,10 +239,9 @@ class LibraryTab:
         a: dict[str, Any],
         b: dict[str, Any],
         user: str | None = None,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[GenerationResult, GenerationResult]:
         """Generate two candidates for one prompt: two models, or one model with two seeds or settings.
         `a` and `b` are {"model": id, "params": {...}}; each side is stored as an ordinary generation."""
-        studio: Any = self
         sides = []
         for side in (a, b):
             if not isinstance(side, dict) or not side.get("model"):
@@ -254,9 +250,9 @@ class LibraryTab:
             if tab == "image":
                 params["num_images"] = 1  # one picture a side: the vote is about that picture
             sides.append((str(side["model"]), params))
-        studio.check_prompt(prompt)
+        prompt_text(prompt)
         results = tuple(
-            studio.generate(tab=tab, model_id=model, prompt=prompt, params=params, user=user)
+            self.generate(tab=tab, model_id=model, prompt=prompt, params=params, user=user)
             for model, params in sides
         )
         return results[0], results[1]
@@ -264,9 +260,8 @@ class LibraryTab:
     def leaderboard(self, *, tab: str | None = None, user: str | None = None) -> list[dict[str, Any]]:
         """Per tab and model: Elo, battles, win rate (A/B votes), thumbs up/down and thumbs-up rate.
         Everyone's votes count (user=None), or one user's."""
-        studio: Any = self
-        uid = None if user is None else studio.user_id(user)
-        with Session(studio.engine) as session:
+        uid = None if user is None else self.user_id(user)
+        with Session(self.engine) as session:
             prefs = storage.preference_rows(session, user_id=uid, tab=tab)
             thumbs = storage.rating_counts(session, user_id=uid, tab=tab)
         battles = [(p["tab"], p["a"]["model_id"], p["b"]["model_id"], p["choice"]) for p in prefs]
@@ -287,7 +282,6 @@ class LibraryTab:
         user: str | None = None,
     ) -> export_files.ExportResult:
         """Write the user's (or everyone's) ratings and A/B votes as a TRL dataset folder."""
-        studio: Any = self
         if fmt not in export.FORMATS:
             raise StudioError(f"unknown export format {fmt!r}; formats: {', '.join(export.FORMATS)}")
         try:
@@ -295,9 +289,9 @@ class LibraryTab:
         except (TypeError, ValueError):
             raise StudioError(f"the test split must be a number, not {split!r}") from None
         when = parse_date(since, "since")
-        if all_users and not studio.is_admin(user):
+        if all_users and not self.is_admin(user):
             raise StudioError("only an admin may export every user's data")
-        uid = None if all_users else studio.user_id(user)
+        uid = None if all_users else self.user_id(user)
         with export.paused_gc():
             return self._export(fmt, out, uid, tab, when, parquet=parquet, fraction=fraction)
 
@@ -312,19 +306,18 @@ class LibraryTab:
         parquet: bool,
         fraction: float,
     ) -> export_files.ExportResult:
-        studio: Any = self
-        with Session(studio.engine) as session:
+        with Session(self.engine) as session:
             rated = storage.rated_rows(session, user_id=uid, tab=tab or None, since=when)
             prefs = (
                 storage.preference_rows(session, user_id=uid, tab=tab or None, since=when)
                 if fmt in ("dpo", "reward", "pickapic")  # sft and kto use votes only
                 else []
             )
-        data_dir = studio.settings.data_dir
+        data_dir = self.settings.data_dir
 
         def exists(relative: str) -> bool:
             try:
-                return bool(self.media_path(relative).is_file())  # type: ignore[attr-defined]
+                return bool(self.media_path(relative).is_file())
             except StudioError:
                 return False
 

@@ -12,16 +12,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from studio import sources
-from studio.backends import backend_class
+from studio.backends import backend_class, validate_params
 from studio.config import ModelSpec, StudioConfig
 from studio.errors import StudioError
 from studio.manager.memory import format_bytes
+from studio.service.checks import TAB_DEFAULTS, model_for
+from studio.service.core import StudioCore
+from studio.service.types import ModelInfo
 
 if TYPE_CHECKING:
-    from studio.config import Settings
     from studio.manager import ModelManager, ModelState
 
 
@@ -75,12 +77,26 @@ def _memory_text(state: ModelState, spec: ModelSpec) -> str:
     return format_bytes(state.memory_bytes) if state.measured else f"~{format_bytes(state.memory_bytes)}"
 
 
-class ModelsPanel:
-    """Mixed into `Studio` (uses its config, settings and manager)."""
+class ModelsPanel(StudioCore):
+    """The models every tab lists, the Models panel's rows, loading and unloading on request."""
 
-    config: StudioConfig
-    settings: Settings
-    manager: ModelManager
+    def models(self, tab: str | None = None) -> list[ModelInfo]:
+        specs = self.config.for_tab(tab) if tab else self.config.models
+        return [
+            ModelInfo(s.id, list(s.tabs), s.backend, self.model_status(s.id), s.description) for s in specs
+        ]
+
+    def model_status(self, model_id: str) -> str:
+        spec = self.config.model(model_id)
+        if model_id in self.manager.loaded():
+            return "loaded"
+        return weights_status(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
+
+    def default_params(self, model_id: str, tab: str | None = None) -> dict[str, Any]:
+        """The parameters a run starts from: the backend's, the model's, then the tab's (code: cooler)."""
+        spec = model_for(self.config, model_id, None)
+        values = {**spec.defaults, **TAB_DEFAULTS.get(tab or "", {})}
+        return validate_params(backend_class(spec.backend), values).model_dump()
 
     def model_rows(self) -> list[ModelRow]:
         return rows_for(self.config, self.manager, cache=self.settings.model_cache)

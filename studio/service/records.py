@@ -2,7 +2,7 @@
 
 Owns: listing, reopening, renaming and deleting conversations; casting and reading a vote (with its optional
 reason and comment); the recent-generations listing. Every read and write checks the requesting user.
-Ignores: running models (the service's tab mixins) and the Library's search and exports.
+Ignores: running models (the service's tab parts) and the Library's search and exports.
 """
 
 from __future__ import annotations
@@ -13,16 +13,27 @@ from sqlmodel import Session
 
 from studio import storage
 from studio.errors import StudioError
+from studio.service.core import StudioCore
 from studio.service.library import feedback_fields
 from studio.service.types import ChatTurn
 
 
-class Records:
+class Records(StudioCore):
+    """Reading and changing the user's stored conversations, votes and history."""
+
+    def _turns_for(self, conversation_id: int | None, uid: int) -> list[storage.Generation]:
+        """The active turns of a conversation the user owns ([] for a new one)."""
+        if conversation_id is None:
+            return []
+        with Session(self.engine) as session:
+            if storage.get_conversation(session, conversation_id=conversation_id, user_id=uid) is None:
+                raise StudioError(f"conversation {conversation_id} does not exist")
+            return storage.active_turns(session, conversation_id=conversation_id)
+
     def conversation(self, conversation_id: int, *, user: str | None = None) -> list[ChatTurn]:
-        studio: Any = self
-        uid = studio.user_id(user)
-        turns = studio._turns_for(conversation_id, uid)
-        with Session(studio.engine) as session:
+        uid = self.user_id(user)
+        turns = self._turns_for(conversation_id, uid)
+        with Session(self.engine) as session:
             votes = storage.ratings_for(session, generation_ids=[t.id for t in turns if t.id], user_id=uid)
         return [
             ChatTurn(
@@ -39,26 +50,23 @@ class Records:
         ]
 
     def conversations(self, *, user: str | None = None, tab: str = "chat") -> list[tuple[int, str]]:
-        studio: Any = self
-        with Session(studio.engine) as session:
-            rows = storage.list_conversations(session, user_id=studio.user_id(user), tab=tab)
+        with Session(self.engine) as session:
+            rows = storage.list_conversations(session, user_id=self.user_id(user), tab=tab)
             return [(c.id or 0, c.title) for c in rows]
 
     def rename_conversation(self, conversation_id: int, title: str, *, user: str | None = None) -> None:
-        studio: Any = self
         if not isinstance(title, str) or not title.strip():
             raise StudioError("a conversation needs a non-empty title")
-        with Session(studio.engine) as session:
+        with Session(self.engine) as session:
             if not storage.rename_conversation(
-                session, conversation_id=conversation_id, user_id=studio.user_id(user), title=title.strip()
+                session, conversation_id=conversation_id, user_id=self.user_id(user), title=title.strip()
             ):
                 raise StudioError(f"conversation {conversation_id} does not exist")
 
     def delete_conversation(self, conversation_id: int, *, user: str | None = None) -> None:
-        studio: Any = self
-        with Session(studio.engine) as session:
+        with Session(self.engine) as session:
             if not storage.delete_conversation(
-                session, conversation_id=conversation_id, user_id=studio.user_id(user)
+                session, conversation_id=conversation_id, user_id=self.user_id(user)
             ):
                 raise StudioError(f"conversation {conversation_id} does not exist")
 
@@ -73,13 +81,12 @@ class Records:
     ) -> None:
         """Record 'up' / 'down' (or +1 / -1) with an optional reason (tags from REASONS) and comment; None
         removes the vote. Repeating a vote changes nothing; a new one replaces the old with its reason."""
-        studio: Any = self
         values: dict[Any, int | None] = {"up": 1, "down": -1, 1: 1, -1: -1, None: None, "none": None}
         if isinstance(vote, bool) or not isinstance(vote, (str, int, type(None))) or vote not in values:
             raise StudioError(f"a vote is 'up', 'down' or none, not {vote!r}")
         reason, comment = feedback_fields(reason, comment)
-        uid = studio.user_id(user)
-        with Session(studio.engine) as session:
+        uid = self.user_id(user)
+        with Session(self.engine) as session:
             gen = storage.get_generation(session, generation_id=generation_id)
             if gen is None or gen.user_id != uid:
                 raise StudioError(f"generation {generation_id} does not exist")
@@ -94,20 +101,18 @@ class Records:
 
     def rating(self, generation_id: int, *, user: str | None = None) -> int | None:
         """The user's vote on a generation: +1, -1 or None."""
-        studio: Any = self
-        uid = studio.user_id(user)
-        with Session(studio.engine) as session:
+        uid = self.user_id(user)
+        with Session(self.engine) as session:
             votes = storage.ratings_for(session, generation_ids=[generation_id], user_id=uid)
         return votes.get(generation_id)
 
     def history(
         self, *, user: str | None = None, tab: str | None = None, limit: int = 20
     ) -> list[dict[str, Any]]:
-        studio: Any = self
-        with Session(studio.engine) as session:
-            rows = storage.list_generations(session, user_id=studio.user_id(user), tab=tab, limit=limit)
+        with Session(self.engine) as session:
+            rows = storage.list_generations(session, user_id=self.user_id(user), tab=tab, limit=limit)
             votes = storage.ratings_for(
-                session, generation_ids=[r.id for r in rows if r.id], user_id=studio.user_id(user)
+                session, generation_ids=[r.id for r in rows if r.id], user_id=self.user_id(user)
             )
             return [
                 {

@@ -1,13 +1,29 @@
 """What the service hands back: plain result records (errors are studio.errors).
 
-Owns: `ChatUpdate` (one streamed step of a turn), `ChatTurn` (a stored exchange with its
-vote) and `ModelInfo`. Plain dataclasses, so the UI and CLI never see storage rows or backends.
+Owns: `Status` (re-exported from storage, where it is the rows' column), the streamed updates of each kind
+of job (`ChatUpdate`, `ImageUpdate`, `AudioUpdate`), `GenerationResult` (what `Studio.generate` returns to
+scripts), `ChatTurn` (a stored exchange with its vote) and `ModelInfo`. Plain dataclasses, so the UI and
+CLI never see storage rows or backends.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from studio.storage.tables import Status
+
+__all__ = [
+    "AudioUpdate",
+    "ChatTurn",
+    "ChatUpdate",
+    "GenerationResult",
+    "ImageUpdate",
+    "JobUpdate",
+    "ModelInfo",
+    "Status",
+]
 
 
 @dataclass
@@ -16,11 +32,82 @@ class ChatUpdate:
 
     text: str
     done: bool = False
-    status: str = "running"  # loading | running | ok | error | stopped
+    status: Status = Status.RUNNING
     generation_id: int | None = None
     conversation_id: int | None = None
     error: str | None = None
     notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class JobUpdate:
+    """One step of a media job (steps of a total); the last one has `done=True` and the outcome."""
+
+    status: Status = Status.RUNNING
+    step: int = 0
+    total: int = 0
+    done: bool = False
+    error: str | None = None
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImageUpdate(JobUpdate):
+    """The last update of an image job has the saved files and their generation ids (one per picture)."""
+
+    files: list[Path] = field(default_factory=list)
+    generation_ids: list[int] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+
+
+@dataclass
+class AudioUpdate(JobUpdate):
+    """The last update of a speech or music job has the saved clip, its waveform picture and its row."""
+
+    file: Path | None = None
+    picture: Path | None = None
+    generation_id: int | None = None
+    duration_s: float | None = None
+    sample_rate: int | None = None
+    seed: int | None = None
+
+
+@dataclass
+class GenerationResult:
+    """One finished generation of any tab, as `Studio.generate` returns it to scripts and A/B compare.
+
+    `files` are absolute paths (an image job's pictures, a clip's WAV); `fields` holds what one tab adds:
+    code's extracted blocks and syntax check, an image job's ids and seeds, a clip's picture and length.
+    """
+
+    generation_id: int | None
+    tab: str
+    model: str
+    status: Status
+    error: str | None = None
+    text: str = ""
+    files: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+    conversation_id: int | None = None  # chat and code turns
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object `studio generate --json` prints (the conversation only for chat and code)."""
+        out: dict[str, Any] = {
+            "generation_id": self.generation_id,
+            "tab": self.tab,
+            "model": self.model,
+            "text": self.text,
+            "files": self.files,
+            "params": self.params,
+            "status": self.status.value,
+            "error": self.error,
+            "notices": self.notices,
+        }
+        if self.tab in ("chat", "code"):
+            out["conversation_id"] = self.conversation_id
+        return out | self.fields
 
 
 @dataclass

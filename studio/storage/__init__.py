@@ -35,7 +35,7 @@ from studio.storage.records import (
     set_rating,
 )
 from studio.storage.search import COUNT_CAP, Filters, find_generations, install_index
-from studio.storage.tables import Conversation, Generation, Preference, Rating, User, utcnow
+from studio.storage.tables import Conversation, Generation, Preference, Rating, Status, User, utcnow
 
 __all__ = [
     "CHOICES",
@@ -45,6 +45,7 @@ __all__ = [
     "Generation",
     "Preference",
     "Rating",
+    "Status",
     "User",
     "active_turns",
     "begin_generation",

@@ -15,7 +15,7 @@ from sqlalchemy import func, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
-from studio.storage.tables import Conversation, Generation, Preference, Rating, User, utcnow
+from studio.storage.tables import Conversation, Generation, Preference, Rating, Status, User, utcnow
 
 
 # -- users -------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def begin_generation(session: Session, *, generation: Generation) -> Generation:
     A crash leaves it "running" until the next start marks it "interrupted" (`mark_interrupted`).
     Open the session with `expire_on_commit=False` to keep using the row after it closes.
     """
-    generation.status, generation.active = "running", False
+    generation.status, generation.active = Status.RUNNING.value, False
     session.add(generation)
     session.commit()
     return generation
@@ -155,8 +155,8 @@ def mark_interrupted(session: Session) -> int:
     """At start-up: generations still "running" were cut off by a crash or a kill; say so."""
     result = session.exec(
         update(Generation)
-        .where(col(Generation.status) == "running")
-        .values(status="interrupted", error="the server stopped while this was generating")
+        .where(col(Generation.status) == Status.RUNNING.value)
+        .values(status=Status.INTERRUPTED.value, error="the server stopped while this was generating")
     )
     session.commit()
     return int(result.rowcount or 0)
@@ -179,7 +179,7 @@ def list_generations(
         select(Generation).order_by(col(Generation.created_at).desc(), col(Generation.id).desc()).limit(limit)
     )
     if not include_running:
-        query = query.where(col(Generation.status) != "running")
+        query = query.where(col(Generation.status) != Status.RUNNING.value)
     if user_id is not None:
         query = query.where(Generation.user_id == user_id)
     if tab is not None:
@@ -190,7 +190,7 @@ def list_generations(
 def count_generations(session: Session, *, include_running: bool = False) -> int:
     query = select(func.count()).select_from(Generation)
     if not include_running:
-        query = query.where(col(Generation.status) != "running")
+        query = query.where(col(Generation.status) != Status.RUNNING.value)
     return int(session.exec(query).one())
 
 

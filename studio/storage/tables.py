@@ -6,10 +6,27 @@ Owns: table and column definitions only. Ignores: engines, queries and everythin
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+
+class Status(StrEnum):
+    """Where a generation stands: the `status` column of a row, and of every streamed update.
+
+    A row is begun RUNNING and finished OK, ERROR or STOPPED; a crash leaves it RUNNING until the next start
+    marks it INTERRUPTED. LOADING is only ever an update (the model is loading), never stored. Members are
+    strings, so a row read back ("ok") compares equal to Status.OK.
+    """
+
+    LOADING = "loading"
+    RUNNING = "running"
+    OK = "ok"
+    ERROR = "error"
+    STOPPED = "stopped"
+    INTERRUPTED = "interrupted"
 
 
 def utcnow() -> datetime:
@@ -62,7 +79,7 @@ class Generation(SQLModel, table=True):
     files: list[str] = Field(default_factory=_empty_list, sa_column=Column(JSON, nullable=False))
     notices: list[str] = Field(default_factory=_empty_list, sa_column=Column(JSON, nullable=False))
     seed: int | None = None
-    status: str = "ok"  # ok | error | stopped | running | interrupted
+    status: str = Status.OK.value  # a Status value
     error: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None

@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.service import Studio, StudioError
+from studio.service import GenerationResult, Status, Studio, StudioError
 from studio.ui.conversation import GENERATION_QUEUE, default_model, model_choices, user_of
 
 AUDIO_TABS = ("audio", "speech", "music")
@@ -31,12 +31,12 @@ def _output(kind: str, label: str, elem_id: str) -> Any:
     return gr.Markdown(label=label, elem_id=elem_id, container=True, min_height=80)
 
 
-def _shown(kind: str, result: dict[str, Any]) -> Any:
-    if result["status"] == "error":
-        return None if kind != "text" else f"**Error:** {result['error']}"
+def _shown(kind: str, result: GenerationResult) -> Any:
+    if result.status == Status.ERROR:
+        return None if kind != "text" else f"**Error:** {result.error}"
     if kind == "text":
-        return result["text"] or "*(empty answer)*"
-    return result["files"][0] if result["files"] else None
+        return result.text or "*(empty answer)*"
+    return result.files[0] if result.files else None
 
 
 def compare_panel(studio: Studio, tab: str) -> None:
@@ -96,15 +96,15 @@ def compare_panel(studio: Studio, tab: str) -> None:
 
     def run(
         text: str, a: str, sa: Any, b: str, sb: Any, sampled: bool, request: gr.Request
-    ) -> tuple[Any, Any, list[int], str]:
+    ) -> tuple[Any, Any, list[int | None], str]:
         try:
             res_a, res_b = studio.compare(
                 tab=tab, prompt=text, a=side(a, sa, sampled), b=side(b, sb, sampled), user=user_of(request)
             )
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
-        ids = [res_a["generation_id"], res_b["generation_id"]]
-        failed = [r["error"] for r in (res_a, res_b) if r["status"] == "error"]
+        ids = [res_a.generation_id, res_b.generation_id]
+        failed = [r.error or "" for r in (res_a, res_b) if r.status == Status.ERROR]
         pair_note = f"(#{ids[0]} vs #{ids[1]})"
         note = f"Failed: {'; '.join(failed)} {pair_note}" if failed else f"Which is better? {pair_note}"
         return _shown(kind, res_a), _shown(kind, res_b), ids, note

@@ -6,7 +6,7 @@ SQLite file, acknowledged only after they return.
 
     python -m tests.helpers.faults_server MODELS_YAML DATA_DIR PORT_FILE
     python -m tests.helpers.faults_server --zygote  # then "MODELS_YAML DATA_DIR PORT_FILE" lines on stdin:
-                                                    # each forks a server, prints its pid (skips 1 s of imports)
+                                                    # each forks a server, prints its pid (skips imports)
     POST /rate?generation=ID&user=NAME&vote=up|down   -> 200 "ok" once the vote is committed
     POST /chat?prompt=TEXT[&model=ID]                 -> 200 with the generation id when it ends
 A prompt with SLOW runs for about 20 s; the model `fatal` fails as a corrupted CUDA context does.

@@ -1,0 +1,134 @@
+"""The typed state every part of the service shares, and the few operations all of them use.
+
+Owns: `StudioCore`: the model configuration and settings, the database engine, the model manager, who is
+an admin (`accounts`), the user-id cache, the registry of running jobs (what Stop and a closed tab cancel)
+and the short commits that begin and finish a generation row; media paths and the stored settings of a
+past generation, which the Image, Audio and Library parts all read.
+Ignores: what a tab does with a model (each part in its own file: chat, code, image, audio, ...) and the
+run lifecycle itself (runs.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from studio import storage
+from studio.backends import BackendContext, backend_class, check_models
+from studio.config import Settings, StudioConfig
+from studio.errors import StudioError
+from studio.manager import ModelManager
+
+if TYPE_CHECKING:
+    from studio.service.types import GenerationResult
+
+log = logging.getLogger(__name__)
+
+
+class Accounts(Protocol):
+    """What the service asks of a login store (`studio.security.accounts.UserStore`)."""
+
+    def is_admin(self, user: str | None) -> bool: ...
+
+
+class StudioCore:
+    """Shared state of the `Studio` service; every part (ChatTab, ImageTab, ...) subclasses it."""
+
+    def __init__(
+        self,
+        config: StudioConfig,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        max_loaded: int | None = None,
+    ):
+        check_models(config)
+        self.config = config
+        self.settings = settings
+        self.engine = engine or storage.make_engine(settings.database_url)
+        context = BackendContext(model_cache=settings.model_cache, base_dir=config.path.parent)
+        self.manager = ModelManager(
+            config, lambda spec: backend_class(spec.backend)(spec, context), max_loaded=max_loaded
+        )
+        self._user_ids: dict[str, int] = {}
+        self._runs: dict[str, threading.Event] = {}  # run key -> its stop flag
+        self._stop_reasons: dict[str, str] = {}  # why a run was cancelled, when not the Stop button
+        # Set by `studio serve --auth`: who is an admin. Without accounts the one local user owns everything.
+        self.accounts: Accounts | None = None
+
+    # -- users -------------------------------------------------------------------------------------
+    def user_id(self, name: str | None) -> int:
+        name = name or "local"
+        if name not in self._user_ids:
+            with Session(self.engine) as session:
+                self._user_ids[name] = storage.get_or_create_user(session, name=name).id or 0
+        return self._user_ids[name]
+
+    def is_admin(self, user: str | None) -> bool:
+        """May this user read every user's data (exports)? The single local user may."""
+        return self.accounts is None or bool(self.accounts.is_admin(user))
+
+    # -- running jobs --------------------------------------------------------------------------------
+    def cancel(self, run_key: str, *, reason: str | None = None) -> bool:
+        """Ask a running job to stop at its next step; True when one was running. A job stopped with a
+        `reason` stores it as its error (Stop gives none: the user asked)."""
+        stop = self._runs.get(run_key)
+        if stop is None:
+            return False
+        if reason is not None:
+            self._stop_reasons[run_key] = reason
+        stop.set()
+        return True
+
+    def generate(
+        self,
+        *,
+        tab: str,
+        model_id: str,
+        prompt: str,
+        params: dict[str, Any] | None = None,
+        user: str | None = None,
+    ) -> GenerationResult:
+        """One complete generation of any tab (the `Studio` facade implements it; Library's A/B uses it)."""
+        raise NotImplementedError
+
+    # -- generation rows -----------------------------------------------------------------------------
+    def begin_row(self, row: storage.Generation) -> None:
+        """Store a job's row as "running", in a short commit of its own (a crash leaves it to be marked
+        interrupted at the next start)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            storage.begin_generation(session, generation=row)
+
+    def recover_interrupted(self) -> int:
+        """At server start (not in CLI commands, which may run beside a server): mark turns a crash left
+        "running" as interrupted."""
+        with Session(self.engine) as session:
+            count = storage.mark_interrupted(session)
+        if count:
+            log.warning("%d generation(s) cut off by the last shutdown: marked interrupted", count)
+        return count
+
+    # -- media and past settings ---------------------------------------------------------------------
+    def media_path(self, relative: str) -> Path:
+        """The absolute path of a stored media file (rows keep paths relative to the data dir)."""
+        path = (self.settings.data_dir / relative).resolve()
+        if not path.is_relative_to(self.settings.media_dir.resolve()):
+            raise StudioError("not a media file")
+        return path
+
+    def generation_settings(self, generation_id: int, *, user: str | None = None) -> dict[str, Any]:
+        """What a past generation ran with (model, prompt, parameters), for 'reuse settings'."""
+        with Session(self.engine) as session:
+            row = storage.get_generation(session, generation_id=generation_id)
+            if row is None or row.user_id != self.user_id(user):
+                raise StudioError(f"generation {generation_id} does not exist")
+            return {"model": row.model_id, "prompt": row.prompt, "params": dict(row.params), "tab": row.tab}
+
+    def close(self) -> None:
+        self.manager.unload_all()
+        self.engine.dispose()

@@ -1,0 +1,116 @@
+"""The one run lifecycle every generation goes through: chat and code turns, image, speech and music jobs.
+
+Owns: `Run`, the steps and their order: begin the row ("running", a short commit), register the job for
+Stop and closed tabs, take a place in the device's line and report the wait ("Waiting for the CPU: 2 jobs
+ahead"), say when the model loads, stream the backend's events (collecting its notices), turn Stop, a
+closed stream and failures into the job's status and error (a fatal accelerator error ends the process
+for its supervisor, after the save), and save in `finally`, whatever happened.
+Ignores: what a tab streams to its caller and how it saves its outputs: each part passes its own `save`
+and translates the events `Run.events()` yields (backend events, `Waiting`, `Loading`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from studio import storage
+from studio.backends import Event, Notice, Request
+from studio.manager import faults
+from studio.service.core import StudioCore
+from studio.storage import Status
+
+T = TypeVar("T")
+
+BROWSER_GONE = "the browser stopped listening"
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The job waits for its device: the notice to show ("Waiting for the CPU: 2 jobs ahead")."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Loading:
+    """The job's turn came and its model is not loaded yet: it loads now."""
+
+
+class Run(Generic[T]):
+    """One generation from its begun row to its saved outcome; `result` is what `save` returned.
+
+    Iterate `events()` (closing it when done: the caller's own generator may be closed early) and read
+    `status`, `error`, `notices` and `seconds` in `save`, which runs once, in `finally`.
+    """
+
+    def __init__(
+        self,
+        core: StudioCore,
+        *,
+        model_id: str,
+        request: Request,
+        row: storage.Generation,
+        save: Callable[[Run[T]], T],
+        run_key: str | None = None,
+    ) -> None:
+        self.core, self.model_id, self.request, self.row = core, model_id, request, row
+        self.key = run_key or f"run-{id(request)}"
+        self._save = save
+        self.status = Status.ERROR
+        self.error: str | None = None
+        self.notices: list[str] = []
+        self.started = time.perf_counter()
+        self.first_output: float | None = None  # when the first piece of output came (time to first token)
+        self.result: T | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.request.stop.is_set()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def mark_output(self) -> None:
+        """Note the first piece of output (once)."""
+        self.first_output = self.first_output or time.perf_counter()
+
+    def events(self) -> Generator[Event | Waiting | Loading, None, None]:
+        core, stop = self.core, self.request.stop
+        fatal: BaseException | None = None
+        core.begin_row(self.row)
+        core._runs[self.key] = stop
+        turn = core.manager.line_up(self.model_id)  # first come, first served on its device (remote: at once)
+        try:
+            for notice in turn.waiting(stop):
+                yield Waiting(notice)
+            if self.model_id not in core.manager.loaded():
+                yield Loading()
+            with core.manager.use(self.model_id, turn=turn, stop=stop) as backend:
+                stream = backend.generate(self.request)
+                try:
+                    for event in stream:
+                        if isinstance(event, Notice):
+                            self.notices.append(event.text)
+                        else:
+                            yield event
+                finally:
+                    stream.close()  # ends the backend's worker if we were closed early
+            self.status = Status.STOPPED if stop.is_set() else Status.OK
+            self.error = core._stop_reasons.get(self.key) if self.status == Status.STOPPED else None
+        except GeneratorExit:
+            self.status, self.error = Status.STOPPED, BROWSER_GONE
+            raise
+        except Exception as exc:
+            self.status = Status.ERROR
+            self.error, fatal = faults.handle(exc, core.manager, self.model_id)
+        finally:
+            turn.release()  # also when the stream was closed while waiting for its turn
+            core._runs.pop(self.key, None)
+            core._stop_reasons.pop(self.key, None)
+            self.result = self._save(self)
+            if fatal is not None:
+                faults.exit_for_supervisor(fatal)
