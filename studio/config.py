@@ -1,7 +1,9 @@
 """Configuration: `models.yaml` and the `STUDIO_*` environment, parsed once into strict typed objects.
 
-Owns: the schema of `models.yaml` (`ModelSpec`, `StudioConfig`), the environment settings (`Settings`)
-and the error a typo produces (`ConfigError`, naming the file, line, model and field).
+Owns: the schema of `models.yaml` (`ModelSpec`, `StudioConfig`), every `STUDIO_*` environment variable
+(`Settings`, validated once at start-up), the memory-size format both share (`parse_size`, `parse_budget`)
+and the error a typo produces (`ConfigError`, naming the file, line, model and field, or the variable and
+the form it takes).
 Ignores: whether a backend kind exists or accepts a default; `studio.backends.check_models` checks that,
 because config must not import backends (see ARCHITECTURE's import rules).
 """
@@ -9,9 +11,11 @@ because config must not import backends (see ARCHITECTURE's import rules).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -24,6 +28,14 @@ DEFAULT_MODELS_FILE = Path(__file__).resolve().parent.parent / "models.yaml"
 
 
 Gigabytes = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+
+# Memory pools: RAM for CPU models, GPU memory for CUDA models.
+Pool = Literal["cpu", "cuda"]
+POOLS: tuple[Pool, ...] = ("cpu", "cuda")
+GB = 1024**3
+MB = 1024**2
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": GB, "k": 1024, "m": MB, "g": GB, "t": 1024 * GB}
 
 
 class ConfigError(ValueError):
@@ -119,6 +131,82 @@ class StudioConfig(BaseModel):
         return f"{self._path} line {line}: model {spec.id!r}"
 
 
+def parse_size(text: str) -> int:
+    """'8GB' / '8G' / '8' (gigabytes) / '512MB' / '1.5GiB' -> bytes; ValueError for anything else."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size; write it like 8GB or 512MB")
+    unit = (match.group(2) or "").lower().rstrip("b").rstrip("i")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def parse_budget(text: str) -> dict[Pool, int]:
+    """STUDIO_MEMORY_BUDGET: one size for every pool ('10GB') or per pool ('cpu=12GB,cuda=20GB')."""
+    if "=" not in text:
+        size = parse_size(text)
+        out: dict[Pool, int] = {"cpu": size, "cuda": size}
+    else:
+        out = {}
+        for part in text.split(","):
+            name, _, amount = part.partition("=")
+            pool = name.strip().lower()
+            if pool not in POOLS:
+                raise ValueError(f"unknown memory pool {name.strip()!r} in {text!r}; use cpu= and/or cuda=")
+            out["cpu" if pool == "cpu" else "cuda"] = parse_size(amount)
+    if not all(out.values()):
+        raise ValueError(f"a budget of 0 in {text!r} leaves no room for any model")
+    return out
+
+
+# The form each STUDIO_* variable with a format takes, as error messages quote it.
+ENV_FORMS: dict[str, str] = {
+    "STUDIO_PORT": "a whole number from 1 to 65535",
+    "STUDIO_USERS_FILE": "the path of a JSON users file (it need not exist yet)",
+    "STUDIO_JOBS_PER_DEVICE": "a whole number from 1 to 64",
+    "STUDIO_MEMORY_BUDGET": "a size such as 12GB or 512MB, or one per pool such as cpu=12GB,cuda=20GB",
+    "STUDIO_RATE_LIMIT": "a whole number of events a minute (0 turns the limit off)",
+    "STUDIO_ALLOWED_ORIGINS": "comma-separated origins such as https://example.com,http://10.0.0.7:7860",
+}
+_WHOLE = re.compile(r"[0-9]+")
+
+
+def _whole(raw: str, low: int, high: int | None = None) -> int:
+    if not _WHOLE.fullmatch(raw) or int(raw) < low or (high is not None and int(raw) > high):
+        raise ValueError
+    return int(raw)
+
+
+def _users_file(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        raise ValueError("that is a folder")
+    return path
+
+
+def _origins(raw: str) -> frozenset[str]:
+    """Each origin as the "host:port" the guard compares with a request's Origin header."""
+    found = set()
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        if "://" in item:  # a URL: its path, if any, is dropped (an origin has none)
+            parts = urlsplit(item)
+            if parts.scheme not in ("http", "https"):
+                raise ValueError(f"{item!r} is not an http or https URL")
+        else:  # a bare host[:port]
+            parts = urlsplit(f"//{item}")
+            if parts.netloc != item:
+                raise ValueError(f"{item!r} is not a host or host:port")
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        except ValueError:
+            raise ValueError(f"{item!r} has a bad port") from None
+        if not parts.hostname or "@" in parts.netloc or any(c.isspace() for c in parts.netloc):
+            raise ValueError(f"{item!r} has no host" if not parts.hostname else f"{item!r} is not an origin")
+        found.add(parts.netloc)
+    return frozenset(found)
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "studio"
@@ -126,22 +214,62 @@ def _default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """Where things live; read from the environment once at start-up."""
+    """Every `STUDIO_*` variable, read from the environment and checked once at start-up.
+
+    A field left at None means "not set": the models.yaml value or the built-in default applies where the
+    value is used (the manager, the guard, the users file).
+    """
 
     data_dir: Path
     models_file: Path
     database_url: str
     model_cache: Path
+    port: int = 7860  # STUDIO_PORT: `studio serve`'s default --port
+    users_file: Path | None = None  # STUDIO_USERS_FILE; None: users.json in the data dir
+    jobs_per_device: int | None = None  # STUDIO_JOBS_PER_DEVICE; None: models.yaml's jobs_per_device
+    # STUDIO_MEMORY_BUDGET in bytes per pool; None: models.yaml's memory_budget_gb, else the device's share.
+    memory_budget: dict[Pool, int] | None = field(default=None, hash=False)
+    rate_limit: int | None = None  # STUDIO_RATE_LIMIT, events a minute (0: off); None: the guard's default
+    allowed_origins: frozenset[str] = frozenset()  # STUDIO_ALLOWED_ORIGINS, as "host:port"
 
     @classmethod
     def from_env(
         cls, *, models_file: str | Path | None = None, data_dir: str | Path | None = None
     ) -> Settings:
+        """Read the environment; raise ConfigError naming each bad variable and the form it takes."""
         data = Path(data_dir or os.environ.get("STUDIO_DATA_DIR") or _default_data_dir()).expanduser()
         models = Path(models_file or os.environ.get("STUDIO_MODELS") or DEFAULT_MODELS_FILE).expanduser()
         db_url = os.environ.get("STUDIO_DATABASE_URL") or f"sqlite:///{data / 'studio.db'}"
         cache = Path(os.environ.get("STUDIO_MODEL_CACHE") or data / "models").expanduser()
-        return cls(data_dir=data, models_file=models, database_url=db_url, model_cache=cache)
+        errors: list[str] = []
+
+        def read(name: str, parse: Any) -> Any:
+            raw = os.environ.get(name, "").strip()
+            if not raw:
+                return None  # unset or empty: the default
+            try:
+                return parse(raw)
+            except ValueError as exc:
+                why = f" ({exc})" if str(exc) else ""
+                errors.append(f"{name} must be {ENV_FORMS[name]}, not {raw!r}{why}")
+                return None
+
+        port = read("STUDIO_PORT", lambda raw: _whole(raw, 1, 65535))
+        settings = cls(
+            data_dir=data,
+            models_file=models,
+            database_url=db_url,
+            model_cache=cache,
+            port=7860 if port is None else port,
+            users_file=read("STUDIO_USERS_FILE", _users_file),
+            jobs_per_device=read("STUDIO_JOBS_PER_DEVICE", lambda raw: _whole(raw, 1, 64)),
+            memory_budget=read("STUDIO_MEMORY_BUDGET", parse_budget),
+            rate_limit=read("STUDIO_RATE_LIMIT", lambda raw: _whole(raw, 0)),
+            allowed_origins=read("STUDIO_ALLOWED_ORIGINS", _origins) or frozenset(),
+        )
+        if errors:
+            raise ConfigError("\n".join(errors))
+        return settings
 
     @property
     def media_dir(self) -> Path:

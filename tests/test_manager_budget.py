@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict
 
 from studio.backends import Backend, BackendError, Request, TextDelta, register
 from studio.backends.params import ChatParams
+from studio.config import ConfigError, parse_budget, parse_size
 from studio.errors import StudioError
-from studio.manager.memory import GB, MB, parse_budget, parse_size
+from studio.manager.memory import GB, MB
 
 
 class SizedOptions(BaseModel):
@@ -115,7 +116,7 @@ def test_budget_from_the_environment_wins_over_models_yaml(make_studio, monkeypa
     manager.preload("c")
     assert manager.loaded() == ["b", "c"]
     monkeypatch.setenv("STUDIO_MEMORY_BUDGET", "lots")
-    with pytest.raises(BackendError, match="STUDIO_MEMORY_BUDGET: 'lots' is not a size"):
+    with pytest.raises(ConfigError, match=r"STUDIO_MEMORY_BUDGET must be a size such as 12GB .* not 'lots'"):
         make_studio(sized())
 
 

@@ -273,7 +273,7 @@ def test_the_setting_comes_from_models_yaml_or_the_environment(
     monkeypatch.setenv("STUDIO_JOBS_PER_DEVICE", "3")
     assert manager().jobs_per_device == 3
     monkeypatch.setenv("STUDIO_JOBS_PER_DEVICE", "many")
-    with pytest.raises(BackendError, match="STUDIO_JOBS_PER_DEVICE must be a whole number from 1 to 64"):
+    with pytest.raises(ConfigError, match="STUDIO_JOBS_PER_DEVICE must be a whole number from 1 to 64"):
         manager()
     with pytest.raises(ConfigError, match="jobs_per_device"):
         load_config(

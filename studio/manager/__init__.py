@@ -1,19 +1,18 @@
 """ModelManager: loads backends on first use and keeps them within a memory budget.
 
 Owns: the set of loaded backends; a budget per memory pool (RAM for CPU models, GPU memory for CUDA
-models) from the argument, STUDIO_MEMORY_BUDGET, models.yaml's `memory_budget_gb` or the device; a size
-per model (models.yaml's `memory_gb` or the weights on disk before load, measured after); evicting
-least-recently-used idle models to make room; never evicting one in use; refusing a model bigger than the
-whole budget; one load at a time per model; the fair line of each device (in-process jobs start first come,
-first served, `jobs_per_device` at a time; remote backends skip it); and the state the Models panel and the
-CLI show.
+models) from the argument, the settings' STUDIO_MEMORY_BUDGET, models.yaml's `memory_budget_gb` or the
+device; a size per model (models.yaml's `memory_gb` or the weights on disk before load, measured after);
+evicting least-recently-used idle models to make room; never evicting one in use; refusing a model bigger
+than the whole budget; one load at a time per model; the fair line of each device (in-process jobs start
+first come, first served, `jobs_per_device` at a time; remote backends skip it); and the state the Models
+panel and the CLI show.
 Ignores: what backends do with memory, and remote backends' memory and scheduling (their server's).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 
 from studio import sources
 from studio.backends import Backend, BackendError
-from studio.config import ModelSpec, StudioConfig
+from studio.config import ModelSpec, Settings, StudioConfig
 from studio.manager import memory
 from studio.manager.memory import GB, Pool, format_bytes
 from studio.manager.queue import DeviceLine, Skipped, Turn
@@ -64,13 +63,18 @@ class ModelManager:
         budget: dict[Pool, int] | None = None,
         max_loaded: int | None = None,
         jobs_per_device: int | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        """`budget` and `jobs_per_device` win over `settings` (STUDIO_MEMORY_BUDGET, STUDIO_JOBS_PER_DEVICE;
+        read from the environment when not given), which win over models.yaml."""
         if max_loaded is not None and max_loaded < 1:
             raise ValueError("max_loaded must be at least 1")
         self._config = config
         self._factory = factory
         self._max_loaded = max_loaded  # an optional cap on the count, on top of the memory budget
-        self._configured = dict(budget) if budget else self._configured_budget(config)
+        if settings is None:
+            settings = Settings.from_env()
+        self._configured = dict(budget) if budget else self._configured_budget(config, settings)
         self._budget = dict(self._configured)
         self._slots: OrderedDict[str, _Slot] = OrderedDict()  # order = least recently used first
         self._loading: dict[str, tuple[float, Pool | None, int]] = {}  # id -> (start, pool, reserved)
@@ -78,27 +82,14 @@ class ModelManager:
         self._measured: dict[str, int] = {}  # from earlier loads in this process
         self._lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
-        self._jobs = jobs_per_device or self._configured_jobs(config)
+        self._jobs = jobs_per_device or settings.jobs_per_device or config.jobs_per_device
         self._lines: dict[Pool, DeviceLine] = {}
         self._pools: dict[str, Pool | None] = {}  # model id -> its pool (None: remote), asked once
 
     @staticmethod
-    def _configured_jobs(config: StudioConfig) -> int:
-        env = os.environ.get("STUDIO_JOBS_PER_DEVICE", "").strip()
-        if not env:
-            return config.jobs_per_device
-        if not env.isdigit() or not 1 <= int(env) <= 64:
-            raise BackendError(f"STUDIO_JOBS_PER_DEVICE must be a whole number from 1 to 64, not {env!r}")
-        return int(env)
-
-    @staticmethod
-    def _configured_budget(config: StudioConfig) -> dict[Pool, int]:
-        env = os.environ.get("STUDIO_MEMORY_BUDGET", "").strip()
-        if env:
-            try:
-                return memory.parse_budget(env)
-            except ValueError as exc:
-                raise BackendError(f"STUDIO_MEMORY_BUDGET: {exc}") from None
+    def _configured_budget(config: StudioConfig, settings: Settings) -> dict[Pool, int]:
+        if settings.memory_budget:
+            return dict(settings.memory_budget)
         value = config.memory_budget_gb
         if value is None:
             return {}

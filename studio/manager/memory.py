@@ -1,9 +1,10 @@
 """Memory facts the model manager needs: budgets, sizes of weights on disk, and what the process holds.
 
-Owns: parsing sizes ("8GB", "512MB", "cpu=12GB,cuda=20GB"), the default budget of each pool (RAM for CPU
-models, GPU memory for CUDA models), estimating a model's size from the weights on disk, reading this
-process's resident memory, and handing freed memory back to the operating system.
-Ignores: which models are loaded and when to evict them (the manager decides).
+Owns: the default budget of each pool (RAM for CPU models, GPU memory for CUDA models), estimating a
+model's size from the weights on disk, reading this process's resident memory, and handing freed memory
+back to the operating system.
+Ignores: which models are loaded and when to evict them (the manager decides); the size format
+("8GB", "cpu=12GB,cuda=20GB") is `studio.config`'s, which checks STUDIO_MEMORY_BUDGET at start-up.
 """
 
 from __future__ import annotations
@@ -13,19 +14,15 @@ import ctypes.util
 import gc
 import logging
 import os
-import re
 import sys
 from pathlib import Path
-from typing import Literal
 
 from studio.backends import release_accelerator_memory
+from studio.config import GB as GB
+from studio.config import MB as MB
+from studio.config import Pool as Pool
 
 log = logging.getLogger(__name__)
-
-Pool = Literal["cpu", "cuda"]
-POOLS: tuple[Pool, ...] = ("cpu", "cuda")
-GB = 1024**3
-MB = 1024**2
 
 # Share of the device a default budget takes: the rest is for activations, the OS, the browser, the app.
 DEFAULT_RAM_SHARE = 0.7
@@ -34,38 +31,11 @@ DEFAULT_GPU_SHARE = 0.9
 GGUF_GROWTH = 5.5
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx")
 
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-_UNITS = {"": GB, "k": 1024, "m": MB, "g": GB, "t": 1024 * GB}
-
 
 def format_bytes(n: int | float) -> str:
     if n >= GB:
         return f"{n / GB:.2f} GB"
     return f"{n / MB:.0f} MB" if n >= MB else f"{n / 1024:.0f} KB"
-
-
-def parse_size(text: str) -> int:
-    """'8GB' / '8G' / '8' (gigabytes) / '512MB' / '1.5GiB' -> bytes; ValueError for anything else."""
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a size; write it like 8GB or 512MB")
-    unit = (match.group(2) or "").lower().rstrip("b").rstrip("i")
-    return int(float(match.group(1)) * _UNITS[unit])
-
-
-def parse_budget(text: str) -> dict[Pool, int]:
-    """STUDIO_MEMORY_BUDGET: one size for every pool ('10GB') or per pool ('cpu=12GB,cuda=20GB')."""
-    if "=" not in text:
-        size = parse_size(text)
-        return {"cpu": size, "cuda": size}
-    out: dict[Pool, int] = {}
-    for part in text.split(","):
-        name, _, amount = part.partition("=")
-        pool = name.strip().lower()
-        if pool not in POOLS:
-            raise ValueError(f"unknown memory pool {name.strip()!r} in {text!r}; use cpu= and/or cuda=")
-        out["cpu" if pool == "cpu" else "cuda"] = parse_size(amount)
-    return out
 
 
 def _cgroup_limit() -> int | None:
