@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="start the web app", parents=[common])
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=int(os.environ.get("STUDIO_PORT", "7860")))
+    serve.add_argument("--port", type=int, default=None, help="default: $STUDIO_PORT or 7860")
     serve.add_argument("--no-preload", action="store_true", help="do not warm the default chat model")
     serve.add_argument(
         "--preload",
@@ -114,13 +114,16 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own health checks, every start
-    settings = Settings.from_env(models_file=args.models, data_dir=args.data_dir)
     try:
+        # Every STUDIO_* variable is checked here, before any command starts: a bad one stops them all.
+        settings = Settings.from_env(models_file=args.models, data_dir=args.data_dir)
         if args.command == "models":
             return _models(args, settings)
         if args.command in ("users", "backup"):
             return admin.run(args, settings)
         if args.command == "serve":
+            if args.port is None:
+                args.port = settings.port
             stop, args.accounts = admin.serve_guard(args, settings)
             if stop is not None:
                 return stop
@@ -187,9 +190,13 @@ def _with_studio(args: argparse.Namespace, settings: Settings) -> int:
                 tab=args.tab, model_id=model, prompt=args.prompt, params=dict(args.param)
             )
             # Text tabs print the answer; media tabs print the saved files, one per line.
-            print(json.dumps(result, indent=2) if args.json else result["text"] or "\n".join(result["files"]))
-            if result["status"] == "error":
-                print(f"error: {result['error']}", file=sys.stderr)
+            print(
+                json.dumps(result.as_dict(), indent=2)
+                if args.json
+                else result.text or "\n".join(result.files)
+            )
+            if result.status == "error":
+                print(f"error: {result.error}", file=sys.stderr)
                 return 1
             return 0
         if args.command == "rate":

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from studio.config import Settings
 
-USERS_ENV = "STUDIO_USERS_FILE"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # scrypt's cost grows with the input; nobody types more
@@ -56,8 +55,8 @@ _DUMMY = Account("", False, "00" * 16, "00" * 32)
 
 
 def users_file(settings: Settings, path: str | Path | None = None) -> Path:
-    """The users file: the one given, else $STUDIO_USERS_FILE, else users.json in the data dir."""
-    chosen = path or os.environ.get(USERS_ENV) or settings.data_dir / "users.json"
+    """The users file: the one given, else the settings' STUDIO_USERS_FILE, else data dir/users.json."""
+    chosen = path or settings.users_file or settings.data_dir / "users.json"
     return Path(chosen).expanduser()
 
 

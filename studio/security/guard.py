@@ -29,10 +29,10 @@ from urllib.parse import unquote, urlsplit
 import anyio.to_thread
 from starlette.requests import HTTPConnection
 
+from studio.config import Settings
+
 log = logging.getLogger(__name__)
 
-ORIGINS_ENV = "STUDIO_ALLOWED_ORIGINS"
-RATE_ENV = "STUDIO_RATE_LIMIT"  # events a minute per user; 0 turns the limit off
 DEFAULT_RATE = 120  # a busy person clicks a few times a minute; each click is 1-3 events
 LOGIN_RATE = 20  # failed logins a minute per address (scrypt makes each one cost ~40 ms as well)
 
@@ -112,16 +112,13 @@ class GuardPolicy:
     logins: RateLimiter | None = field(default_factory=lambda: RateLimiter(LOGIN_RATE, burst=10))
     origins: set[str] = field(default_factory=set)  # extra allowed origins, as "host:port"
 
-    @classmethod
-    def origins_from_env(cls) -> set[str]:
-        raw = os.environ.get(ORIGINS_ENV, "")
-        return {urlsplit(o.strip()).netloc or o.strip() for o in raw.split(",") if o.strip()}
 
-
-def rate_from_env(on_by_default: bool) -> RateLimiter | None:
-    """The per-user limit: $STUDIO_RATE_LIMIT events a minute (0 = off); else the default when asked."""
-    raw = os.environ.get(RATE_ENV)
-    per_minute = float(raw) if raw else (DEFAULT_RATE if on_by_default else 0)
+def rate_for(settings: Settings, on_by_default: bool) -> RateLimiter | None:
+    """The per-user limit: the settings' STUDIO_RATE_LIMIT events a minute (0 = off); unset, the default
+    when `on_by_default` (logins or an exposed server), else none."""
+    per_minute = settings.rate_limit
+    if per_minute is None:
+        per_minute = DEFAULT_RATE if on_by_default else 0
     return RateLimiter(per_minute) if per_minute > 0 else None
 
 
@@ -291,8 +288,9 @@ def blocked_paths(studio: Any) -> list[str]:
 
 
 def policy_for(studio: Any, *, auth: bool, exposed: bool = False, rate_limit: Any = "env") -> GuardPolicy:
-    """The guard's rules for this studio; the rate limit is on by default with logins or when exposed
-    (a share link or a non-loopback address), keyed by user, or by address for anonymous callers."""
+    """The guard's rules for this studio; the rate limit ("env": the settings' STUDIO_RATE_LIMIT) is on by
+    default with logins or when exposed (a share link or a non-loopback address), keyed by user, or by
+    address for anonymous callers. Extra origins are the settings' STUDIO_ALLOWED_ORIGINS."""
     settings = studio.settings
     settings.media_dir.mkdir(parents=True, exist_ok=True)
     return GuardPolicy(
@@ -301,6 +299,6 @@ def policy_for(studio: Any, *, auth: bool, exposed: bool = False, rate_limit: An
         media_dir=settings.media_dir.resolve(),
         protected=[Path(p).resolve() for p in blocked_paths(studio)],
         media_allowed=studio.media_access,
-        rate=rate_from_env(auth or exposed) if rate_limit == "env" else rate_limit,
-        origins=GuardPolicy.origins_from_env(),
+        rate=rate_for(settings, auth or exposed) if rate_limit == "env" else rate_limit,
+        origins=set(settings.allowed_origins),
     )
