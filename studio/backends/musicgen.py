@@ -266,11 +266,13 @@ class MusicGen(Backend):
     def _melody_features(self, melody: Any, offset_seconds: float) -> dict[str, Any]:
         """Chroma features of the melody from `offset_seconds` on (the whole clip when it is shorter)."""
         import torch
+        from transformers.audio_utils import chroma_filter_bank
 
         from studio.formats.wav import melody_chroma
 
         samples, rate = melody
         start = int(offset_seconds * rate)
         segment = samples[start:] if start < len(samples) - rate else samples
-        chroma = torch.from_numpy(melody_chroma(segment, rate, **self.chroma_settings))
+        chroma = melody_chroma(segment, rate, filter_bank=chroma_filter_bank, **self.chroma_settings)
+        chroma = torch.from_numpy(chroma)
         return {"input_features": chroma[None].to(self.device, self.model.dtype)}

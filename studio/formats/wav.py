@@ -5,7 +5,7 @@ then word boundaries), `join_pieces()` (pieces -> one clip with a short pause be
 (atomic, 16-bit PCM via soundfile; `write_wav()` is its write + fsync step), `waveform_png()` (a picture of
 a clip), `load_melody()` (every check an uploaded melody passes before a model sees it), `melody_chroma()`
 (MusicGen-Melody's chroma features, in numpy: transformers' extractor for them needs torchaudio) and
-`media_name()`. Pure: numpy, soundfile and Pillow (and transformers' numpy `audio_utils`), imported when
+`media_name()`. Pure: numpy, soundfile and Pillow, imported when
 used so that importing the backends stays light; no torch, gradio or storage.
 """
 
@@ -15,6 +15,7 @@ import io
 import os
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +249,7 @@ def melody_chroma(
     samples: Any,
     rate: int,
     *,
+    filter_bank: Callable[..., Any],
     sampling_rate: int = 32_000,
     n_fft: int = 16_384,
     hop_length: int = 4096,
@@ -258,14 +260,14 @@ def melody_chroma(
 
     transformers' extractor (5.24) needs torchaudio for two steps only, its resampler and its Spectrogram;
     here they are numpy: `resample()`, and a centred, reflect-padded periodic-Hann STFT whose power is divided
-    by the window's energy (torchaudio's `normalized=True`). The chroma filters are transformers' own
-    `chroma_filter_bank`; each frame keeps only its strongest pitch class, so the small numeric differences
-    from torchaudio's resampler can only matter where two pitch classes are almost equally strong. The
-    keyword defaults are Meta's extractor settings.
+    by the window's energy (torchaudio's `normalized=True`). The chroma filters come from `filter_bank` (the
+    caller passes transformers' numpy `chroma_filter_bank`: this module imports no model library); each frame
+    keeps only its strongest pitch class, so the small numeric differences from torchaudio's resampler can
+    only matter where two pitch classes are almost equally strong. The keyword defaults are Meta's extractor
+    settings.
     """
     import numpy as np
     from numpy.lib.stride_tricks import sliding_window_view
-    from transformers.audio_utils import chroma_filter_bank
 
     wav = resample(as_mono_float(samples), rate, sampling_rate)[: chunk_length * sampling_rate]
     if wav.size < n_fft:  # as the extractor does: centre the short clip in n_fft samples of silence
@@ -275,7 +277,7 @@ def melody_chroma(
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic Hann
     frames = sliding_window_view(padded, n_fft)[::hop_length]
     power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2 / float(np.sum(window.astype(np.float64) ** 2))
-    filters = chroma_filter_bank(num_frequency_bins=n_fft, num_chroma=num_chroma, sampling_rate=sampling_rate)
+    filters = filter_bank(num_frequency_bins=n_fft, num_chroma=num_chroma, sampling_rate=sampling_rate)
     chroma = power @ filters.T  # (frames, num_chroma)
     onehot = np.zeros(chroma.shape, dtype=np.float32)
     onehot[np.arange(chroma.shape[0]), chroma.argmax(axis=1)] = 1.0
