@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -23,9 +23,6 @@ from studio.backends import BackendContext, backend_class, check_models
 from studio.config import Settings, StudioConfig
 from studio.errors import StudioError
 from studio.manager import ModelManager
-
-if TYPE_CHECKING:
-    from studio.service.types import GenerationResult
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +81,6 @@ class StudioCore:
             self._stop_reasons[run_key] = reason
         stop.set()
         return True
-
-    def generate(
-        self,
-        *,
-        tab: str,
-        model_id: str,
-        prompt: str,
-        params: dict[str, Any] | None = None,
-        user: str | None = None,
-    ) -> GenerationResult:
-        """One complete generation of any tab (the `Studio` facade implements it; Library's A/B uses it)."""
-        raise NotImplementedError
 
     # -- generation rows -----------------------------------------------------------------------------
     def begin_row(self, row: storage.Generation) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -80,6 +81,9 @@ def feedback_fields(reason: Any, comment: Any) -> tuple[str | None, str | None]:
 
 class LibraryTab(StudioCore):
     """The Library tab and the CLI's history/export/prefer: search, reopen, delete, vote, compare, export."""
+
+    # A/B compare runs each side as one complete generation of its tab: the `Studio` facade's `generate`.
+    generate: Callable[..., GenerationResult]
 
     def _owned(self, session: Session, generation_id: Any, uid: int) -> storage.Generation:
         if isinstance(generation_id, bool) or not isinstance(generation_id, int | float | str):
