@@ -44,7 +44,6 @@ from _common import (
     bundled_spec,
     bundled_weights,
     default_model_cache,
-    free_port,
     load_note,
     median,
     pin_torch_threads,
@@ -52,6 +51,8 @@ from _common import (
     table,
 )
 from _turn_costs import db_benchmark, render_benchmark
+
+from tests.helpers.net import free_port
 
 TINY_ID = "tiny-bench"
 PROMPTS = {

@@ -34,12 +34,13 @@ from _common import (
     REPO,
     bundled_weights,
     default_model_cache,
-    free_port,
     load_note,
     median,
     print_targets,
     table,
 )
+
+from tests.helpers.net import free_port
 
 TARGET_SERVE_S = 4.0
 TARGET_LOAD_S = 3.0
