@@ -1,8 +1,9 @@
-"""The `studio` console script: serve, models list/pull, generate, rate; history, export, prefer
-(cli_library); users, backup (cli_admin).
+"""The `studio` console script: serve, models list/pull, generate, rate (here); history, export, prefer
+(library.py); users, backup (admin.py); the model rows and preloading (models.py).
 
 Owns: argument parsing, turning `--param key=value` into typed values, and printing results for
 people (text) and scripts (`--json`). Every command goes through the same `Studio` service as the UI.
+Ignores: validation and storage (the service decides, and its errors are printed as they are).
 """
 
 from __future__ import annotations
