@@ -24,7 +24,7 @@ def model_rows(config: StudioConfig, settings: Settings) -> tuple[list[dict[str,
     from studio.service.models import rows_for
 
     context = BackendContext(model_cache=settings.model_cache, base_dir=config.path.parent)
-    manager = ModelManager(config, lambda spec: backend_class(spec.backend)(spec, context))
+    manager = ModelManager(config, lambda spec: backend_class(spec.backend)(spec, context), settings=settings)
     rows = [
         {
             "id": r.id,

@@ -50,7 +50,10 @@ class StudioCore:
         self.engine = engine or storage.make_engine(settings.database_url)
         context = BackendContext(model_cache=settings.model_cache, base_dir=config.path.parent)
         self.manager = ModelManager(
-            config, lambda spec: backend_class(spec.backend)(spec, context), max_loaded=max_loaded
+            config,
+            lambda spec: backend_class(spec.backend)(spec, context),
+            max_loaded=max_loaded,
+            settings=settings,
         )
         self._user_ids: dict[str, int] = {}
         self._runs: dict[str, threading.Event] = {}  # run key -> its stop flag
