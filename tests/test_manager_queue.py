@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from studio.backends import Backend, BackendError, Request, TextDelta, register
 from studio.backends.params import ChatParams
-from studio.manager.queue import DeviceLine
+from studio.manager.queue import DeviceDeadlock, DeviceLine
 from studio.service import Studio
 
 SAMPLING = [False, 0.7, 0.9, 50, 1.0, 16, 1, None]  # the chat API's Sampling panel: do_sample .. seed
@@ -294,6 +294,44 @@ def test_device_line_slots_and_release_are_exact() -> None:
     late = line.line_up()
     stop.set()
     assert list(late.waiting(stop)) == [] and late.state == "done" and line.counts() == (2, 0)
+
+
+def test_a_thread_waiting_behind_its_own_running_turn_raises_at_once(make_studio) -> None:
+    """What hung the benchmarks: `manager.use()` holds the device's turn, and a service call in the same
+    thread lines up behind it. It must fail at once, saying why and what to do, and leave the line."""
+    studio = make_studio(QUEUE_MODELS)
+    manager = studio.manager
+    with manager.use("a"):
+        started = time.monotonic()
+        deadlock = r"deadlock: this thread holds a running turn on the CPU"
+        with pytest.raises(DeviceDeadlock, match=deadlock), manager.use("b"):
+            pass
+        final = chat_final(studio, "a", "x")  # the service's turn fails the same way, and is stored
+        assert time.monotonic() - started < 1.0
+        assert final.status == "error" and "manager.pin(model_id)" in final.error
+        assert manager.jobs("cpu") == (1, 0)  # the failed waits left the line
+    assert manager.jobs("cpu") == (0, 0) and Gated.started == []
+    assert chat_final(studio, "b", "after").status == "ok"
+
+
+def test_turns_held_by_generators_stepped_from_one_thread_do_not_raise(make_studio) -> None:
+    """Gradio steps generators from a pool: one thread may step a job that runs and then one that waits
+    behind it (or the same job from another thread). Neither is a deadlock."""
+    studio = make_studio(QUEUE_MODELS)
+    updates, _ = hold(studio)  # this thread stepped it to its running turn
+    waiting = studio.chat(model_id="b", message="next")
+    assert next(waiting).notices == ["Waiting for the CPU: 1 job ahead"]  # no DeviceDeadlock
+    rest: list[object] = []
+    other = in_thread(lambda: rest.extend(updates))  # the running job goes on in another thread
+    Gated.gate.set()
+    other.join(WAIT_S)
+    assert rest[-1].status == "ok"  # type: ignore[attr-defined]
+    assert list(waiting)[-1].status == "ok" and Gated.started == ["HOLD", "next"]
+    line = DeviceLine("cpu")
+    first, second = line.line_up(), line.line_up()  # no owner: generator-held
+    assert first.running and not second.wait(0.01)  # waits, does not raise
+    first.release()
+    assert second.wait(0)
 
 
 @pytest.fixture

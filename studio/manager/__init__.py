@@ -3,10 +3,10 @@
 Owns: the set of loaded backends; a budget per memory pool (RAM for CPU models, GPU memory for CUDA
 models) from the argument, the settings' STUDIO_MEMORY_BUDGET, models.yaml's `memory_budget_gb` or the
 device; a size per model (models.yaml's `memory_gb` or the weights on disk before load, measured after);
-evicting least-recently-used idle models to make room; never evicting one in use; refusing a model bigger
-than the whole budget; one load at a time per model; the fair line of each device (in-process jobs start
-first come, first served, `jobs_per_device` at a time; remote backends skip it); and the state the Models
-panel and the CLI show.
+evicting least-recently-used idle models to make room; never evicting one in use; refusing a model
+bigger than the whole budget; one load at a time per model; the fair line of each device (in-process jobs
+start first come, first served, `jobs_per_device` at a time; remote backends skip it; a thread waiting
+behind its own running turn raises DeviceDeadlock); and the state the Models panel and the CLI show.
 Ignores: what backends do with memory, and remote backends' memory and scheduling (their server's).
 """
 
@@ -185,15 +185,19 @@ class ModelManager:
         return out
 
     # -- the device's line ---------------------------------------------------------------------------
-    def line_up(self, model_id: str) -> Turn:
+    def line_up(self, model_id: str, *, in_generator: bool = False) -> Turn:
         """Take a place in the line of the model's device now (first come, first served across every model
-        and tab); a remote model's turn runs at once. Pass it to `use()`; release it if `use()` never runs."""
+        and tab); a remote model's turn runs at once. Pass it to `use()`; release it if `use()` never runs.
+
+        The calling thread holds the turn: waiting for another turn on the same device while it runs raises
+        DeviceDeadlock. `in_generator=True` for a turn held by a generator (Gradio steps those from any
+        thread of its pool), which no thread holds."""
         pool = self._pool_for(model_id)
         if pool is None:
             return Turn.free()
         with self._lock:
             line = self._lines.setdefault(pool, DeviceLine(pool, self._jobs))
-        return line.line_up()
+        return line.line_up(None if in_generator else threading.get_ident())
 
     def jobs(self, pool: Pool) -> tuple[int, int]:
         """(running, waiting) in-process jobs on a device."""
@@ -243,17 +247,23 @@ class ModelManager:
         finally:
             turn.release()
 
+    def _pinned(self, model_id: str) -> _Slot | None:
+        """The loaded model's slot, counted as in use once more; None when it is not loaded."""
+        with self._lock:
+            slot = self._slots.get(model_id)
+            if slot is not None:
+                slot.in_use += 1
+                self._slots.move_to_end(model_id)
+            return slot
+
     def _acquire(self, model_id: str) -> _Slot:
         spec = self._config.model(model_id)
         with self._lock:
             load_lock = self._load_locks.setdefault(model_id, threading.Lock())
         with load_lock:
-            with self._lock:
-                slot = self._slots.get(model_id)
-                if slot is not None:
-                    slot.in_use += 1
-                    self._slots.move_to_end(model_id)
-                    return slot
+            slot = self._pinned(model_id)
+            if slot is not None:
+                return slot
             backend = self._factory(spec)
             pool = self._pool_of(spec, backend)
             need = self.estimate(spec) if pool else 0

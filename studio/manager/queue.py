@@ -2,8 +2,11 @@
 
 Owns: `DeviceLine` (a ticket lock with a number of slots, one by default: jobs start in the order they lined
 up, whichever model they ask for) and `Turn` (one job's place: how many go before it, waiting that Stop can
-end, and leaving the line or the device exactly once, also from a generator closed mid-way) and `Skipped`,
-what a job stopped before its turn runs instead of its model.
+end, and leaving the line or the device exactly once, also from a generator closed mid-way), `Skipped`,
+what a job stopped before its turn runs instead of its model, and `DeviceDeadlock`: a thread that holds a
+running turn and waits for another on the same device would wait forever, so the wait raises at once.
+A turn lined up inside a generator (a streamed run, a load) has no owning thread: Gradio steps generators
+from a pool of threads, so the thread that holds it changes from step to step and never counts.
 Ignores: which models run and memory (the manager budgets it); remote backends never line up (their server
 batches), they get a turn that is already running.
 """
@@ -15,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Generator, Iterator
 
-from studio.backends import Backend, Event, Request
+from studio.backends import Backend, BackendError, Event, Request
 from studio.backends.params import Params
 from studio.config import ModelSpec
 
@@ -27,11 +30,19 @@ REPORT_EVERY_S = 0.5
 _DEVICE_NAMES = {"cuda": "the GPU", "cpu": "the CPU"}
 
 
-class Turn:
-    """One job's place in a device's line; `release()` leaves it (waiting or running), at most once."""
+class DeviceDeadlock(BackendError):
+    """A thread waits for a device turn while it holds a running turn on the same device: it never comes."""
 
-    def __init__(self, line: DeviceLine | None) -> None:
+
+class Turn:
+    """One job's place in a device's line; `release()` leaves it (waiting or running), at most once.
+
+    `thread` is the ident of the thread that holds it synchronously (lined it up and runs the job itself);
+    None for a turn held by a generator, which any thread may step."""
+
+    def __init__(self, line: DeviceLine | None, *, thread: int | None = None) -> None:
         self._line = line
+        self.thread = thread
         self.state = "waiting" if line is not None else "running"  # waiting | running | done
 
     @classmethod
@@ -49,7 +60,8 @@ class Turn:
 
     def wait(self, timeout: float | None = None, stop: threading.Event | None = None) -> bool:
         """Block until the turn has come (True), `timeout` passes or `stop` is set (False). A stopped or
-        released turn never comes."""
+        released turn never comes. DeviceDeadlock (the turn leaves the line) when the calling thread holds a
+        running turn on this device itself."""
         if self._line is None:
             return self.running
         return self._line.wait(self, timeout, stop)
@@ -82,12 +94,18 @@ class DeviceLine:
             raise ValueError("a device runs at least one job at a time")
         self.name = name
         self.slots = slots
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # its lock is reentrant: wait() may release() under it
         self._line: deque[Turn] = deque()
-        self._running = 0
+        self._holders: list[Turn] = []  # the running turns
 
-    def line_up(self) -> Turn:
-        turn = Turn(self)
+    @property
+    def _running(self) -> int:
+        return len(self._holders)
+
+    def line_up(self, owner: int | None = None) -> Turn:
+        """Take the next place; `owner` is the ident of the thread that will hold the turn synchronously
+        (None: a generator's turn, or a caller that never nests)."""
+        turn = Turn(self, thread=owner)
         with self._cond:
             self._line.append(turn)
             self._grant()
@@ -107,6 +125,15 @@ class DeviceLine:
     def wait(self, turn: Turn, timeout: float | None, stop: threading.Event | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
+            if turn.state == "waiting" and self._held_by(threading.get_ident()):
+                self.release(turn)
+                device = _DEVICE_NAMES.get(self.name, self.name)
+                raise DeviceDeadlock(
+                    f"deadlock: this thread holds a running turn on {device} "
+                    "and now waits for another turn on it, behind itself; keep a model loaded with "
+                    "`manager.pin(model_id)` (no turn) around calls that line up themselves, or take the "
+                    "turn only around the raw model call"
+                )
             while turn.state == "waiting":
                 if stop is not None and stop.is_set():
                     return False
@@ -118,10 +145,14 @@ class DeviceLine:
                 self._cond.wait(left)
             return turn.state == "running"
 
+    def _held_by(self, thread: int) -> bool:
+        """Does `thread` hold a running turn here synchronously? (The caller holds the lock.)"""
+        return any(t.thread == thread for t in self._holders)
+
     def release(self, turn: Turn) -> None:
         with self._cond:
             if turn.state == "running":
-                self._running -= 1
+                self._holders.remove(turn)
             elif turn.state == "waiting":
                 self._line.remove(turn)
             else:
@@ -133,8 +164,9 @@ class DeviceLine:
         """Start the jobs at the head of the line while slots are free (the caller holds the lock)."""
         started = False
         while self._line and self._running < self.slots:
-            self._line.popleft().state = "running"
-            self._running += 1
+            turn = self._line.popleft()
+            turn.state = "running"
+            self._holders.append(turn)
             started = True
         if started:
             self._cond.notify_all()

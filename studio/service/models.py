@@ -118,7 +118,9 @@ class ModelsPanel(StudioCore):
             yield f"{model_id} is already loaded"
             return
         failure: list[BaseException] = []
-        turn = self.manager.line_up(model_id)  # a load waits for its turn on the device like a generation
+        # A load waits for its turn on the device like a generation; the worker thread runs it, so the turn
+        # is held by this generator, not by the thread that steps it.
+        turn = self.manager.line_up(model_id, in_generator=True)
 
         def run() -> None:
             try:

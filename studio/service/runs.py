@@ -83,7 +83,9 @@ class Run(Generic[T]):
         fatal: BaseException | None = None
         core.begin_row(self.row)
         core._runs[self.key] = stop
-        turn = core.manager.line_up(self.model_id)  # first come, first served on its device (remote: at once)
+        # First come, first served on its device (remote: at once). Held by this generator, not by a thread:
+        # Gradio's pool may step it from a different thread each time.
+        turn = core.manager.line_up(self.model_id, in_generator=True)
         try:
             for notice in turn.waiting(stop):
                 yield Waiting(notice)
