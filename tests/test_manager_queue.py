@@ -334,6 +334,16 @@ def test_turns_held_by_generators_stepped_from_one_thread_do_not_raise(make_stud
     assert second.wait(0)
 
 
+def test_pin_keeps_a_model_loaded_without_taking_a_turn(make_studio) -> None:
+    studio = make_studio(QUEUE_MODELS)
+    manager = studio.manager
+    with manager.pin("a") as backend:  # loads it (in its turn), then holds no turn
+        assert backend.spec.id == "a" and manager.loaded() == ["a"] and manager.jobs("cpu") == (0, 0)
+        assert chat_final(studio, "a", "x").status == "ok"  # lines up as usual: no deadlock
+        assert not manager.unload("a")  # pinned: not evictable
+    assert manager.unload("a")
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Studio, str]]:
     from studio import Settings

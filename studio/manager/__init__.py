@@ -3,7 +3,7 @@
 Owns: the set of loaded backends; a budget per memory pool (RAM for CPU models, GPU memory for CUDA
 models) from the argument, the settings' STUDIO_MEMORY_BUDGET, models.yaml's `memory_budget_gb` or the
 device; a size per model (models.yaml's `memory_gb` or the weights on disk before load, measured after);
-evicting least-recently-used idle models to make room; never evicting one in use; refusing a model
+evicting least-recently-used idle models to make room; never evicting one in use or pinned; refusing a model
 bigger than the whole budget; one load at a time per model; the fair line of each device (in-process jobs
 start first come, first served, `jobs_per_device` at a time; remote backends skip it; a thread waiting
 behind its own running turn raises DeviceDeadlock); and the state the Models panel and the CLI show.
@@ -246,6 +246,23 @@ class ModelManager:
                     slot.in_use -= 1
         finally:
             turn.release()
+
+    @contextmanager
+    def pin(self, model_id: str) -> Iterator[Backend]:
+        """Keep a model loaded (never evicted) for the block WITHOUT holding a turn on its device, so the
+        generations inside the block line up as usual; a model not loaded yet loads first, in its turn. For
+        callers that hold a model across service calls (benchmarks, warm-ups); running the backend directly
+        needs a turn: `use()`."""
+        slot = self._pinned(model_id)
+        if slot is None:
+            with self.use(model_id):  # the load waits for its turn, like preload()
+                slot = self._pinned(model_id)
+        assert slot is not None
+        try:
+            yield slot.backend
+        finally:
+            with self._lock:
+                slot.in_use -= 1
 
     def _pinned(self, model_id: str) -> _Slot | None:
         """The loaded model's slot, counted as in use once more; None when it is not loaded."""
