@@ -6,6 +6,7 @@ environment that keeps numbers stable on 2 shared cores and keeps everything off
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -21,6 +22,15 @@ from tests.helpers.tiny_chat import OFFLINE_ENV  # noqa: E402  (light: imports n
 os.environ.update(OFFLINE_ENV)
 
 BUNDLED_ID = "smollm2-135m"
+SMOKE_HELP = (
+    "a quick check that the script runs (what CI does for every benchmark): tiny models, one round, a few "
+    "seconds, no network; its figures mean nothing"
+)
+
+
+def add_smoke(parser: argparse.ArgumentParser) -> None:
+    """The `--smoke` flag every benchmark takes."""
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
 
 
 def pin_torch_threads() -> None:

@@ -103,7 +103,7 @@ def db_benchmark(turns: int, tmp: Path) -> list[list[object]]:
 def render_benchmark(reps: int = 200) -> list[list[object]]:
     """Server-side cost of the chat tab's per-update `messages()` and of its final `render()`."""
     from studio.service import ChatTurn
-    from studio.ui.chat import messages, render
+    from studio.ui.conversation import messages, render  # what the chat tab calls per update
 
     reply = "word " * 200
     rows: list[list[object]] = []

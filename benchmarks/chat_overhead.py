@@ -26,6 +26,7 @@ Also measured: the fixed cost of a turn (1-token turns), the database time per t
 
     .venv/bin/python benchmarks/chat_overhead.py                       # both models, 7 rounds, 64 tokens
     .venv/bin/python benchmarks/chat_overhead.py --model tiny --repeats 3 --tokens 128
+    .venv/bin/python benchmarks/chat_overhead.py --smoke                               # tiny, 1 round, 8 tokens
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import Any
 from _chat_ways import Run, SSECaller, run_gradio_client, run_gradio_sse, run_raw, run_service
 from _common import (
     BUNDLED_ID,
+    add_smoke,
     bundled_spec,
     bundled_weights,
     default_model_cache,
@@ -112,8 +114,9 @@ def measure_model(
 ) -> Results:
     prompt = PROMPTS[model_id]
     res = Results()
-    with studio.manager.use(model_id) as backend:
-        # Held for the whole loop so it cannot be evicted; the service and Gradio borrow it too.
+    with studio.manager.pin(model_id) as backend:
+        # Pinned for the whole loop so it cannot be evicted, without a device turn: the service and Gradio
+        # ways line up for their own turn. The raw way calls the model directly (nothing else runs here).
         ways = {
             "raw": lambda: run_raw(backend, prompt, n),
             "service": lambda: run_service(studio, model_id, prompt, n),
@@ -136,7 +139,7 @@ def fixed_cost(
     """Per-turn cost independent of length: 1-token turns, interleaved; median total ms per way."""
     prompt = PROMPTS[model_id]
     times: dict[str, list[float]] = {w: [] for w in WAYS}
-    with studio.manager.use(model_id) as backend:
+    with studio.manager.pin(model_id) as backend:  # loaded, no turn held (see measure_model)
         ways = {
             "raw": lambda: run_raw(backend, prompt, 1),
             "service": lambda: run_service(studio, model_id, prompt, 1),
@@ -226,7 +229,10 @@ def main() -> int:
     ap.add_argument(
         "--fixed-repeats", type=int, default=10, help="1-token turns per way (tiny model; 0 = skip)"
     )
+    add_smoke(ap)
     args = ap.parse_args()
+    if args.smoke:
+        args.model, args.repeats, args.tokens, args.db_turns, args.fixed_repeats = "tiny", 1, 8, 5, 1
 
     pin_torch_threads()
     import yaml
@@ -314,7 +320,8 @@ def main() -> int:
         checks[f"DB write per turn (new chat) median <= {TARGET_DB_MS} ms"] = rows[0][2] <= TARGET_DB_MS
     print()
     title = "== chat tab: cost of one streamed update's render() (server side, per token) =="
-    print(table(["per-update UI cost", "reps", "median ms", "p95 ms"], render_benchmark(), title))
+    rows = render_benchmark(5 if args.smoke else 200)
+    print(table(["per-update UI cost", "reps", "median ms", "p95 ms"], rows, title))
     print(f"\nend: {load_note()}")
     print_targets(checks)
     shutil.rmtree(tmp, ignore_errors=True)
