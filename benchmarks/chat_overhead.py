@@ -26,7 +26,7 @@ Also measured: the fixed cost of a turn (1-token turns), the database time per t
 
     .venv/bin/python benchmarks/chat_overhead.py                       # both models, 7 rounds, 64 tokens
     .venv/bin/python benchmarks/chat_overhead.py --model tiny --repeats 3 --tokens 128
-    .venv/bin/python benchmarks/chat_overhead.py --smoke                               # tiny, 1 round, 8 tokens
+    .venv/bin/python benchmarks/chat_overhead.py --smoke                       # tiny, 1 round, 8 tokens
 """
 
 from __future__ import annotations

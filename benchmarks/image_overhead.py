@@ -1,14 +1,16 @@
 """What the Image tab's service costs on top of the diffusers pipeline: raw `pipe(...)` vs `Studio.image`.
 
-The same loaded pipeline object (the `diffusers` backend's text-to-image `pipe`, borrowed through
-`studio.manager.use`), the same prompt, steps, guidance 5.0, size and fixed seed, one picture, measured two
-ways, interleaved (raw, service, service, raw, ...: the order alternates each round):
+The same loaded pipeline object (the `diffusers` backend's text-to-image `pipe`, kept loaded with
+`studio.manager.pin`: no device turn is held, so the service lines up as usual), the same prompt, steps,
+guidance 5.0, size and fixed seed, one picture, measured two ways, interleaved (raw, service, service, raw,
+...: the order alternates each round):
 
   raw      backend.pipe(prompt=..., num_inference_steps=..., guidance_scale=..., width=..., height=...,
            generator=torch.Generator().manual_seed(seed)) in the calling thread
   service  list(studio.image(model_id=..., prompt=..., params={...})): validation, the manager, the
-           backend's worker thread and its progress events, the scheduler rebuilt per request, then the
-           PNG write (parameters chunk, fsync, rename) and the generation row, in one transaction
+           backend's worker thread and its progress events, the scheduler (built once, then cached), then the
+           PNG write (parameters chunk, fsync, rename) and the generation row (begun in a short commit,
+           finished with the file in one transaction)
 
 on the tiny random-weight Stable Diffusion pipeline of tests.helpers.tiny_chat (its VAE downsamples by 2, so a
 128x128 picture is a 64x64 latent: the VAE's attention makes it about 7x the cost of 64x64). Each round
@@ -19,15 +21,17 @@ On 2 shared cores the pipeline's own run time varies by +-20 % between rounds, f
 the service adds, so the fixed cost is also measured on its own, many times: the service with the
 backend's `pipe` swapped (and then put back) for a stub that runs the progress callback once per step and
 returns the service's picture of that size at once, and each piece alone on that picture:
-`png.save_png` (encode + fsync + rename, in the media folder) and the encode alone, the generation
-row as the service writes it (add, flush for the id, set the file, commit) and its construction alone,
-the backend's part (worker thread, queue, callback, scheduler rebuilt from its config per request), the
-A1111 parameters text and the validation. raw best / (raw best + fixed cost) is the ratio a quiet
-machine would show. Last, save_png and the PNG encode at the sizes real models draw (512x512, 1024x1024;
-the tiny picture scaled up and a photograph Gradio ships), where the encode dominates.
+`png.save_png` (encode + fsync + rename, in the media folder) and the encode alone; the generation rows as
+the service writes them (the begun row's short commit, then the row read back, filled, flushed, its file
+set and committed) and the row's construction alone; the backend's part (worker thread, queue, callback,
+the cached scheduler; building a scheduler from its config, which the backend does once per name, is timed
+apart); the A1111 parameters text and the validation. raw best / (raw best + fixed cost) is the ratio a
+quiet machine would show. Last, save_png and the PNG encode at the sizes real models draw (512x512,
+1024x1024; the tiny picture scaled up and a photograph Gradio ships), where the encode dominates.
 
     .venv/bin/python benchmarks/image_overhead.py                    # 64x64 and 128x128, 4 steps, 15 rounds
     .venv/bin/python benchmarks/image_overhead.py --sizes 64 --repeats 5 --steps 2 --fixed-repeats 50
+    .venv/bin/python benchmarks/image_overhead.py --smoke            # 64x64, 1 round, 2 steps
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from _common import load_note, median, pct, pin_torch_threads, print_targets, table
+from _common import add_smoke, load_note, median, pct, pin_torch_threads, print_targets, table
 
 MODEL_ID = "tiny-sd-bench"
 PROMPT = "a red cat on the sky and a dog"
@@ -60,7 +64,7 @@ PIECES = (
     "scheduler rebuilt from config",
     "save_png: encode + fsync + rename",
     "PNG encode (in memory)",
-    "DB rows: add, flush, set file, commit",
+    "DB rows: begin, then finish (2 commits)",
     "Generation() objects alone",
     "validation (model, params, prompt)",
     "A1111 parameters text",
@@ -243,30 +247,28 @@ def fixed_pieces(studio: Any, backend: Any, case: Case, steps: int, scratch: Pat
         path = png.save_png(picture, scratch / png.media_name(1, 0), parameters=parameters, generation_id=1)
         path.unlink()
 
-    def new_rows() -> list[Any]:  # as ImageTab._save_images builds them
-        base = {**validated.model_dump(), "img2img": False, "batch": "0123456789ab"}
+    def new_rows() -> list[Any]:  # the row the service begins with
         return [
             storage.Generation(
-                user_id=uid,
-                tab="image",
-                model_id=MODEL_ID,
-                prompt=PROMPT,
-                notices=[],
-                status="ok",
-                error=None,
-                params={**base, "seed": SEED, "index": 0},
-                seed=SEED,
-                duration_ms=100.0,
+                user_id=uid, tab="image", model_id=MODEL_ID, prompt=PROMPT, params=validated.model_dump()
             )
         ]
 
-    def rows() -> None:  # ImageTab._save_images without the PNG: add, flush (ids), set the file, commit
+    def rows() -> (
+        None
+    ):  # as the service: the begun row in a short commit (runs.py), then ImageTab._save_images
+        begun = new_rows()[0]  # without the PNG: the row read back, filled, flushed, its file set, committed
         with Session(studio.engine, expire_on_commit=False) as session:
-            made = new_rows()
-            session.add_all(made)
+            storage.begin_generation(session, generation=begun)
+        base = {**validated.model_dump(), "img2img": False, "batch": "0123456789ab"}
+        with Session(studio.engine, expire_on_commit=False) as session:
+            row = session.get(storage.Generation, begun.id)
+            assert row is not None
+            row.params, row.seed, row.status, row.notices = {**base, "seed": SEED, "index": 0}, SEED, "ok", []
+            row.duration_ms, row.active = 100.0, True
+            session.add(row)
             session.flush()
-            for row in made:
-                row.files = [f"media/images/2025-01-01/{row.id}-0-0123456789abcdef.png"]
+            row.files = [f"media/images/2025-01-01/{row.id}-0-0123456789abcdef.png"]
             session.commit()
 
     def validate() -> None:
@@ -286,13 +288,13 @@ def fixed_pieces(studio: Any, backend: Any, case: Case, steps: int, scratch: Pat
             backend.generate(Request(prompt=PROMPT, params=validated))
         ),
         "thread start + join (bare)": thread,
-        # What DiffusersImage._scheduler("default") does on every request (read here, not changed).
+        # What DiffusersImage._scheduler does the first time a scheduler is asked for (then it is cached).
         "scheduler rebuilt from config": lambda: backend._scheduler_class.from_config(
             backend._scheduler_config
         ),
         "save_png: encode + fsync + rename": save_png,
         "PNG encode (in memory)": encode,
-        "DB rows: add, flush, set file, commit": rows,
+        "DB rows: begin, then finish (2 commits)": rows,
         "Generation() objects alone": new_rows,
         "validation (model, params, prompt)": validate,
         "A1111 parameters text": text,
@@ -442,7 +444,7 @@ def report(case: Case, steps: int) -> tuple[str, dict[str, bool]]:
             for k in (
                 "backend.generate, pipeline stubbed",
                 "save_png: encode + fsync + rename",
-                "DB rows: add, flush, set file, commit",
+                "DB rows: begin, then finish (2 commits)",
                 "validation (model, params, prompt)",
                 "A1111 parameters text",
             )
@@ -456,10 +458,10 @@ def report(case: Case, steps: int) -> tuple[str, dict[str, bool]]:
             line("service, pipeline stubbed (= fixed cost)", "service, pipeline stubbed"),
             line("  backend.generate (thread, queue, callback)", "backend.generate, pipeline stubbed"),
             line("    of which: thread start + join (bare)", "thread start + join (bare)"),
-            line("    of which: scheduler from config", "scheduler rebuilt from config"),
+            line("    (once per name: scheduler from config)", "scheduler rebuilt from config"),
             line("  save_png: encode + fsync + rename", "save_png: encode + fsync + rename"),
             line("    of which: PNG encode (in memory)", "PNG encode (in memory)"),
-            line("  DB rows: add, flush, set file, commit", "DB rows: add, flush, set file, commit"),
+            line("  DB rows: begin, then finish (2 commits)", "DB rows: begin, then finish (2 commits)"),
             line("    of which: Generation() objects", "Generation() objects alone"),
             line("  validation (model, params, prompt)", "validation (model, params, prompt)"),
             line("  A1111 parameters text", "A1111 parameters text"),
@@ -501,7 +503,10 @@ def main() -> int:
     ap.add_argument(
         "--tmp-dir", default=None, help="where the temporary data folder goes (its disk's fsync counts)"
     )
+    add_smoke(ap)
     args = ap.parse_args()
+    if args.smoke:
+        args.repeats, args.steps, args.sizes, args.fixed_repeats, args.skip_real_sizes = 1, 2, "64", 2, True
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
     pin_torch_threads()
@@ -543,7 +548,9 @@ def main() -> int:
         print(f"data folder {data} ({fs_type(data)})", flush=True)
 
         cases = [Case(size) for size in sizes]
-        with studio.manager.use(MODEL_ID) as backend:  # held: never evicted; the service borrows it too
+        # Pinned: never evicted, and no device turn held, so the service's runs line up for theirs. The raw
+        # calls run the pipeline directly (nothing else runs in this process meanwhile).
+        with studio.manager.pin(MODEL_ID) as backend:
             for case in cases:  # warm-up round, not counted
                 run_round(studio, backend, Case(case.size), args.steps, "raw")
             for i in range(args.repeats):
