@@ -8,6 +8,7 @@ Ignores: validation, files and storage (the service's).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,10 +16,11 @@ import gradio as gr
 
 from studio.service import Studio, StudioError
 from studio.ui.compare import compare_panel
-from studio.ui.conversation import GENERATION_QUEUE, default_model, model_choices, user_of
-from studio.ui.feedback import cast_vote, feedback_panel
+from studio.ui.conversation import GENERATION_QUEUE, PRIVATE, model_choices, slider, tab_models, user_of
+from studio.ui.feedback import feedback_panel
 from studio.ui.image import model_note
-from studio.ui.session import StopOnClose, run_key_state
+from studio.ui.selection import Selection, stored, thumb_buttons, vote_mark
+from studio.ui.session import StopOnClose, run_key_state, stop_button
 
 # The parameter controls of each section, in the order the handlers (and the /speech, /music APIs) take them.
 SPEECH_PARAMS = ("speed", "voice", "seed")
@@ -36,7 +38,7 @@ def _params(names: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
 
 def _speech_controls(defaults: dict[str, Any]) -> list[Any]:
     with gr.Row():
-        speed = gr.Slider(0.5, 2.0, value=defaults["speed"], step=0.05, label="Speed", elem_id="speech-speed")
+        speed = slider(defaults, "speed", (0.5, 2.0), 0.05, "Speed", "speech-speed")
         voice = gr.Textbox(
             label="Voice preset (Bark only)", placeholder="v2/en_speaker_6", elem_id="speech-voice"
         )
@@ -46,22 +48,11 @@ def _speech_controls(defaults: dict[str, Any]) -> list[Any]:
 
 def _music_controls(defaults: dict[str, Any]) -> list[Any]:
     with gr.Row():
-        duration = gr.Slider(
-            1, 300, value=defaults["duration"], step=0.5, label="Duration (s)", elem_id="music-duration"
-        )
-        guidance = gr.Slider(
-            0, 20, value=defaults["guidance"], step=0.5, label="Guidance", elem_id="music-guidance"
-        )
+        duration = slider(defaults, "duration", (1, 300), 0.5, "Duration (s)", "music-duration")
+        guidance = slider(defaults, "guidance", (0, 20), 0.5, "Guidance", "music-guidance")
     with gr.Row():
-        temperature = gr.Slider(
-            0.05,
-            2.0,
-            value=defaults["temperature"],
-            step=0.05,
-            label="Temperature",
-            elem_id="music-temperature",
-        )
-        top_k = gr.Slider(0, 2048, value=defaults["top_k"], step=1, label="Top-k", elem_id="music-top-k")
+        temperature = slider(defaults, "temperature", (0.05, 2.0), 0.05, "Temperature", "music-temperature")
+        top_k = slider(defaults, "top_k", (0, 2048), 1, "Top-k", "music-top-k")
         seed = gr.Number(value=None, precision=0, label="Seed (blank = random)", elem_id="music-seed")
     return [duration, guidance, temperature, top_k, seed]
 
@@ -78,7 +69,7 @@ def _clip_choices(studio: Studio, tab: str, user: str | None) -> list[tuple[str,
 def _describe(studio: Studio, gid: int, user: str | None) -> str:
     settings = studio.generation_settings(gid, user=user)
     p = settings["params"]
-    vote = {1: "👍", -1: "👎"}.get(studio.rating(gid, user=user) or 0, "no vote")
+    vote = vote_mark(studio, gid, user)
     names = SPEECH_PARAMS if settings["tab"] == "speech" else MUSIC_PARAMS
     shown = ", ".join(f"{k} {p[k]}" for k in names if p.get(k) not in (None, ""))
     head = f"**#{gid}** {settings['model']} · {p.get('duration_s')} s at {p.get('sample_rate')} Hz · {vote}"
@@ -86,15 +77,12 @@ def _describe(studio: Studio, gid: int, user: str | None) -> str:
 
 
 def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
-    models = studio.models(tab)
-    if not models:
-        gr.Markdown(f"No model in models.yaml serves the {tab} tab.")
-        return
-    default = default_model(models)
-    defaults = studio.default_params(default, tab=tab)
+    if (start := tab_models(studio, tab)) is None:
+        return  # no model for the tab: it says so
+    models, default, defaults = start
     names = SPEECH_PARAMS if tab == "speech" else MUSIC_PARAMS
     run_key = run_key_state(app)
-    selected = gr.State(None)  # generation id of the clip in the player
+    selection = Selection(studio, "Generate or choose a clip first.")  # the clip in the player
     with gr.Row():
         with gr.Column(scale=2):
             model = gr.Dropdown(
@@ -127,8 +115,7 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
             )
             info = gr.Markdown(elem_id=f"{tab}-info")
             with gr.Row():
-                like_btn = gr.Button("👍 Like", size="sm", elem_id=f"{tab}-like")
-                dislike_btn = gr.Button("👎 Dislike", size="sm", elem_id=f"{tab}-dislike")
+                thumbs = thumb_buttons(tab)
                 reuse_btn = gr.Button("Reuse settings", size="sm", elem_id=f"{tab}-reuse")
             feedback = feedback_panel(studio, tab)
             clips = gr.Dropdown(label="Recent clips", choices=[], value=None, elem_id=f"{tab}-clips")
@@ -192,22 +179,20 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
             raise gr.Error(str(exc)) from None
 
     melody_input = [melody] if melody is not None else [gr.State(None)]
-    generate_btn.click(check, [prompt, model, *controls], None, api_visibility="private").success(
+    generate_btn.click(check, [prompt, model, *controls], None, **PRIVATE).success(
         generate,
         [prompt, model, run_key, *melody_input, *controls],
-        [player, picture, selected, info, clips, notice],
+        [player, picture, selection.gid, info, clips, notice],
         api_name=tab,
         **GENERATION_QUEUE,
     )
-    stop_btn.click(
-        lambda key: studio.cancel(key) and None, run_key, None, queue=False, api_visibility="private"
-    )
+    stop_button(studio, stop_btn, run_key)
 
     def model_changed(model_id: str) -> list[Any]:
         params = studio.default_params(model_id, tab=tab)
         return [*[params.get(n) if n != "seed" else gr.skip() for n in names], model_note(studio, model_id)]
 
-    model.input(model_changed, model, [*controls, note], api_visibility="private")
+    model.input(model_changed, model, [*controls, note], **PRIVATE)
 
     def show(gid: int | None, request: gr.Request) -> tuple[Any, ...]:
         if gid is None:
@@ -220,28 +205,9 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
         picture_path = str(clip.picture) if clip.picture else None
         return str(clip.file), picture_path, gid, _describe(studio, gid, user)
 
-    clips.input(show, clips, [player, picture, selected, info], api_visibility="private")
-
-    def vote(value: str) -> Any:
-        def handler(gid: int | None, request: gr.Request) -> str:
-            if gid is None:
-                raise gr.Error("Generate or choose a clip first.")
-            cast_vote(studio, gid, value, user_of(request))
-            return _describe(studio, gid, user_of(request))
-
-        return handler
-
-    feedback.after(like_btn.click(vote("up"), selected, info, api_visibility="private"), selected)
-    feedback.after(dislike_btn.click(vote("down"), selected, info, api_visibility="private"), selected)
-
-    def reuse(gid: int | None, request: gr.Request) -> list[Any]:
-        if gid is None:
-            raise gr.Error("Generate or choose a clip first.")
-        settings = studio.generation_settings(gid, user=user_of(request))
-        p = settings["params"]
-        return [settings["model"], settings["prompt"], *[p.get(n, gr.skip()) for n in names]]
-
-    reuse_btn.click(reuse, selected, [model, prompt, *controls], api_visibility="private")
+    clips.input(show, clips, [player, picture, selection.gid, info], **PRIVATE)
+    selection.thumbs(thumbs, info, functools.partial(_describe, studio), feedback)
+    selection.reuse(reuse_btn, [model, prompt, *controls], lambda p: stored(p, names))
 
     def on_load(model_id: str, request: gr.Request) -> tuple[Any, ...]:
         fresh = model_choices(studio.models(tab))
@@ -249,7 +215,7 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
         # None blanks the seed: Gradio's Number starts at 0 whatever its value.
         return gr.Dropdown(choices=fresh), model_note(studio, model_id), gr.Dropdown(choices=choices), None
 
-    app.load(on_load, model, [model, note, clips, controls[-1]], api_visibility="private")
+    app.load(on_load, model, [model, note, clips, controls[-1]], **PRIVATE)
 
 
 def build_audio_tab(studio: Studio, app: gr.Blocks) -> None:

@@ -1,8 +1,9 @@
-"""Pieces the conversational tabs (Chat, Code) share: messages and votes, sampling controls, throttling.
+"""Pieces the conversational tabs (Chat, Code) share, and the few every tab does.
 
-Owns: turning stored turns into chatbot messages with their votes, the Sampling panel and reading it
-back into parameters, the conversation list's choices and who the user is. Ignores: everything the
-service decides (validation, storage, models).
+Owns: turning stored turns into chatbot messages with their votes, the Sampling panel (and any slider that
+starts at a model's default) and reading it back into parameters, the conversation list's choices,
+throttling, and for every tab: who the user is, its models and defaults, the shared generation queue,
+private events. Ignores: everything the service decides (validation, storage, models).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ UPDATES_PER_SECOND = 20
 # the manager, further events wait in Gradio's queue (max 64) in arrival order.
 PARALLEL_RUNS = 16
 GENERATION_QUEUE: dict[str, Any] = {"concurrency_id": "generation", "concurrency_limit": PARALLEL_RUNS}
+# Events the page needs but API callers do not: no endpoint in the API page, none callable.
+PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 
 
 def messages(turns: list[ChatTurn], pending: tuple[str, str] | None = None) -> list[dict[str, str]]:
@@ -72,6 +75,17 @@ def default_model(models: list[ModelInfo]) -> str:
     return next((m.id for m in models if m.status in ("ready", "loaded")), models[0].id)
 
 
+def tab_models(studio: Studio, tab: str) -> tuple[list[ModelInfo], str, dict[str, Any]] | None:
+    """A tab's models, the one it starts on and that model's defaults for the tab; None, having said so on
+    the page, when models.yaml has no model for the tab."""
+    models = studio.models(tab)
+    if not models:
+        gr.Markdown(f"No model in models.yaml serves the {tab} tab.")
+        return None
+    default = default_model(models)
+    return models, default, studio.default_params(default, tab=tab)
+
+
 def conversation_choices(studio: Studio, user: str | None, tab: str = "chat") -> list[tuple[str, int]]:
     return [(f"{title} (#{cid})", cid) for cid, title in studio.conversations(user=user, tab=tab)]
 
@@ -90,47 +104,44 @@ def params_from(values: tuple[Any, ...], system_prompt: str) -> dict[str, Any]:
     return params
 
 
+def slider(
+    defaults: dict[str, Any],
+    name: str,
+    span: tuple[float, float],
+    step: float,
+    label: str,
+    elem_id: str | None = None,
+) -> Any:
+    """A slider over `span` that starts at the model's default for parameter `name`."""
+    return gr.Slider(span[0], span[1], value=defaults[name], step=step, label=label, elem_id=elem_id)
+
+
 def sampling_panel(defaults: dict[str, Any], prefix: str = "") -> list[Any]:
     """The Sampling accordion; returns its controls in PARAM_NAMES order (elem ids `<prefix>-<name>`, which
     the Library's "re-run with these settings" fills in)."""
 
-    def ids(name: str) -> dict[str, Any]:
-        return {"elem_id": f"{prefix}-{name}"} if prefix else {}
+    def ids(name: str) -> str | None:
+        return f"{prefix}-{name}" if prefix else None
+
+    def param(name: str, span: tuple[float, float], step: float, label: str) -> Any:
+        return slider(defaults, name, span, step, label, ids(name))
 
     with gr.Accordion("Sampling", open=False):
         with gr.Row():
             do_sample = gr.Checkbox(
-                value=defaults["do_sample"], label="Sample (off = greedy)", **ids("do_sample")
+                value=defaults["do_sample"], label="Sample (off = greedy)", elem_id=ids("do_sample")
             )
-            num_beams = gr.Slider(
-                1, 8, value=defaults["num_beams"], step=1, label="Beams", **ids("num_beams")
-            )
+            num_beams = param("num_beams", (1, 8), 1, "Beams")
             seed = gr.Number(
-                value=defaults["seed"], precision=0, label="Seed (blank = random)", **ids("seed")
+                value=defaults["seed"], precision=0, label="Seed (blank = random)", elem_id=ids("seed")
             )
         with gr.Row():
-            temperature = gr.Slider(
-                0.01, 2.0, value=defaults["temperature"], step=0.01, label="Temperature", **ids("temperature")
-            )
-            top_p = gr.Slider(0.01, 1.0, value=defaults["top_p"], step=0.01, label="Top-p", **ids("top_p"))
-            top_k = gr.Slider(0, 1000, value=defaults["top_k"], step=1, label="Top-k", **ids("top_k"))
+            temperature = param("temperature", (0.01, 2.0), 0.01, "Temperature")
+            top_p = param("top_p", (0.01, 1.0), 0.01, "Top-p")
+            top_k = param("top_k", (0, 1000), 1, "Top-k")
         with gr.Row():
-            repetition_penalty = gr.Slider(
-                0.5,
-                2.0,
-                value=defaults["repetition_penalty"],
-                step=0.01,
-                label="Repetition penalty",
-                **ids("repetition_penalty"),
-            )
-            max_new_tokens = gr.Slider(
-                1,
-                4096,
-                value=defaults["max_new_tokens"],
-                step=1,
-                label="Max new tokens",
-                **ids("max_new_tokens"),
-            )
+            repetition_penalty = param("repetition_penalty", (0.5, 2.0), 0.01, "Repetition penalty")
+            max_new_tokens = param("max_new_tokens", (1, 4096), 1, "Max new tokens")
     return [do_sample, temperature, top_p, top_k, repetition_penalty, max_new_tokens, num_beams, seed]
 
 

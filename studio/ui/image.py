@@ -15,9 +15,10 @@ import gradio as gr
 from studio.service import Studio, StudioError
 from studio.service.checks import model_for, params_for
 from studio.ui.compare import compare_panel
-from studio.ui.conversation import GENERATION_QUEUE, default_model, model_choices, user_of
-from studio.ui.feedback import cast_vote, feedback_panel
-from studio.ui.session import StopOnClose, run_key_state
+from studio.ui.conversation import GENERATION_QUEUE, PRIVATE, model_choices, slider, tab_models, user_of
+from studio.ui.feedback import feedback_panel
+from studio.ui.selection import Selection, stored, thumb_buttons, vote_mark
+from studio.ui.session import StopOnClose, run_key_state, stop_button
 
 SCHEDULERS = [
     ("Model default", "default"),
@@ -48,15 +49,12 @@ def lora_choices(studio: Studio, model_id: str) -> list[tuple[str, str]]:
 
 
 def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
-    models = studio.models("image")
-    if not models:
-        gr.Markdown("No model in models.yaml serves the image tab.")
-        return
-    default = default_model(models)
-    defaults = studio.default_params(default, tab="image")
+    if (start := tab_models(studio, "image")) is None:
+        return  # no model for the tab: it says so
+    models, default, defaults = start
     run_key = run_key_state(app)
     gallery_ids = gr.State([])  # generation id of each gallery picture, in gallery order
-    selected = gr.State(None)  # generation id of the selected picture
+    selection = Selection(studio, "Select a picture first.")  # the selected picture
 
     with gr.Row():
         with gr.Column(scale=2):
@@ -77,23 +75,13 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id="image-prompt")
             negative = gr.Textbox(label="Negative prompt", lines=2, elem_id="image-negative")
             with gr.Row():
-                steps = gr.Slider(
-                    1, 150, value=defaults["steps"], step=1, label="Steps", elem_id="image-steps"
-                )
-                guidance = gr.Slider(
-                    0, 30, value=defaults["guidance"], step=0.5, label="Guidance", elem_id="image-guidance"
-                )
+                steps = slider(defaults, "steps", (1, 150), 1, "Steps", "image-steps")
+                guidance = slider(defaults, "guidance", (0, 30), 0.5, "Guidance", "image-guidance")
             with gr.Row():
-                width = gr.Slider(
-                    64, 2048, value=defaults["width"], step=8, label="Width", elem_id="image-width"
-                )
-                height = gr.Slider(
-                    64, 2048, value=defaults["height"], step=8, label="Height", elem_id="image-height"
-                )
+                width = slider(defaults, "width", (64, 2048), 8, "Width", "image-width")
+                height = slider(defaults, "height", (64, 2048), 8, "Height", "image-height")
             with gr.Row():
-                num_images = gr.Slider(
-                    1, 8, value=defaults["num_images"], step=1, label="Images", elem_id="image-num-images"
-                )
+                num_images = slider(defaults, "num_images", (1, 8), 1, "Images", "image-num-images")
                 seed = gr.Number(
                     value=None,
                     precision=0,
@@ -103,19 +91,12 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
                 )  # blanked by the page's load event (below)
             with gr.Accordion("Image to image", open=False):
                 init_image = gr.Image(label="Init image", type="filepath", format="png", elem_id="image-init")
-                strength = gr.Slider(
-                    0.05,
-                    1.0,
-                    value=defaults["strength"],
-                    step=0.05,
-                    label="Strength",
-                    elem_id="image-strength",
-                )
+                strength = slider(defaults, "strength", (0.05, 1.0), 0.05, "Strength", "image-strength")
             with gr.Accordion("LoRA", open=False):
                 lora = gr.Dropdown(
                     label="LoRA", choices=lora_choices(studio, default), value="", elem_id="image-lora"
                 )
-                lora_scale = gr.Slider(0, 2, value=defaults["lora_scale"], step=0.05, label="LoRA scale")
+                lora_scale = slider(defaults, "lora_scale", (0, 2), 0.05, "LoRA scale")
             with gr.Row():
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="image-generate")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="image-stop")
@@ -124,8 +105,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
             gallery = gr.Gallery(label="Your pictures", columns=4, height=520, elem_id="image-gallery")
             info = gr.Markdown("Select a picture to see how it was made.", elem_id="image-info")
             with gr.Row():
-                like_btn = gr.Button("👍 Like", size="sm", elem_id="image-like")
-                dislike_btn = gr.Button("👎 Dislike", size="sm", elem_id="image-dislike")
+                thumbs = thumb_buttons("image")
                 reuse_btn = gr.Button("Reuse settings", size="sm", elem_id="image-reuse")
                 init_btn = gr.Button("Use as init image", size="sm", elem_id="image-use-init")
             feedback = feedback_panel(studio, "image")
@@ -203,7 +183,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
             raise gr.Error(str(exc)) from None
 
     generate_btn.click(
-        check, [prompt, model, strength, lora, lora_scale, *controls], None, api_visibility="private"
+        check, [prompt, model, strength, lora, lora_scale, *controls], None, **PRIVATE
     ).success(
         generate,
         [prompt, model, init_image, strength, lora, lora_scale, run_key, *controls],
@@ -212,10 +192,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
         **GENERATION_QUEUE,
     )
 
-    def stop(key: str) -> None:
-        studio.cancel(key)
-
-    stop_btn.click(stop, run_key, None, queue=False, api_visibility="private")
+    stop_button(studio, stop_btn, run_key)
 
     def model_changed(model_id: str) -> list[Any]:
         params = studio.default_params(model_id, tab="image")
@@ -225,14 +202,14 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
             model_note(studio, model_id),
         ]
 
-    model.input(model_changed, model, [*controls, lora, note], api_visibility="private")
+    model.input(model_changed, model, [*controls, lora, note], **PRIVATE)
 
-    def describe(gid: int | None, request: gr.Request) -> str:
+    def describe(gid: int | None, user: str | None) -> str:
         if gid is None:
             return "Select a picture to see how it was made."
-        settings = studio.generation_settings(gid, user=user_of(request))
+        settings = studio.generation_settings(gid, user=user)
         p = settings["params"]
-        vote = {1: "👍", -1: "👎"}.get(studio.rating(gid, user=user_of(request)) or 0, "no vote")
+        vote = vote_mark(studio, gid, user)
         lines = [
             f"**#{gid}** {settings['model']} · {p.get('width')}x{p.get('height')} · {p.get('steps')} steps · "
             f"guidance {p.get('guidance')} · seed {p.get('seed')} · {p.get('scheduler')} · {vote}",
@@ -244,39 +221,22 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
 
     def select(ids: list[int], event: gr.SelectData, request: gr.Request) -> tuple[Any, str]:
         gid = ids[event.index] if isinstance(event.index, int) and event.index < len(ids) else None
-        return gid, describe(gid, request)
+        return gid, describe(gid, user_of(request))
 
-    gallery.select(select, gallery_ids, [selected, info], api_visibility="private")
+    gallery.select(select, gallery_ids, [selection.gid, info], **PRIVATE)
+    selection.thumbs(thumbs, info, describe, feedback)
 
-    def vote(value: str) -> Any:
-        def handler(gid: int | None, request: gr.Request) -> str:
-            if gid is None:
-                raise gr.Error("Select a picture first.")
-            cast_vote(studio, gid, value, user_of(request))
-            return describe(gid, request)
-
-        return handler
-
-    feedback.after(like_btn.click(vote("up"), selected, info, api_visibility="private"), selected)
-    feedback.after(dislike_btn.click(vote("down"), selected, info, api_visibility="private"), selected)
-
-    def reuse(gid: int | None, request: gr.Request) -> list[Any]:
-        if gid is None:
-            raise gr.Error("Select a picture first.")
-        settings = studio.generation_settings(gid, user=user_of(request))
-        p = settings["params"]
-        values = [p.get(name, gr.skip()) for name in IMAGE_PARAMS]
+    def reused(p: dict[str, Any]) -> list[Any]:
+        values = stored(p, IMAGE_PARAMS)
         values[IMAGE_PARAMS.index("num_images")] = 1  # the picture's own seed reproduces it alone
-        return [settings["model"], settings["prompt"], *values, p.get("strength", 0.75), p.get("lora") or ""]
+        return [*values, p.get("strength", 0.75), p.get("lora") or ""]
 
-    reuse_btn.click(reuse, selected, [model, prompt, *controls, strength, lora], api_visibility="private")
+    selection.reuse(reuse_btn, [model, prompt, *controls, strength, lora], reused)
 
     def use_as_init(gid: int | None, request: gr.Request) -> str:
-        if gid is None:
-            raise gr.Error("Select a picture first.")
-        return str(studio.generation_file(gid, user=user_of(request)))
+        return str(studio.generation_file(selection.require(gid), user=user_of(request)))
 
-    init_btn.click(use_as_init, selected, init_image, api_visibility="private")
+    init_btn.click(use_as_init, selection.gid, init_image, **PRIVATE)
 
     def on_load(model_id: str, request: gr.Request) -> tuple[Any, ...]:
         pictures, ids = refreshed_gallery(user_of(request))
@@ -284,4 +244,4 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
         # None blanks the seed: Gradio's Number starts at 0 whatever its value (so every picture got seed 0).
         return pictures, ids, gr.Dropdown(choices=fresh), model_note(studio, model_id), None
 
-    app.load(on_load, model, [gallery, gallery_ids, model, note, seed], api_visibility="private")
+    app.load(on_load, model, [gallery, gallery_ids, model, note, seed], **PRIVATE)

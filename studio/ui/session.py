@@ -1,10 +1,10 @@
-"""Stopping a tab's running job when its browser tab closes.
+"""Stopping a tab's running job: its Stop button, and its browser tab closing.
 
-Owns: the per-session run key, which Gradio session runs which job (by run key) and the `unload` event that
-cancels them. Gradio closes a run's generator only when the run sends its next update, and a model can go
-seconds without one (the streamer holds text until a word ends; a long prefill; a slow denoising step or a
-MusicGen window). The page's heartbeat connection drops at once when the tab closes and fires `unload`,
-which stops the job then.
+Owns: the per-session run key, the Stop button that cancels by it, which Gradio session runs which job (by
+run key) and the `unload` event that cancels them. Gradio closes a run's generator only when the run sends
+its next update, and a model can go seconds without one (the streamer holds text until a word ends; a long
+prefill; a slow denoising step or a MusicGen window). The page's heartbeat connection drops at once when
+the tab closes and fires `unload`, which stops the job then.
 Ignores: how the job stops (the service's `cancel`).
 """
 
@@ -69,3 +69,12 @@ def run_key_state(app: gr.Blocks) -> gr.State:
     state = gr.State(None)
     app.load(lambda: uuid.uuid4().hex, None, state, api_visibility="private", queue=False)
     return state
+
+
+def stop_button(studio: Studio, button: Any, run_key: gr.State) -> None:
+    """Make `button` cancel this session's running job. Not queued: it would wait behind the job it stops."""
+
+    def stop(key: str) -> None:
+        studio.cancel(key)
+
+    button.click(stop, run_key, None, queue=False, api_visibility="private")
