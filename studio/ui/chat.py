@@ -1,7 +1,8 @@
 """The Chat tab: conversations, streaming chat, Stop, regenerate, edit, continue, votes, sampling.
 
-Owns: wiring Gradio events to `Studio.chat` and friends, and turning stored turns into chatbot
-messages with their votes. Ignores: validation (the service does it for browser and API alike).
+Owns: the tab's layout, what a chat run shows while it streams and when it ends, editing a turn, and the
+conversation list (open, rename, delete, reopen the latest on load). Ignores: validation (the service does
+it for browser and API alike) and what Chat shares with Code (studio/ui/conversation.py, turns.py).
 """
 
 from __future__ import annotations
@@ -15,30 +16,24 @@ from studio.service import Action, ChatTurn, Studio, StudioError
 from studio.ui.compare import compare_panel
 from studio.ui.conversation import (
     GENERATION_QUEUE,
-    PARAM_NAMES,
+    PRIVATE,
     conversation_choices,
-    default_model,
-    messages,
     model_choices,
     params_from,
     render,
     sampling_panel,
-    throttled,
-    turns_required,
+    tab_models,
     user_of,
-    vote_handler,
 )
 from studio.ui.feedback import feedback_panel, rate_api
-from studio.ui.session import StopOnClose, run_key_state
+from studio.ui.session import StopOnClose, run_key_state, stop_button
+from studio.ui.turns import Streamed, closing_notes, follow_model_defaults, send_handler, wire_new, wire_redo
 
 
 def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
-    models = studio.models("chat")
-    if not models:
-        gr.Markdown("No model in models.yaml serves the chat tab.")
-        return
-    default = default_model(models)
-    defaults = studio.default_params(default)
+    if (start := tab_models(studio, "chat")) is None:
+        return  # no model for the tab: it says so
+    models, default, defaults = start
     run_key = run_key_state(app)  # identifies this browser session's running job for Stop
 
     with gr.Row():
@@ -79,15 +74,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
             sampling = sampling_panel(defaults, "chat")
             compare_panel(studio, "chat")
 
-    def model_defaults(model_id: str) -> list[Any]:
-        """Show the chosen model's models.yaml defaults, or its first reply would use the previous model's."""
-        try:
-            params = studio.default_params(model_id)
-        except StudioError as exc:
-            raise gr.Error(str(exc)) from None
-        return [params[name] for name in PARAM_NAMES]
-
-    model.input(model_defaults, model, sampling, api_visibility="private")
+    follow_model_defaults(studio, model, sampling, "chat")
     run_inputs = [conversation, model, system_prompt, run_key, *sampling]
     run_outputs = [chatbot, conversation, message, notice]
     closing = StopOnClose(studio, app)  # a closed tab stops its run at once
@@ -95,7 +82,6 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
     @closing.track
     def run(
         action: Action,
-        turn: int | None,
         text: str | None,
         conv: int | None,
         model_id: str,
@@ -103,21 +89,9 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         key: str,
         *values: Any,
         request: gr.Request | None = None,
+        turn: int | None = None,  # the edited turn (edit only)
     ) -> Iterator[Any]:
         user = user_of(request)
-        yield from turn_updates(action, turn, text, conv, model_id, system, key, *values, user=user)
-
-    def turn_updates(
-        action: Action,
-        turn: int | None,
-        text: str | None,
-        conv: int | None,
-        model_id: str,
-        system: str,
-        key: str,
-        *values: Any,
-        user: str | None,
-    ) -> Iterator[Any]:
         turns = studio.conversation(conv, user=user) if conv else []
         index = len(turns) if action == "send" else (len(turns) - 1 if turn is None else turn)
         shown = turns[:index]
@@ -135,27 +109,18 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
                 user=user,
                 run_key=key,
             )
-            final, last_status = None, None
-            for update in throttled(updates):
-                if update.done:
-                    final = update
-                    break
-                status = f"Loading {model_id}…" if update.status == "loading" else " ".join(update.notices)
-                pending = messages(shown, (prompt or "", update.text))
+            stream, last_status = Streamed(updates, model_id, shown, prompt), None
+            for _, pending, status in stream:
                 yield pending, gr.skip(), gr.skip(), status if status != last_status else gr.skip()
                 last_status = status
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
+        final = stream.final
         assert final is not None and final.generation_id is not None
         conv_id = final.conversation_id
         # The new turn replaces turn `index` and everything after it (see Studio.chat).
         done = ChatTurn(final.generation_id, prompt or "", final.text, None, final.status, final.error, [])
-        notes = list(final.notices) + (["Stopped."] if final.status == "stopped" else [])
-        if final.status == "error":
-            # Stored and shown inline; a toast rather than gr.Error, whose overlay would hide the chat and
-            # the message box the user needs to fix. API callers read it from the notice output.
-            notes.append(f"Error: {final.error}")
-            gr.Warning(final.error or "generation failed")
+        notes = closing_notes(final)
         yield (
             render([*shown, done]),
             gr.Dropdown(choices=conversation_choices(studio, user), value=conv_id)
@@ -166,18 +131,9 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         )
 
     # Gradio injects `request` / event data by position, so they come before `*args`.
-    def send(request: gr.Request, text: str, *args: Any) -> Iterator[Any]:
-        yield from run("send", None, text, *args, request=request)
-
-    def regenerate(request: gr.Request, *args: Any) -> Iterator[Any]:
-        yield from run("regenerate", None, None, *args, request=request)
-
-    def keep_going(request: gr.Request, *args: Any) -> Iterator[Any]:
-        yield from run("continue", None, None, *args, request=request)
-
     def edit(request: gr.Request, data: gr.EditData, *args: Any) -> Iterator[Any]:
         index = data.index if isinstance(data.index, int) else data.index[0]
-        yield from run("edit", index // 2, str(data.value), *args, request=request)
+        yield from run("edit", str(data.value), *args, request=request, turn=index // 2)
 
     # In the browser, refuse what the service would refuse before the run starts: a run that fails puts
     # Gradio's "Error" overlay over the chatbot, the conversation list and the message box (the toast alone
@@ -189,46 +145,29 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
             raise gr.Error(str(exc)) from None
 
     gpu = GENERATION_QUEUE
-    private: dict[str, Any] = {"api_visibility": "private"}
-    send_btn.click(check_message, message, None, **private).success(
+    send = send_handler(run)
+    send_btn.click(check_message, message, None, **PRIVATE).success(
         send, [message, *run_inputs], run_outputs, api_name="chat", **gpu
     )
-    message.submit(check_message, message, None, **private).success(
-        send, [message, *run_inputs], run_outputs, **private, **gpu
+    message.submit(check_message, message, None, **PRIVATE).success(
+        send, [message, *run_inputs], run_outputs, **PRIVATE, **gpu
     )
-    regen_btn.click(
-        turns_required(studio, "regenerate", "conversation"), conversation, None, **private
-    ).success(regenerate, run_inputs, run_outputs, api_name="regenerate", **gpu)
-    chatbot.retry(regenerate, run_inputs, run_outputs, api_visibility="private", **gpu)
-    continue_btn.click(
-        turns_required(studio, "continue", "conversation"), conversation, None, **private
-    ).success(keep_going, run_inputs, run_outputs, api_name="continue", **gpu)
-    chatbot.edit(edit, run_inputs, run_outputs, api_visibility="private", **gpu)
-
-    # Not queued behind the generation it has to stop.
-    def stop(key: str) -> None:
-        studio.cancel(key)
-
-    stop_btn.click(stop, run_key, None, queue=False, api_visibility="private")
-
-    voted = chatbot.like(
-        vote_handler(studio), [conversation], [notice, feedback.gid], api_visibility="private"
-    )
-    feedback.after(voted)
+    io = (run_inputs, run_outputs)
+    wire_redo(studio, run, (regen_btn, continue_btn), chatbot, conversation, io, "conversation")
+    chatbot.edit(edit, run_inputs, run_outputs, **PRIVATE, **gpu)
+    stop_button(studio, stop_btn, run_key)
+    feedback.chatbot_votes(chatbot, conversation, notice)
     gr.api(rate_api(studio), api_name="rate")
 
     def open_conversation(conv: int | None, request: gr.Request) -> Any:
         return render(studio.conversation(conv, user=user_of(request))) if conv else render([])
 
-    conversation.input(open_conversation, conversation, chatbot, api_visibility="private")
+    conversation.input(open_conversation, conversation, chatbot, **PRIVATE)
 
     def new_chat() -> tuple[Any, Any, str]:
         return gr.Dropdown(value=None), render([]), ""
 
-    new_btn.click(new_chat, None, [conversation, chatbot, notice], api_visibility="private")
-    # The chatbot's trash icon only empties the view; without this the next message would silently continue
-    # the hidden conversation (and send its history to the model).
-    chatbot.clear(new_chat, None, [conversation, chatbot, notice], api_visibility="private")
+    wire_new(new_btn, chatbot, new_chat, [conversation, chatbot, notice])
 
     def rename(conv: int | None, new_title: str, request: gr.Request) -> tuple[Any, str]:
         if not conv:
@@ -260,4 +199,4 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
             None,  # blank seed = random: Gradio's Number would otherwise start at 0
         )
 
-    app.load(on_load, None, [conversation, chatbot, model, sampling[-1]], api_visibility="private")
+    app.load(on_load, None, [conversation, chatbot, model, sampling[-1]], **PRIVATE)

@@ -2,7 +2,8 @@
 
 Owns: wiring the mode/language/template controls and the answer panes to `Studio.code`. The answer streams
 into a conversation (refinement turns keep it), while the code view shows the extracted code for the
-chosen language with its syntax check. Ignores: prompt building, extraction and checks (the service's).
+chosen language with its syntax check. Ignores: prompt building, extraction and checks (the service's),
+and what Code shares with Chat (studio/ui/conversation.py, turns.py).
 """
 
 from __future__ import annotations
@@ -20,20 +21,18 @@ from studio.ui.compare import compare_panel
 from studio.ui.conversation import (
     GENERATION_QUEUE,
     PARAM_NAMES,
+    PRIVATE,
     conversation_choices,
-    default_model,
-    messages,
     model_choices,
     params_from,
     render,
     sampling_panel,
-    throttled,
-    turns_required,
+    tab_models,
     user_of,
-    vote_handler,
 )
 from studio.ui.feedback import feedback_panel
-from studio.ui.session import StopOnClose, run_key_state
+from studio.ui.session import StopOnClose, run_key_state, stop_button
+from studio.ui.turns import Streamed, closing_notes, follow_model_defaults, send_handler, wire_new, wire_redo
 
 LANGUAGE_CHOICES = [(lang.label, lang.id) for lang in LANGUAGES.values()]
 MODE_CHOICES = [(mode.label, mode.id) for mode in MODES.values()]
@@ -71,12 +70,9 @@ def check_text(result: Any) -> str:
 
 
 def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
-    models = studio.models("code")
-    if not models:
-        gr.Markdown("No model in models.yaml serves the code tab.")
-        return
-    default = default_model(models)
-    defaults = studio.default_params(default, tab="code")
+    if (start := tab_models(studio, "code")) is None:
+        return  # no model for the tab: it says so
+    models, default, defaults = start
     run_key = run_key_state(app)
 
     with gr.Row():
@@ -140,17 +136,10 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
             sampling = sampling_panel(defaults, "code")
             compare_panel(studio, "code")
 
-    mode.input(mode_controls, mode, [text, error, source_language, template], api_visibility="private")
-
-    def model_defaults(model_id: str) -> list[Any]:
-        """Show the chosen model's defaults for this tab, or its first answer uses the previous model's."""
-        try:
-            params = studio.default_params(model_id, tab="code")
-        except StudioError as exc:
-            raise gr.Error(str(exc)) from None
-        return [params[name] for name in PARAM_NAMES]
-
-    model.input(model_defaults, model, sampling, api_visibility="private")
+    mode_outputs = [text, error, source_language, template]  # what mode_controls sets
+    panes = [chatbot, code_view, check, explanation, download, notice]  # what shows a session's answer
+    mode.input(mode_controls, mode, mode_outputs, **PRIVATE)
+    follow_model_defaults(studio, model, sampling, "code")
 
     run_inputs = [conversation, model, mode, language, source_language, error, template, run_key, *sampling]
     run_outputs = [
@@ -170,7 +159,6 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
     @closing.track
     def run(
         action: Action,
-        request: gr.Request,
         text_value: str | None,
         conv: int | None,
         model_id: str,
@@ -181,6 +169,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
         template_text: str,
         key: str,
         *values: Any,
+        request: gr.Request | None = None,
     ) -> Iterator[Any]:
         user = user_of(request)
         turns = studio.conversation(conv, user=user) if conv else []
@@ -200,25 +189,18 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
                 run_key=key,
             )
             prompt = text_value if action == "send" else (as_typed(turns[index]).prompt if turns else "")
-            final = None
-            for update in throttled(updates):
-                if update.done:
-                    final = update
-                    break
+            stream = Streamed(updates, model_id, shown, prompt)
+            for update, chat, note in stream:
                 partial = studio.code_result(update.text, lang, final=False)
-                note = f"Loading {model_id}…" if update.status == "loading" else " ".join(update.notices)
-                chat = messages(shown, (prompt or "", update.text))
                 # in run_outputs order; skip leaves an output as it is
                 yield chat, skip, skip, note, partial.code, skip, partial.explanation, skip, skip, skip
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
+        final = stream.final
         assert final is not None and final.generation_id is not None
         stored = [as_typed(t) for t in studio.conversation(final.conversation_id or 0, user=user)]
         result = studio.code_result(final.text, lang)
-        notes = [*final.notices, result.notice] + (["Stopped."] if final.status == "stopped" else [])
-        if final.status == "error":
-            notes.append(f"Error: {final.error}")
-            gr.Warning(final.error or "generation failed")
+        notes = closing_notes(final, result.notice)
         file = studio.code_file(final.generation_id, user=user) if result.code else None
         yield (
             render(stored),
@@ -232,15 +214,6 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
             "follow-up",  # later messages refine this answer
             MODES["follow-up"].template,
         )
-
-    def send(request: gr.Request, text_value: str, *args: Any) -> Iterator[Any]:
-        yield from run("send", request, text_value, *args)
-
-    def regenerate(request: gr.Request, *args: Any) -> Iterator[Any]:
-        yield from run("regenerate", request, None, *args)
-
-    def keep_going(request: gr.Request, *args: Any) -> Iterator[Any]:
-        yield from run("continue", request, None, *args)
 
     # In the browser, refuse what the service would refuse before the run starts (as the Chat tab does): a
     # run that fails puts Gradio's "Error" overlay over the panes, the input box and the Mode dropdown the
@@ -261,32 +234,18 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
         except (StudioError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
 
-    gpu = GENERATION_QUEUE
-    private: dict[str, Any] = {"api_visibility": "private"}
     send_checks = [text, mode, language, source_language, error, template]
+    io = (run_inputs, run_outputs)
     runs = [
-        run_btn.click(check_send, send_checks, None, **private).success(
-            send, [text, *run_inputs], run_outputs, api_name="code", **gpu
+        run_btn.click(check_send, send_checks, None, **PRIVATE).success(
+            send_handler(run), [text, *run_inputs], run_outputs, api_name="code", **GENERATION_QUEUE
         ),
-        regen_btn.click(
-            turns_required(studio, "regenerate", "session"), conversation, None, **private
-        ).success(regenerate, run_inputs, run_outputs, api_name="code_regenerate", **gpu),
-        chatbot.retry(regenerate, run_inputs, run_outputs, **private, **gpu),
-        continue_btn.click(
-            turns_required(studio, "continue", "session"), conversation, None, **private
-        ).success(keep_going, run_inputs, run_outputs, api_name="code_continue", **gpu),
+        *wire_redo(studio, run, (regen_btn, continue_btn), chatbot, conversation, io, "session", "code_"),
     ]
     for ran in runs:  # the answer switched the mode to Follow-up: show that mode's controls
-        ran.success(mode_controls, mode, [text, error, source_language, template], api_visibility="private")
-    voted = chatbot.like(
-        vote_handler(studio), [conversation], [notice, feedback.gid], api_visibility="private"
-    )
-    feedback.after(voted)
-
-    def stop(key: str) -> None:
-        studio.cancel(key)
-
-    stop_btn.click(stop, run_key, None, queue=False, api_visibility="private")
+        ran.success(mode_controls, mode, mode_outputs, **PRIVATE)
+    feedback.chatbot_votes(chatbot, conversation, notice)
+    stop_button(studio, stop_btn, run_key)
 
     def open_session(conv: int | None, request: gr.Request) -> tuple[Any, ...]:
         """Reopen a session with the settings of its last answer (mode, languages, sampling)."""
@@ -299,6 +258,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
         result = studio.code_result(last.reply, code.get("language", "python"))
         file = studio.code_file(last.generation_id, user=user) if result.code else None
         label, error_box, _, follow_up_template = mode_controls("follow-up")
+        source = gr.Dropdown(value=code.get("source_language") or "javascript", visible=False)
         return (
             render(turns),
             gr.Code(value=result.code, language=result.highlight),  # type: ignore[arg-type]
@@ -307,78 +267,38 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
             gr.DownloadButton(value=file, visible=file is not None),
             "",
             "follow-up",
-            label,
-            error_box,
-            follow_up_template,
+            *(label, error_box, source, follow_up_template),  # in mode_outputs order
             code.get("language", "python"),
-            gr.Dropdown(value=code.get("source_language") or "javascript", visible=False),
             *[last.params.get(name, gr.skip()) for name in PARAM_NAMES],
         )
 
     conversation.input(
-        open_session,
-        conversation,
-        [
-            chatbot,
-            code_view,
-            check,
-            explanation,
-            download,
-            notice,
-            mode,
-            text,
-            error,
-            template,
-            language,
-            source_language,
-            *sampling,
-        ],
-        api_visibility="private",
+        open_session, conversation, [*panes, mode, *mode_outputs, language, *sampling], **PRIVATE
     )
 
-    def new_session() -> tuple[Any, ...]:
-        hidden = gr.DownloadButton(value=None, visible=False)
-        return (gr.Dropdown(value=None), render([]), "", "", "", hidden, "", "write", *mode_controls("write"))
+    def emptied() -> tuple[Any, ...]:
+        """The panes, in `panes` order, showing no session."""
+        return render([]), "", "", "", gr.DownloadButton(value=None, visible=False), ""
 
-    new_outputs = [
-        conversation,
-        chatbot,
-        code_view,
-        check,
-        explanation,
-        download,
-        notice,
-        mode,
-        text,
-        error,
-        source_language,
-        template,
-    ]
-    new_btn.click(new_session, None, new_outputs, api_visibility="private")
-    # The chatbot's trash icon only empties the view; without this the next run would silently continue
-    # the hidden session (and send its history to the model).
-    chatbot.clear(new_session, None, new_outputs, api_visibility="private")
+    def new_session() -> tuple[Any, ...]:
+        return (gr.Dropdown(value=None), *emptied(), "write", *mode_controls("write"))
+
+    wire_new(new_btn, chatbot, new_session, [conversation, *panes, mode, *mode_outputs])
 
     def delete(conv: int | None, request: gr.Request) -> tuple[Any, ...]:
         """Delete a session and clear every pane that showed it."""
         if conv:
             studio.delete_conversation(conv, user=user_of(request))
         choices = conversation_choices(studio, user_of(request), "code")
-        cleared = ("", "", "", gr.DownloadButton(value=None, visible=False), "")
-        return (gr.Dropdown(choices=choices, value=None), render([]), *cleared)
+        return (gr.Dropdown(choices=choices, value=None), *emptied())
 
-    delete_btn.click(
-        delete,
-        conversation,
-        [conversation, chatbot, code_view, check, explanation, download, notice],
-        api_name="code_delete",
-    )
+    delete_btn.click(delete, conversation, [conversation, *panes], api_name="code_delete")
 
     def on_load(request: gr.Request) -> tuple[Any, None]:
         # None blanks the seed (blank = random): Gradio's Number would otherwise start at 0.
         return gr.Dropdown(choices=conversation_choices(studio, user_of(request), "code")), None
 
-    app.load(on_load, None, [conversation, sampling[-1]], api_visibility="private")
+    app.load(on_load, None, [conversation, sampling[-1]], **PRIVATE)
 
 
 def as_typed(turn: ChatTurn) -> ChatTurn:

@@ -1,15 +1,14 @@
 """Pieces the conversational tabs (Chat, Code) share, and the few every tab does.
 
 Owns: turning stored turns into chatbot messages with their votes, the Sampling panel (and any slider that
-starts at a model's default) and reading it back into parameters, the conversation list's choices,
-throttling, and for every tab: who the user is, its models and defaults, the shared generation queue,
-private events. Ignores: everything the service decides (validation, storage, models).
+starts at a model's default) and reading it back into parameters, the conversation list's choices, and for
+every tab: who the user is, its models and defaults, the shared generation queue, private events.
+Ignores: the events and run loop of a conversation (studio/ui/turns.py) and everything the service
+decides (validation, storage, models).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
@@ -27,11 +26,6 @@ PARAM_NAMES = (
     "num_beams",
     "seed",
 )
-
-
-# While streaming, send at most this many chatbot updates a second: each one costs Gradio a few
-# milliseconds (benchmarks/chat_overhead.py), more than a token of a small model takes.
-UPDATES_PER_SECOND = 20
 
 # Every event that runs a model (each tab's runs, A/B compare, the Models tab's Load) shares one Gradio queue
 # that lets this many run at once. It does not serialise the GPU: the model manager does, first come first
@@ -143,61 +137,3 @@ def sampling_panel(defaults: dict[str, Any], prefix: str = "") -> list[Any]:
             repetition_penalty = param("repetition_penalty", (0.5, 2.0), 0.01, "Repetition penalty")
             max_new_tokens = param("max_new_tokens", (1, 4096), 1, "Max new tokens")
     return [do_sample, temperature, top_p, top_k, repetition_penalty, max_new_tokens, num_beams, seed]
-
-
-def throttled(updates: Iterator[Any]) -> Iterator[Any]:
-    """The updates of a run worth sending to the browser: every non-running one (loading, the final
-    one), and running ones at most UPDATES_PER_SECOND a second."""
-    throttle = Throttle()
-    for update in updates:
-        if update.done or update.status != "running" or throttle.ready():
-            yield update
-
-
-class Throttle:
-    """Let through the first update, then at most UPDATES_PER_SECOND a second."""
-
-    def __init__(self) -> None:
-        self.last = 0.0
-
-    def ready(self) -> bool:
-        now = time.monotonic()
-        if self.last and now - self.last < 1 / UPDATES_PER_SECOND:
-            return False
-        self.last = now
-        return True
-
-
-def vote_value(liked: Any) -> str | None:
-    """gr.LikeData.liked -> 'up' / 'down' / None (a vote taken back)."""
-    return {True: "up", False: "down"}.get(liked) if isinstance(liked, bool) else None
-
-
-def vote_handler(studio: Studio) -> Any:
-    """A chatbot `.like` handler: store the vote on the generation behind the clicked reply; outputs a
-    notice and that generation's id (for the feedback panel, studio/ui/feedback.py)."""
-
-    from studio.ui.feedback import cast_vote  # feedback.py imports this module
-
-    def vote(data: gr.LikeData, conv: int | None, request: gr.Request) -> tuple[str, int | None]:
-        user = user_of(request)
-        index = data.index if isinstance(data.index, int) else data.index[0]
-        turns = studio.conversation(conv, user=user) if conv else []
-        if not 0 <= index // 2 < len(turns):
-            return "That message is not saved yet; vote again when it has finished.", None
-        gid = turns[index // 2].generation_id
-        cast_vote(studio, gid, vote_value(data.liked), user)
-        return "", gid
-
-    return vote
-
-
-def turns_required(studio: Studio, action: str, noun: str) -> Any:
-    """A pre-check for Regenerate/Continue: a toast, before queueing, when there is nothing to redo
-    (a failed run would put Gradio's error overlay over every output instead)."""
-
-    def check(conv: int | None, request: gr.Request) -> None:
-        if not conv or not studio.conversation(conv, user=user_of(request)):
-            raise gr.Error(f"nothing to {action}: the {noun} has no turns yet")
-
-    return check

@@ -1,9 +1,9 @@
 """The "why?" panel every tab shows after a thumbs vote: reason tags and a comment stored with the vote.
 
 Owns: the panel's controls, showing it for the generation just voted on (with what is stored), saving a
-reason and comment through `Studio.rate`, the idempotent thumbs click every tab uses, and the public
-`/rate` API endpoint. Ignores: validation of tags and comments (the service does it for browser and API
-alike) and what each tab shows about its outputs.
+reason and comment through `Studio.rate`, the idempotent thumbs click every tab uses, a chatbot's thumbs
+(Chat, Code) and the public `/rate` API endpoint. Ignores: validation of tags and comments (the service
+does it for browser and API alike) and what each tab shows about its outputs.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import gradio as gr
 
 from studio.service import Studio, StudioError
 from studio.service.library import MAX_COMMENT, REASONS
-from studio.ui.conversation import user_of
+from studio.ui.conversation import PRIVATE, user_of
 
 VOTES = {1: "up", -1: "down"}
-PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 
 
 def cast_vote(studio: Studio, gid: int, value: str | None, user: str | None) -> None:
@@ -28,6 +27,28 @@ def cast_vote(studio: Studio, gid: int, value: str | None, user: str | None) -> 
     if value is not None and VOTES.get(current or 0) == value:
         return
     studio.rate(gid, value, user=user)
+
+
+def vote_value(liked: Any) -> str | None:
+    """gr.LikeData.liked -> 'up' / 'down' / None (a vote taken back)."""
+    return {True: "up", False: "down"}.get(liked) if isinstance(liked, bool) else None
+
+
+def vote_handler(studio: Studio) -> Any:
+    """A chatbot `.like` handler: store the vote on the generation behind the clicked reply; outputs a
+    notice and that generation's id (for the feedback panel)."""
+
+    def vote(data: gr.LikeData, conv: int | None, request: gr.Request) -> tuple[str, int | None]:
+        user = user_of(request)
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        turns = studio.conversation(conv, user=user) if conv else []
+        if not 0 <= index // 2 < len(turns):
+            return "That message is not saved yet; vote again when it has finished.", None
+        gid = turns[index // 2].generation_id
+        cast_vote(studio, gid, vote_value(data.liked), user)
+        return "", gid
+
+    return vote
 
 
 @dataclass
@@ -43,6 +64,11 @@ class FeedbackPanel:
     @property
     def outputs(self) -> list[Any]:
         return [self.box, self.heading, self.reasons, self.comment, self.note]
+
+    def chatbot_votes(self, chatbot: Any, conversation: Any, notice: Any) -> None:
+        """A chatbot's thumbs: the vote goes on the generation behind the clicked reply, then the panel
+        opens for it (`notice` says when that reply is not stored yet)."""
+        self.after(chatbot.like(vote_handler(self.studio), [conversation], [notice, self.gid], **PRIVATE))
 
     def after(self, event: Any, source: Any = None) -> Any:
         """Show the panel once a vote event has run, for the generation in `source` (default: its own gid,
