@@ -17,13 +17,7 @@ from studio import Settings
 from studio.service import Studio
 from tests.helpers import fakes  # noqa: F401  (registers the fake backend kinds)
 from tests.helpers.pg import database_url, postgres_server, postgres_url  # noqa: F401  (database fixtures)
-
-
-def write_models(folder: Path, body: str) -> Path:
-    path = folder / "models.yaml"
-    path.write_text(body, encoding="utf-8")
-    return path
-
+from tests.helpers.served import write_models
 
 FAKE_MODELS = """
 models:

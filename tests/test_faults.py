@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.client import HTTPConnection, HTTPException
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +32,7 @@ from studio.manager import faults
 from studio.service import Studio
 from tests.conftest import FAKE_MODELS, write_models
 from tests.helpers import faults_server  # noqa: F401  (registers the `fatal-chat` kind its models.yaml names)
+from tests.helpers.threads import together
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_MODELS = (
@@ -155,21 +156,12 @@ def votes(folder: Path) -> dict[int, int]:
 
 def test_twenty_parallel_identical_votes_store_one_row(fake_studio: Studio) -> None:
     (generation,) = make_generations(fake_studio, 1)
-    barrier = threading.Barrier(20)
-    errors: list[BaseException] = []
 
-    def vote() -> None:
-        barrier.wait()
-        try:
-            fake_studio.rate(generation, "up")
-        except BaseException as exc:  # any failure is a bug
-            errors.append(exc)
+    def vote(_: int, ready: Callable[[], object]) -> None:
+        ready()
+        fake_studio.rate(generation, "up")
 
-    threads = [threading.Thread(target=vote) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors, _ = together(20, vote)
     with Session(fake_studio.engine) as session:
         stored = session.exec(select(storage.Rating)).all()
     assert not errors and [(r.generation_id, r.value) for r in stored] == [(generation, 1)]

@@ -193,15 +193,11 @@ def test_image_endpoint_over_http(make_studio) -> None:
     import httpx
     from gradio_client import Client
 
-    from studio.ui import build_app, launch
-    from tests.helpers.net import free_port
+    from tests.helpers.served import serving
 
     studio = make_studio(MODELS)
-    app = build_app(studio)
-    port = free_port()
-    launch(app, studio, host="127.0.0.1", port=port, block=False)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with serving(studio) as server:
+        client = Client(server.url, verbose=False)
         # prompt, model, init image, strength, lora, lora scale, then IMAGE_PARAMS
         values = ["", 0.5, "", 1.0, "", 2, 5.0, 64, 64, 2, 11, "default"]
         gallery, _notice = client.predict("a boat", "painter", None, *values[1:], api_name="/image")
@@ -225,17 +221,15 @@ def test_image_endpoint_over_http(make_studio) -> None:
                 api_name="/image",
             )
         body = '{"data": ["x", "painter", null, 0.5, "", 1.0, "", 2, NaN, 64, 64, 1, 1, "default"]}'
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}/", timeout=30) as http:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
             event = http.post(
                 "gradio_api/call/image", content=body, headers={"content-type": "application/json"}
             )
             stream = http.get(f"gradio_api/call/image/{event.json()['event_id']}").text
         assert "event: error" in stream and len(rows(studio)) == 2
         picture = rows(studio)[0].files[0]
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}/", timeout=30) as http:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
             served = http.get(f"gradio_api/file={studio.settings.data_dir / picture}")
             blocked = http.get(f"gradio_api/file={studio.settings.data_dir / 'studio.db'}")
         assert served.status_code == 200 and served.content[:4] == b"\x89PNG"
         assert blocked.status_code in (403, 404)
-    finally:
-        app.close()

@@ -14,27 +14,15 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from studio.service import Studio
-from studio.ui import build_app, launch
 from studio.ui.library import rerun_values
-from tests.helpers.net import free_port
+from tests.helpers.served import served_studio
 from tests.test_library import MODELS
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Studio, Client]]:
-    from studio import Settings
-    from tests.conftest import write_models
-
-    folder = tmp_path_factory.mktemp("served-library")
-    studio = Studio.from_settings(
-        Settings.from_env(models_file=write_models(folder, MODELS), data_dir=folder / "d")
-    )
-    app = build_app(studio)
-    port = free_port()
-    launch(app, studio, host="127.0.0.1", port=port, block=False)
-    yield studio, Client(f"http://127.0.0.1:{port}/", verbose=False)
-    app.close()
-    studio.close()
+    with served_studio(tmp_path_factory.mktemp("served-library"), MODELS) as (studio, url):
+        yield studio, Client(url, verbose=False)
 
 
 def test_compare_vote_list_leaderboard_and_export(served) -> None:

@@ -21,11 +21,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from studio import Settings, storage
+from studio import storage
 from studio.service import Studio
-from studio.ui import build_app, launch
-from tests.conftest import FAKE_MODELS, write_models
-from tests.helpers.net import free_port
+from tests.conftest import FAKE_MODELS
+from tests.helpers.served import serving, studio_at
 from tests.test_faults_load import check_stored
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,17 +34,13 @@ BOUND_S = 120.0  # a bound against hangs, far above the time it takes (see the R
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Studio, str]]:
-    settings = Settings.from_env(models_file=write_models(tmp_path, FAKE_MODELS), data_dir=tmp_path / "d")
-    studio = Studio.from_settings(settings)
+    studio = studio_at(tmp_path, FAKE_MODELS)
     studio.user_id(None)
-    app = build_app(studio)
-    port = free_port()
-    # Room for every client's job in the queue; no per-user rate limit (all 50 clients are one user here).
-    launch(app, studio, host="127.0.0.1", port=port, block=False, queue_size=CLIENTS * 2, rate_limit=None)
     try:
-        yield studio, f"http://127.0.0.1:{port}/"
+        # Room for every client's job in the queue; no per-user rate limit (all 50 clients are one user here).
+        with serving(studio, queue_size=CLIENTS * 2, rate_limit=None) as server:
+            yield studio, server.url
     finally:
-        app.close()
         studio.close()
 
 

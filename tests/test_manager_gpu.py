@@ -25,30 +25,6 @@ MB = 1024**2
 WORKSPACE = 32 * MB
 
 
-def _model(folder: Path, tokenizer_dir: Path, hidden: int) -> Path:
-    import shutil
-
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    shutil.copytree(tokenizer_dir, folder)
-    tok = AutoTokenizer.from_pretrained(folder)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=hidden,
-        intermediate_size=4 * hidden,
-        num_hidden_layers=3,
-        num_attention_heads=8,
-        num_key_value_heads=8,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
-
-
 def _manager(tmp_path: Path, body: str):  # type: ignore[no-untyped-def]
     from studio.backends import BackendContext, backend_class
     from studio.config import load_config
@@ -63,11 +39,11 @@ def _manager(tmp_path: Path, body: str):  # type: ignore[no-untyped-def]
 def test_cuda_models_are_budgeted_in_gpu_memory(tmp_path: Path, monkeypatch) -> None:
     from studio.backends import BackendError, Request
     from studio.backends.params import ChatParams
-    from tests.helpers.tiny_chat import build_tiny_chat_model
+    from tests.helpers.tiny_chat import build_tiny_chat_model, build_wide_chat_model
 
     tiny = build_tiny_chat_model(tmp_path / "tiny")
-    g1 = _model(tmp_path / "g1", tiny, 1024)  # about 200 MB in float32
-    g2 = _model(tmp_path / "g2", tiny, 1024)
+    g1 = build_wide_chat_model(tmp_path / "g1", tiny, 1024)  # about 200 MB in float32
+    g2 = build_wide_chat_model(tmp_path / "g2", tiny, 1024)
     body = f"""
 models:
   - id: g1

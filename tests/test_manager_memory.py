@@ -12,38 +12,13 @@ from studio.manager.memory import MB, process_rss
 pytestmark = pytest.mark.tiny
 
 
-def _build_200mb_model(folder: Path, tiny_model_dir: Path) -> Path:
-    """The tiny model's tokenizer with wider layers: big enough that a leak shows in RSS."""
-    import shutil
-
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    shutil.copytree(tiny_model_dir, folder)
-    tok = AutoTokenizer.from_pretrained(folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=3,
-        num_attention_heads=8,
-        num_key_value_heads=8,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
-
-
 def test_unload_returns_memory_to_within_10_percent_of_baseline(
     make_studio, tiny_model_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.delenv("STUDIO_MEMORY_BUDGET", raising=False)
-    big = _build_200mb_model(tmp_path / "big", tiny_model_dir)
+    from tests.helpers.tiny_chat import build_wide_chat_model
+
+    big = build_wide_chat_model(tmp_path / "big", tiny_model_dir, 1024)
     studio = make_studio(
         f"""
 models:

@@ -12,25 +12,14 @@ from gradio_client import Client
 
 from studio.cli import main
 from studio.service import Studio
-from tests.conftest import FAKE_MODELS, write_models
-from tests.helpers.net import free_port
+from tests.conftest import FAKE_MODELS
+from tests.helpers.served import served_studio, write_models
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Studio, Client]]:
-    from studio import Settings
-    from studio.ui import build_app, launch
-
-    folder = tmp_path_factory.mktemp("models-ui")
-    studio = Studio.from_settings(
-        Settings.from_env(models_file=write_models(folder, FAKE_MODELS), data_dir=folder / "d")
-    )
-    app = build_app(studio)
-    port = free_port()
-    launch(app, studio, host="127.0.0.1", port=port, block=False)
-    yield studio, Client(f"http://127.0.0.1:{port}/", verbose=False)
-    app.close()
-    studio.close()
+    with served_studio(tmp_path_factory.mktemp("models-ui"), FAKE_MODELS) as (studio, url):
+        yield studio, Client(url, verbose=False)
 
 
 def _status(table: dict) -> dict[str, str]:

@@ -19,13 +19,12 @@ import pytest
 from gradio_client import Client
 from sqlmodel import Session, select
 
-from studio import Settings, storage
+from studio import storage
 from studio.security.accounts import UserStore, add_user
 from studio.security.guard import RateLimiter
 from studio.service import Studio
-from studio.ui import build_app, launch
-from tests.conftest import FAKE_MODELS, write_models
-from tests.helpers.net import free_port
+from tests.conftest import FAKE_MODELS
+from tests.helpers.served import served_studio, serving, studio_at
 
 SAMPLING = [False, 0.7, 0.9, 50, 1.0, 16, 1, None]
 CODE_SETTINGS = ["write", "python", "python", "", ""]
@@ -57,24 +56,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     users = folder / "users.json"
     for name, password in PASSWORDS.items():
         add_user(users, name, password, admin=name == "carol")
-    settings = Settings.from_env(
-        models_file=write_models(folder, FAKE_MODELS + IMAGE_MODEL), data_dir=folder / "d"
-    )
-    studio = Studio.from_settings(settings)
-    app = build_app(studio)
-    port = free_port()
-    fastapi_app, _, _ = launch(
-        app,
-        studio,
-        host="127.0.0.1",
-        port=port,
-        block=False,
-        accounts=UserStore(users),
-        rate_limit=RateLimiter(600, burst=40),
-    )
-    yield Served(studio, f"http://127.0.0.1:{port}", users, fastapi_app)
-    app.close()
-    studio.close()
+    studio = studio_at(folder, FAKE_MODELS + IMAGE_MODEL)
+    try:
+        with serving(studio, accounts=UserStore(users), rate_limit=RateLimiter(600, burst=40)) as server:
+            yield Served(studio, server.url.rstrip("/"), users, server.fastapi)
+    finally:
+        studio.close()
 
 
 def login(served: Served, name: str) -> httpx.Client:
@@ -299,19 +286,14 @@ def test_a_full_queue_answers_busy_retry(tmp_path: Path) -> None:
     in the model manager) and holds `queue_size` more; the next is refused as busy."""
     from studio.ui.conversation import PARALLEL_RUNS
 
-    settings = Settings.from_env(models_file=write_models(tmp_path, FAKE_MODELS), data_dir=tmp_path / "d")
-    studio = Studio.from_settings(settings)
-    app = build_app(studio)
-    port = free_port()
-    launch(app, studio, host="127.0.0.1", port=port, block=False, queue_size=1, rate_limit=None)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with served_studio(tmp_path, FAKE_MODELS, queue_size=1, rate_limit=None) as (studio, url):
+        client = Client(url, verbose=False)
         slow = [False, 0.7, 0.9, 50, 1.0, 4096, 1, None]  # the fake's SLOW words: about 20 s unless stopped
         jobs = []
         deadline = time.monotonic() + 30
         for i in range(PARALLEL_RUNS):  # one by one: a queue of 1 refuses jobs that arrive together
             # A client per job: a session has one run key, and Stop below must reach every run.
-            user = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            user = Client(url, verbose=False)
             jobs.append(user.submit(f"SLOW {i}", None, "fake", "", *slow, api_name="/chat"))
             while sum(studio.manager.jobs("cpu")) <= i and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -329,6 +311,3 @@ def test_a_full_queue_answers_busy_retry(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert all(job.done() for job in jobs)
         assert client.predict("four", None, "fake", "", *SAMPLING, api_name="/chat")  # room again
-    finally:
-        app.close()
-        studio.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -99,25 +100,16 @@ def test_data_survives_reopening_the_file(tmp_path: Path) -> None:
 
 def test_concurrent_first_requests_share_one_user(tmp_path: Path) -> None:
     """Page load and a first message can both create the default user at once (seen in the browser)."""
-    import threading
+    from tests.helpers.threads import together
 
     eng = storage.make_engine(f"sqlite:///{tmp_path / 'race.db'}")
     ids: list[int | None] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(6)
 
-    def create() -> None:
-        barrier.wait()
-        try:
-            with Session(eng) as s:
-                ids.append(storage.get_or_create_user(s, name="local").id)
-        except BaseException as exc:
-            errors.append(exc)
+    def create(_: int, ready: Callable[[], object]) -> None:
+        ready()
+        with Session(eng) as s:
+            ids.append(storage.get_or_create_user(s, name="local").id)
 
-    threads = [threading.Thread(target=create) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors, _ = together(6, create)
     eng.dispose()
     assert not errors and len(ids) == 6 and len(set(ids)) == 1

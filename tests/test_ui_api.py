@@ -11,27 +11,16 @@ from sqlmodel import Session, select
 
 from studio import storage
 from studio.service import Studio
-from studio.ui import build_app, launch
-from tests.helpers.net import free_port
+from tests.conftest import FAKE_MODELS
+from tests.helpers.served import served_studio
 
 SAMPLING = [False, 0.7, 0.9, 50, 1.0, 16, 1, None]  # do_sample .. seed, as in the Sampling panel
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Studio, str]]:
-    from studio import Settings
-    from tests.conftest import FAKE_MODELS, write_models
-
-    folder = tmp_path_factory.mktemp("served")
-    studio = Studio.from_settings(
-        Settings.from_env(models_file=write_models(folder, FAKE_MODELS), data_dir=folder / "d")
-    )
-    app = build_app(studio)
-    port = free_port()
-    launch(app, studio, host="127.0.0.1", port=port, block=False)
-    yield studio, f"http://127.0.0.1:{port}/"
-    app.close()
-    studio.close()
+    with served_studio(tmp_path_factory.mktemp("served"), FAKE_MODELS) as (studio, url):
+        yield studio, url
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,10 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("playwright.sync_api", reason="the browser tier needs the playwright package (dev extra)")
-from playwright.sync_api import expect
+from .conftest import TIMEOUT_MS, ChatPage, Server, _screenshot_if_failed
+from .shared import BROWSER, expect
 
-from .conftest import CHROMIUM, TIMEOUT_MS, ChatPage, Server, _screenshot_if_failed
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="browser tests need Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
-    ),
-]
+pytestmark = BROWSER
 
 # The player's <audio> (Gradio's waveform player keeps it in WaveSurfer's shadow root, fed a blob of the
 # clip): its source, duration, position and whether it is playing, once the browser has decoded the file.

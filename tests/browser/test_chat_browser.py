@@ -13,18 +13,10 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("playwright.sync_api", reason="the browser tier needs the playwright package (dev extra)")
-from playwright.sync_api import expect
+from .conftest import ChatPage
+from .shared import BROWSER, expect, expect_no_error_overlay
 
-from .conftest import CHROMIUM, ChatPage
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="browser tests need Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
-    ),
-]
+pytestmark = BROWSER
 
 SCREENSHOT = Path("/tmp/studio_chat.png")
 
@@ -159,11 +151,7 @@ def test_empty_message_shows_an_error_and_stores_nothing(chat: ChatPage) -> None
     assert chat.conversation_id() == row.conversation_id
     expect(chat.user_messages).to_have_count(1)
     # No "Error" overlay hides the chat, the conversation list or the message box (only the toast reports it).
-    for elem_id in ("chatbot", "conversation", "message"):
-        tracker = chat.page.locator(f"#{elem_id} [data-testid=status-tracker]")
-        if tracker.count():
-            overlay = f"an Error overlay covers #{elem_id} after an empty message"
-            expect(tracker.first, overlay).to_have_class(re.compile(r"\bhide\b"))
+    expect_no_error_overlay(chat.page, ("chatbot", "conversation", "message"), "an empty message")
 
 
 @pytest.mark.browser

@@ -24,22 +24,14 @@ import time
 from typing import Any
 
 import pytest
-
-pytest.importorskip("playwright.sync_api", reason="the browser tier needs the playwright package (dev extra)")
-from playwright.sync_api import expect
 from sqlmodel import Session, select
 
 from studio import storage
 
-from .conftest import CHROMIUM, ChatPage, Server
+from .conftest import ChatPage, Server
+from .shared import BROWSER, expect
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="browser tests need Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
-    ),
-]
+pytestmark = BROWSER
 
 BOUND_S = 2.0  # the bound
 

@@ -14,13 +14,9 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("playwright.sync_api", reason="the browser tier needs the playwright package (dev extra)")
-from playwright.sync_api import expect
-
 from studio.formats.code import MODES, render_prompt
 
 from .conftest import (
-    CHROMIUM,
     SCRIPTED_CODE,
     SCRIPTED_EXPLANATION,
     SCRIPTED_HINTED_CODE,
@@ -28,14 +24,9 @@ from .conftest import (
     CodePage,
     ScriptedChat,
 )
+from .shared import BROWSER, expect, expect_no_error_overlay
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="browser tests need Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
-    ),
-]
+pytestmark = BROWSER
 
 SCREENSHOT = Path("/tmp/studio_code.png")
 TASK = "a function that returns FizzBuzz from 1 to n"
@@ -240,11 +231,8 @@ def test_empty_input_shows_an_error_and_stores_nothing(code: CodePage) -> None:
     expect(code.page.locator("#code-chatbot .message-row")).to_have_count(0)
     expect(code.page.locator("#code-conversation input")).to_have_value("")
     # Only the toasts report it: no "Error" overlay hides the panes or the input box.
-    for elem_id in ("code-chatbot", "code-conversation", "code-input", "code-view", "code-explanation"):
-        tracker = code.page.locator(f"#{elem_id} [data-testid=status-tracker]")
-        if tracker.count():
-            overlay = f"an Error overlay covers #{elem_id} after a refused run"
-            expect(tracker.first, overlay).to_have_class(re.compile(r"\bhide\b"))
+    panes = ("code-chatbot", "code-conversation", "code-input", "code-view", "code-explanation")
+    expect_no_error_overlay(code.page, panes, "a refused run")
 
 
 @pytest.mark.browser

@@ -13,20 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("playwright.sync_api", reason="the browser tier needs the playwright package (dev extra)")
 from PIL import Image, ImageChops
-from playwright.sync_api import expect
 
-from .conftest import CHROMIUM, ImagePage
+from .conftest import ImagePage
+from .shared import BROWSER, expect, expect_no_error_overlay
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="browser tests need Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
-    ),
-]
+pytestmark = BROWSER
 
 SCREENSHOT = Path("/tmp/studio_image.png")
 ERRORS = ".toast-body.error [data-testid=toast-text]"
@@ -233,11 +225,9 @@ def test_bad_input_shows_an_error_and_stores_nothing(image: ImagePage) -> None:
     expect(errors.filter(has_text="greater than or equal to 0")).to_have_count(1)
 
     # Only the toasts report it: no "Error" overlay hides the gallery or the notice.
-    for elem_id in ("image-gallery", "image-notice", "image-prompt", "image-seed"):
-        tracker = page.locator(f"#{elem_id} [data-testid=status-tracker]")
-        if tracker.count():
-            overlay = f"an Error overlay covers #{elem_id} after a refused run"
-            expect(tracker.first, overlay).to_have_class(re.compile(r"\bhide\b"))
+    expect_no_error_overlay(
+        page, ("image-gallery", "image-notice", "image-prompt", "image-seed"), "a refused run"
+    )
     page.wait_for_timeout(300)  # a refused run must not start late either
     image.wait_idle()
     assert image.generation_count() == before

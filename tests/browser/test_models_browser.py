@@ -5,20 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
+from .conftest import ChatPage, Server
+from .shared import BROWSER, expect
 
-pytest.importorskip("playwright.sync_api", reason="the browser tier needs the playwright package (dev extra)")
-from playwright.sync_api import expect
-
-from .conftest import CHROMIUM, ChatPage, Server
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="browser tests need Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
-    ),
-]
+pytestmark = BROWSER
 
 
 def _row(page: Any, model_id: str) -> Any:

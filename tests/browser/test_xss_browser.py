@@ -15,15 +15,9 @@ import pytest
 
 from studio.backends import Backend, Request, TextDelta, register, unregister
 from studio.backends.params import ChatParams
-from tests.browser.conftest import CHROMIUM
+from tests.browser.shared import BROWSER
 
-pytest.importorskip("playwright.sync_api", reason="the browser tier needs the playwright package (dev extra)")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="browser tests need Debian's Chromium at /usr/bin/chromium"
-    ),
-]
+pytestmark = BROWSER
 
 HOSTILE = (
     "Here you go: <script>window.__xss = 'script'</script>"

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+
+from tests.helpers.threads import together
 
 SAMPLING = [False, 0.7, 0.9, 50, 1.0, 8, 1, None]  # the Sampling panel, in PARAM_NAMES order
 
@@ -50,35 +51,24 @@ def run_clients(url: str, model: str, clients: int, turns: int) -> tuple[list[in
     """`clients` sessions at once, `turns` chat turns each; conversation ids, errors, seconds."""
     fn_index = endpoint(url, "chat")
     conversations: list[int] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    ready = threading.Barrier(clients)
 
-    def client(n: int) -> None:
+    def client(n: int, ready: Callable[[], object]) -> None:
         session = uuid.uuid4().hex
         conv = None
-        with httpx.Client(timeout=120) as http:
-            ready.wait()
-            try:
+        try:
+            with httpx.Client(timeout=120) as http:
+                ready()
                 for turn in range(turns):
                     # The hidden run_key State is an input over raw HTTP; the session hash serves as one.
                     data = [f"c{n} t{turn}", conv, model, "", session, *SAMPLING]
                     update = call(http, url, fn_index, data, session)[1]
                     if isinstance(update, dict) and "value" in update:  # set on a new conversation only
                         conv = update["value"]
-            except Exception as exc:
-                with lock:
-                    errors.append(f"client {n}: {exc}")
-        with lock:
+        finally:
             conversations.append(conv or 0)
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return conversations, errors, time.perf_counter() - started
+    errors, seconds = together(clients, client)
+    return conversations, errors, seconds
 
 
 if __name__ == "__main__":

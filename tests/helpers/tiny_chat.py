@@ -3,7 +3,8 @@
 Owns: `build_tiny_chat_model(folder)`, a Llama-style causal LM (hidden 64, 2 layers) with a BPE
 tokenizer trained on a few sentences plus the 256-byte alphabet (so any text encodes) and a ChatML
 chat template, saved with `save_pretrained` so it loads through the same `from_pretrained` path a
-user's Hub model takes. Random weights answer with gibberish: assert structure, not content.
+user's Hub model takes; `build_wide_chat_model`, the same tokenizer with wider layers, a checkpoint of a
+chosen size for memory tests. Random weights answer with gibberish: assert structure, not content.
 """
 
 from __future__ import annotations
@@ -86,6 +87,34 @@ def build_tiny_chat_model(folder: str | Path, *, context: int = 256, seed: int =
     model.generation_config.pad_token_id = fast.pad_token_id
     model.save_pretrained(folder)
     return folder
+
+
+def build_wide_chat_model(folder: str | Path, tiny_model_dir: str | Path, hidden: int) -> Path:
+    """The tiny model's tokenizer (copied from `tiny_model_dir`) with 3 layers `hidden` wide, into `folder`:
+    about 200 MB in float32 at hidden 1024, big enough that a leak shows in memory measurements."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    shutil.copytree(tiny_model_dir, folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=4 * hidden,
+        num_hidden_layers=3,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return Path(folder)
 
 
 # -- image: a tiny Stable Diffusion pipeline and a LoRA for it -------------------------------------------
