@@ -46,7 +46,7 @@ def build_app(studio: Studio) -> gr.Blocks:
             # Last: it fills the other tabs' controls (found by elem id) for re-runs and switches tabs.
             with gr.Tab("Library", id="library"):
                 build_library_tab(studio, app, tabs)
-    # Model-running events share the "generation" id (ui/common.py); the manager serialises each device.
+    # Model-running events share the "generation" id (ui/conversation.py); the manager serialises each device.
     app.queue(default_concurrency_limit=1, max_size=64)
     return app
 
