@@ -76,10 +76,17 @@ def _search_column(conn: Connection) -> None:
     install_index(conn)
 
 
+def _training(conn: Connection) -> None:
+    """Version 4 (the Train tab): training runs and the variants (LoRA adapters) they made."""
+    create_table("train_run")(conn)
+    create_table("variant")(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "baseline: user, conversation, generation, rating", _baseline),
     Migration(2, "preference table; full-text search index", _preferences_and_search),
     Migration(3, "PostgreSQL: search words in a stored column (SQLite: nothing to do)", _search_column),
+    Migration(4, "train_run and variant tables (training runs and their LoRA variants)", _training),
 ]
 
 

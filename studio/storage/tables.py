@@ -1,4 +1,5 @@
-"""Storage tables: the schema (user, conversation, generation, rating, preference) as SQLModel classes.
+"""Storage tables: the schema (user, conversation, generation, rating, preference, train_run, variant) as
+SQLModel classes.
 
 Owns: table and column definitions only. Ignores: engines, queries and everything above storage.
 """
@@ -114,3 +115,53 @@ class Preference(SQLModel, table=True):
     choice: str  # a | b | tie | both_bad
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class TrainRun(SQLModel, table=True):
+    """One training run: what it trained on and with, how it went, and the variant it made (if any).
+
+    Begun RUNNING (a short commit) and finished OK, STOPPED or ERROR; a crash leaves it RUNNING until the
+    next start marks it INTERRUPTED, like a generation."""
+
+    __tablename__ = "train_run"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    base_model: str = Field(index=True)
+    method: str  # sft | dpo | kto
+    status: str = Status.RUNNING.value
+    error: str | None = None
+    params: dict[str, Any] = Field(default_factory=_empty_dict, sa_column=Column(JSON, nullable=False))
+    # Which data: {"tab", "since", "all_users"}; the records' hash and their vote keys (export keys).
+    data: dict[str, Any] = Field(default_factory=_empty_dict, sa_column=Column(JSON, nullable=False))
+    dataset_hash: str = ""
+    vote_ids: list[str] = Field(default_factory=_empty_list, sa_column=Column(JSON, nullable=False))
+    train_records: int = 0
+    eval_records: int = 0
+    steps: int = 0
+    total_steps: int = 0
+    metrics: dict[str, Any] = Field(default_factory=_empty_dict, sa_column=Column(JSON, nullable=False))
+    eval_metrics: dict[str, Any] = Field(default_factory=_empty_dict, sa_column=Column(JSON, nullable=False))
+    history: list[dict[str, Any]] = Field(default_factory=_empty_list, sa_column=Column(JSON, nullable=False))
+    device: str = "cpu"
+    variant_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    started_at: datetime | None = None  # when its turn on the device came
+    finished_at: datetime | None = None
+    duration_s: float | None = None  # from its turn to its end (the wait in line not counted)
+
+
+class Variant(SQLModel, table=True):
+    """A trained model: its base's weights plus a LoRA adapter folder. Deleting it removes the folder and
+    keeps the row (and its run)."""
+
+    __tablename__ = "variant"
+    id: str = Field(primary_key=True, max_length=100)  # like smollm2-135m+dpo-3
+    base_model: str = Field(index=True)
+    method: str
+    run_id: int = Field(foreign_key="train_run.id", index=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    adapter_path: str
+    default_for: str | None = None  # a tab it was promoted to be the default model of
+    deleted: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    deleted_at: datetime | None = None
