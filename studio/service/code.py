@@ -24,6 +24,8 @@ from studio.formats import code as code_format
 from studio.service.chat import Action, ChatTab
 from studio.service.types import ChatUpdate
 
+# The Code tab's modes and languages, re-exported so the UI reads them through the service.
+LANGUAGES, MODES = code_format.LANGUAGES, code_format.MODES
 CODE_SETTING_NAMES = ("mode", "language", "source_language", "error", "template")
 
 
@@ -66,6 +68,22 @@ def code_settings(values: dict[str, Any] | None) -> CodeSettings:
     if settings.mode not in code_format.MODES:
         raise StudioError(f"unknown mode {settings.mode!r}; modes: {', '.join(code_format.MODES)}")
     return settings
+
+
+def code_prompt(text: Any, settings: CodeSettings) -> str:
+    """The model prompt for a new Code message: the input filled into its mode's template (StudioError when
+    the mode needs something the user has not given, e.g. Fix without the error text)."""
+    try:
+        return code_format.render_prompt(
+            settings.mode,
+            language=settings.language,
+            text=text if isinstance(text, str) else "",
+            error=settings.error,
+            source_language=settings.source_language,
+            template=settings.template,
+        )
+    except ValueError as exc:
+        raise StudioError(str(exc)) from None
 
 
 def stored_language(params: dict[str, Any]) -> str:
@@ -129,19 +147,7 @@ class CodeTab(ChatTab):
                 settings = dict(turns[index].params["code"])
                 stored_input = settings.pop("input", None)
         chosen = code_settings(settings)
-        message = text
-        if action == "send":
-            try:
-                message = code_format.render_prompt(
-                    chosen.mode,
-                    language=chosen.language,
-                    text=text if isinstance(text, str) else "",
-                    error=chosen.error,
-                    source_language=chosen.source_language,
-                    template=chosen.template,
-                )
-            except ValueError as exc:
-                raise StudioError(str(exc)) from None
+        message = code_prompt(text, chosen) if action == "send" else text
         extras = {"code": {**chosen.model_dump(), "input": stored_input}}
         yield from self.chat(
             model_id=model_id,

@@ -30,6 +30,7 @@ from studio.service.types import GenerationResult
 
 log = logging.getLogger(__name__)
 
+FORMATS = export.FORMATS  # the export formats, for the UI (which imports only the service)
 REASONS = ("inaccurate", "unsafe", "off-topic", "low quality", "other")
 MAX_COMMENT = 2000
 PER_PAGE_MAX = 200

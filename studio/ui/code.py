@@ -14,9 +14,8 @@ from typing import Any
 
 import gradio as gr
 
-from studio.formats.code import LANGUAGES, MODES, render_prompt
 from studio.service import Action, ChatTurn, Studio, StudioError
-from studio.service.code import code_settings
+from studio.service.code import LANGUAGES, MODES, code_prompt, code_settings
 from studio.ui.compare import compare_panel
 from studio.ui.conversation import (
     GENERATION_QUEUE,
@@ -222,16 +221,10 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
         text_value: Any, mode_id: str, lang: str, source: str, error_text: str, template_text: str
     ) -> None:
         try:
-            chosen = code_settings(run_settings(mode_id, lang, source, error_text, template_text))
-            render_prompt(
-                chosen.mode,
-                language=chosen.language,
-                text=text_value if isinstance(text_value, str) else "",
-                error=chosen.error,
-                source_language=chosen.source_language,
-                template=chosen.template,
+            code_prompt(
+                text_value, code_settings(run_settings(mode_id, lang, source, error_text, template_text))
             )
-        except (StudioError, ValueError) as exc:
+        except StudioError as exc:
             raise gr.Error(str(exc)) from None
 
     send_checks = [text, mode, language, source_language, error, template]

@@ -15,9 +15,8 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from studio.export import FORMATS
 from studio.service import Studio, StudioError
-from studio.service.library import REASONS
+from studio.service.library import FORMATS, REASONS
 from studio.ui.conversation import PARAM_NAMES, conversation_choices, render, user_of
 
 COLUMNS = ["#", "when", "tab", "model", "vote", "prompt", "output"]
