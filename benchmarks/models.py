@@ -15,6 +15,7 @@
     is `transformers serve` with --continuous-batching (pass --no-batching for its one-at-a-time mode).
 
   .venv/bin/python benchmarks/models.py --rounds 9 --tokens 128 [--clients 4] [--app-only]
+  .venv/bin/python benchmarks/models.py --smoke     # tiny models, 1 round, 8 tokens, 2 clients, one server
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 from _common import (
     BUNDLED_ID,
+    add_smoke,
     bundled_weights,
     default_model_cache,
     load_note,
@@ -47,7 +49,7 @@ def _studio(folder: Path, body: str):  # type: ignore[no-untyped-def]
     )
 
 
-def load_costs(work: Path, repeats: int) -> list[list[object]]:
+def load_costs(work: Path, repeats: int, bundled: bool = True) -> list[list[object]]:
     from tests.helpers.tiny_chat import build_tiny_chat_model, build_tiny_sd_pipeline
 
     chat = build_tiny_chat_model(work / "tiny-chat")
@@ -58,7 +60,7 @@ def load_costs(work: Path, repeats: int) -> list[list[object]]:
         ("tiny chat/code", "chat", f"backend: transformers-chat\n    source: {chat}\n    tabs: [chat, code]"),
         ("tiny image", "image", f"backend: diffusers\n    source: {image}\n    tabs: [image]"),
     ]
-    if converted.exists():
+    if bundled and converted.exists():
         entries.append(
             (
                 f"bundled {BUNDLED_ID}",
@@ -66,7 +68,7 @@ def load_costs(work: Path, repeats: int) -> list[list[object]]:
                 f"backend: transformers-chat\n    source: {converted}\n    tabs: [chat]",
             )
         )
-    else:
+    elif bundled:
         print(f"bundled {BUNDLED_ID}: skipped (not pulled; run `studio models pull --bundled`)")
     body = "models:\n" + "".join(f"  - id: m{i}\n    {e[2]}\n" for i, e in enumerate(entries))
     studio = _studio(work, body)
@@ -117,66 +119,64 @@ def load_costs(work: Path, repeats: int) -> list[list[object]]:
     return rows
 
 
-def remote_rates(work: Path, rounds: int, tokens: int) -> tuple[list[list[object]], float]:
+def remote_rates(
+    work: Path, url: str, model: Path, rounds: int, tokens: int
+) -> tuple[list[list[object]], float]:
+    """(b) against `transformers serve` of `model` at `url`."""
     from openai import OpenAI
 
     from studio.backends import Request
     from studio.backends.params import ChatParams
-    from tests.helpers.openai_server import transformers_serve
-    from tests.helpers.tiny_chat import build_tiny_chat_model
 
-    model = build_tiny_chat_model(work / "served")
     messages = [{"role": "user", "content": "Hello, how are you?"}]
-    with transformers_serve(model, log=work / "serve.log") as url:
-        body = f"models:\n  - id: remote\n    tabs: [chat]\n    backend: openai-chat\n    base_url: {url}\n"
-        body += f"    source: {model}\n    options: {{extra_params: false}}\n"
-        studio = _studio(work, body)
-        client = OpenAI(base_url=url, api_key="unused", max_retries=0)
-        params = ChatParams(do_sample=False, max_new_tokens=tokens)
+    body = f"models:\n  - id: remote\n    tabs: [chat]\n    backend: openai-chat\n    base_url: {url}\n"
+    body += f"    source: {model}\n    options: {{extra_params: false}}\n"
+    studio = _studio(work, body)
+    client = OpenAI(base_url=url, api_key="unused", max_retries=0)
+    params = ChatParams(do_sample=False, max_new_tokens=tokens)
 
-        def plain() -> float:
+    def plain() -> float:
+        started = time.perf_counter()
+        stream = client.chat.completions.create(
+            model=str(model),
+            messages=messages,
+            max_tokens=tokens,
+            temperature=0.0,
+            stream=True,  # type: ignore[arg-type]
+            stream_options={"include_usage": True},  # as the backend asks: the count comes at the end
+        )
+        done = 0
+        for chunk in stream:
+            if chunk.usage:
+                done = chunk.usage.completion_tokens
+        assert done == tokens, done
+        return done / (time.perf_counter() - started)
+
+    def backend() -> float:
+        with studio.manager.use("remote") as b:
             started = time.perf_counter()
-            stream = client.chat.completions.create(
-                model=str(model),
-                messages=messages,
-                max_tokens=tokens,
-                temperature=0.0,
-                stream=True,  # type: ignore[arg-type]
-            )
-            done = 0
-            for chunk in stream:
-                if chunk.usage:
-                    done = chunk.usage.completion_tokens
-            assert done == tokens, done
-            return done / (time.perf_counter() - started)
-
-        def backend() -> float:
-            with studio.manager.use("remote") as b:
-                started = time.perf_counter()
-                usage = [
-                    e
-                    for e in b.generate(Request("Hello, how are you?", params))
-                    if type(e).__name__ == "Usage"
-                ]
-                assert usage[-1].completion_tokens == tokens  # type: ignore[attr-defined]
-                return tokens / (time.perf_counter() - started)
-
-        def service() -> float:
-            started = time.perf_counter()
-            list(studio.chat(model_id="remote", message="Hello, how are you?", params=params.model_dump()))
+            usage = [
+                e for e in b.generate(Request("Hello, how are you?", params)) if type(e).__name__ == "Usage"
+            ]
+            assert usage[-1].completion_tokens == tokens  # type: ignore[attr-defined]
             return tokens / (time.perf_counter() - started)
 
-        try:
-            studio.manager.preload("remote")
-            for way in (plain, backend, service):  # warm-up: connections, the server's first request
-                way()
-            results: dict[str, list[float]] = {"plain": [], "backend": [], "service": []}
-            for r in range(rounds):
-                order = [("plain", plain), ("backend", backend), ("service", service)]
-                for name, way in order if r % 2 == 0 else order[::-1]:
-                    results[name].append(way())
-        finally:
-            studio.close()
+    def service() -> float:
+        started = time.perf_counter()
+        list(studio.chat(model_id="remote", message="Hello, how are you?", params=params.model_dump()))
+        return tokens / (time.perf_counter() - started)
+
+    try:
+        studio.manager.preload("remote")
+        for way in (plain, backend, service):  # warm-up: connections, the server's first request
+            way()
+        results: dict[str, list[float]] = {"plain": [], "backend": [], "service": []}
+        for r in range(rounds):
+            order = [("plain", plain), ("backend", backend), ("service", service)]
+            for name, way in order if r % 2 == 0 else order[::-1]:
+                results[name].append(way())
+    finally:
+        studio.close()
     base = results["plain"]
     rows: list[list[object]] = []
     for name, rates in results.items():
@@ -185,24 +185,22 @@ def remote_rates(work: Path, rounds: int, tokens: int) -> tuple[list[list[object
     return rows, median([x / y for x, y in zip(results["backend"], base, strict=True)])
 
 
-def app_parallel(work: Path, clients: int, tokens: int, rounds: int, batching: bool) -> list[list[object]]:
+def app_parallel(
+    work: Path, url: str, model: Path, clients: int, tokens: int, rounds: int
+) -> list[list[object]]:
+    """(c) against `transformers serve` of `model` at `url`."""
     from studio.ui import conversation
-    from tests.helpers.openai_server import transformers_serve
-    from tests.helpers.tiny_chat import build_tiny_chat_model
 
-    model = build_tiny_chat_model(work / "served")
-    extra = ["--continuous-batching"] if batching else []
     rows: list[list[object]] = []
-    with transformers_serve(model, log=work / "serve.log", extra=extra) as url:
-        body = f"models:\n  - id: remote\n    tabs: [chat]\n    backend: openai-chat\n    base_url: {url}\n"
-        body += f"    source: {model}\n    options: {{extra_params: false}}\n"
-        shipped = conversation.PARALLEL_RUNS
-        for label, limit in (("one at a time (before)", 1), (f"generation, {shipped} at once", shipped)):
-            folder = work / f"app-{limit}"
-            folder.mkdir()
-            seq, par = _app_rounds(_studio(folder, body), limit, clients, tokens, rounds)
-            ratio = median([s / p for s, p in zip(seq, par, strict=True)])
-            rows.append([label, median(seq), median(par), clients * tokens / median(par), ratio])
+    body = f"models:\n  - id: remote\n    tabs: [chat]\n    backend: openai-chat\n    base_url: {url}\n"
+    body += f"    source: {model}\n    options: {{extra_params: false}}\n"
+    shipped = conversation.PARALLEL_RUNS
+    for label, limit in (("one at a time (before)", 1), (f"generation, {shipped} at once", shipped)):
+        folder = work / f"app-{limit}"
+        folder.mkdir()
+        seq, par = _app_rounds(_studio(folder, body), limit, clients, tokens, rounds)
+        ratio = median([s / p for s, p in zip(seq, par, strict=True)])
+        rows.append([label, median(seq), median(par), clients * tokens / median(par), ratio])
     return rows
 
 
@@ -266,45 +264,45 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="API clients at once in (c)")
     parser.add_argument("--no-batching", action="store_true", help="(c) without continuous batching")
     parser.add_argument("--app-only", action="store_true", help="only (c)")
+    add_smoke(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.tokens, args.repeats, args.clients = 1, 8, 1, 2
     pin_torch_threads()
     print(load_note())
+    from tests.helpers.openai_server import transformers_serve
+    from tests.helpers.tiny_chat import build_tiny_chat_model
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        (work / "a").mkdir()
-        (work / "b").mkdir()
-        (work / "c").mkdir()
-        batching = not args.no_batching
-        app_rows = app_parallel(work / "c", args.clients, args.tokens, args.rounds, batching)
-        print(
-            table(
-                ["app queue", "one by one s", "at once s", "at once tok/s", "speed-up"],
-                app_rows,
-                f"\n== {args.clients} API clients on a remote model through the app "
-                f"(transformers serve{' --continuous-batching' if batching else ''}, {args.tokens} tokens, "
-                f"{args.rounds} rounds) ==",
+        for part in "abc":
+            (work / part).mkdir()
+        model = build_tiny_chat_model(work / "served")
+        # --continuous-batching takes about 35 s to start here: the smoke run uses the plain server for both.
+        batching = not args.no_batching and not args.smoke
+        flags = ["--continuous-batching"] if batching else []
+        rates: list[list[object]] = []
+        with transformers_serve(model, log=work / "serve-app.log", extra=flags) as url:
+            app_rows = app_parallel(work / "c", url, model, args.clients, args.tokens, args.rounds)
+            print(
+                table(
+                    ["app queue", "one by one s", "at once s", "at once tok/s", "speed-up"],
+                    app_rows,
+                    f"\n== {args.clients} API clients on a remote model through the app "
+                    f"(transformers serve{' --continuous-batching' if batching else ''}, {args.tokens} "
+                    f"tokens, {args.rounds} rounds) ==",
+                )
             )
-        )
-        if args.app_only:
-            return
-        loads = load_costs(work / "a", args.repeats)
-        print(
-            table(
-                [
-                    "model",
-                    "MB",
-                    "1st load s",
-                    "cold load s",
-                    "warm use us",
-                    "cold/warm",
-                    "1st turn s",
-                    "2nd turn s",
-                ],
-                loads,
-                "\n== cold load vs warm reuse (medians) ==",
-            )
-        )
-        rates, ratio = remote_rates(work / "b", args.rounds, args.tokens)
+            if args.app_only:
+                return
+            if not batching:  # (b) runs on a server without batching: this one
+                rates, ratio = remote_rates(work / "b", url, model, args.rounds, args.tokens)
+        loads = load_costs(work / "a", args.repeats, bundled=not args.smoke)
+        headers = ["model", "MB", "1st load s", "cold load s", "warm use us", "cold/warm", "1st turn s"]
+        print(table([*headers, "2nd turn s"], loads, "\n== cold load vs warm reuse (medians) =="))
+        if not rates:
+            with transformers_serve(model, log=work / "serve.log") as url:
+                rates, ratio = remote_rates(work / "b", url, model, args.rounds, args.tokens)
         print(
             table(
                 ["way", "tok/s", "vs plain openai"],
