@@ -18,6 +18,7 @@ hit every case alike); the table shows medians and 95th percentiles in microseco
 thing at most 1 ms per answer (median).
 
     .venv/bin/python benchmarks/code_extraction.py [--reps 2000]
+    .venv/bin/python benchmarks/code_extraction.py --smoke      # 5 reps
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable
 
 import yaml
-from _common import load_note, median, pct, print_targets, table
+from _common import add_smoke, load_note, median, pct, print_targets, table
 
 from studio.formats.code import explanation_text, extract_code_blocks, main_code, syntax_check
 
@@ -138,7 +139,10 @@ def run_once(markdown: str, lang: str) -> tuple[float, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=2000, help="timed runs per case (default 2000)")
+    add_smoke(ap)
     args = ap.parse_args()
+    if args.smoke:
+        args.reps = 5
     print(f"start: {load_note()}", flush=True)
 
     cases = [(name, lang, md) for lang in LANGS for name, md in answers(lang).items()]

@@ -1,6 +1,7 @@
 """Library benchmark: export throughput, full-text search latency and vote write latency at 100k generations.
 
     .venv/bin/python benchmarks/library.py [--rows 100000] [--database-url postgresql+psycopg://...]
+    .venv/bin/python benchmarks/library.py --smoke       # 2000 rows, SQLite, a few repeats
 
 Builds a temporary SQLite database (or uses --database-url, whose tables are DROPPED: a throwaway database
 only) with N synthetic generations (prompts and answers drawn from a 3000-word vocabulary; a third continue a
@@ -22,7 +23,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from _common import load_note, pct, print_targets, table
+from _common import add_smoke, load_note, pct, print_targets, table
 from sqlalchemy import insert, text
 from sqlmodel import Session, SQLModel
 
@@ -119,7 +120,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--database-url", help="a throwaway database (its tables are dropped)")
+    add_smoke(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.rows = 2000
+    repeats, votes = (2, 20) if args.smoke else (15, 400)
     tmp = Path(tempfile.mkdtemp(prefix="studio-bench-library-"))
     url = args.database_url or f"sqlite:///{tmp / 'studio.db'}"
     engine = storage.make_engine(url)
@@ -184,7 +189,7 @@ def main() -> None:
     for name, query in queries.items():
         for how in ("fts", "like"):
             times = []
-            for _ in range(15):
+            for _ in range(repeats):
                 with Session(engine) as s:
                     filters = Filters(user_id=uid, search=query)
                     t0 = time.perf_counter()
@@ -203,7 +208,7 @@ def main() -> None:
 
     # -- votes -------------------------------------------------------------------------------------
     vote_ms = []
-    for i in range(400):
+    for i in range(votes):
         t0 = time.perf_counter()
         studio.rate(
             1 + (i * 97) % args.rows, "up" if i % 2 else "down", reason="inaccurate" if i % 3 else None
