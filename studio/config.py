@@ -1,9 +1,10 @@
 """Configuration: `models.yaml` and the `STUDIO_*` environment, parsed once into strict typed objects.
 
-Owns: the schema of `models.yaml` (`ModelSpec`, `StudioConfig`), every `STUDIO_*` environment variable
-(`Settings`, validated once at start-up), the memory-size format both share (`parse_size`, `parse_budget`)
-and the error a typo produces (`ConfigError`, naming the file, line, model and field, or the variable and
-the form it takes).
+Owns: the schema of `models.yaml` (`ModelSpec`, `StudioConfig`), the spec of a trained variant that the
+service adds at run time (`VariantSpec`: a base plus a LoRA adapter, never in the file), every `STUDIO_*`
+environment variable (`Settings`, validated once at start-up), the memory-size format both share
+(`parse_size`, `parse_budget`) and the error a typo produces (`ConfigError`, naming the file, line, model
+and field, or the variable and the form it takes).
 Ignores: whether a backend kind exists or accepts a default; `studio.backends.check_models` checks that,
 because config must not import backends (see ARCHITECTURE's import rules).
 """
@@ -87,6 +88,17 @@ class ModelSpec(BaseModel):
         return self._field_lines.get(field, self._line)
 
 
+class VariantSpec(ModelSpec):
+    """A model trained in the studio: its base's weights plus a LoRA adapter folder (`source`). Made from the
+    database's variant table at start-up and when a run finishes, never read from models.yaml; its id holds
+    a `+` (`smollm2-135m+dpo-3`) so it cannot clash with a models.yaml id."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\+[a-z]+-[0-9]+$")
+    base: str  # the id of the models.yaml entry whose weights it shares
+    method: str
+    run_id: int
+
+
 class StudioConfig(BaseModel):
     """The whole `models.yaml`."""
 
@@ -121,6 +133,19 @@ class StudioConfig(BaseModel):
                 return spec
         known = ", ".join(s.id for s in self.models)
         raise KeyError(f"unknown model {model_id!r}; known models: {known}")
+
+    def add_model(self, spec: ModelSpec) -> None:
+        """Offer one more model (a trained variant) in this process; its id must be new."""
+        if any(s.id == spec.id for s in self.models):
+            raise ValueError(f"model id {spec.id!r} is used twice")
+        self.models.append(spec)
+
+    def remove_model(self, model_id: str) -> bool:
+        """Stop offering a model added with `add_model` (a deleted variant); False when it was not there."""
+        kept = [s for s in self.models if s.id != model_id]
+        removed = len(kept) != len(self.models)
+        self.models[:] = kept
+        return removed
 
     def for_tab(self, tab: str) -> list[ModelSpec]:
         return [s for s in self.models if tab in s.tabs]

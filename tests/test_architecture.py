@@ -92,6 +92,7 @@ def violations(relative: str, source: str) -> list[str]:
             "studio.backends.params",
             "studio.backends.worker",
             "studio.backends.loading",
+            "studio.backends.adapters",
         }
         kinds = {n for n in imported(source) if n.startswith("studio.backends.") and n not in shared}
         bad += [f"{n} (backend kinds never import each other)" for n in sorted(kinds)]

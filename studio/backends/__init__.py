@@ -148,6 +148,12 @@ class Backend(ABC):
     def memory_bytes(self) -> int:
         return 0
 
+    def share_base(self, base: Backend) -> None:
+        """Serve this model, a trained variant (a `VariantSpec`: its base plus the LoRA adapter folder in
+        `spec.source`), on `base`, the loaded backend of its base model, instead of loading weights of its
+        own. The manager calls it before `load()`; a kind that cannot serve adapters refuses."""
+        raise BackendError(f"backend {self.kind!r} cannot serve trained (LoRA) variants")
+
 
 def short_error(exc: BaseException) -> str:
     """`Type: first line of the message`, at most 300 characters: a library's error as a user reads it."""

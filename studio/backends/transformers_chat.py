@@ -1,8 +1,10 @@
 """Backend `transformers-chat`: causal language models run in-process with transformers.
 
 Owns: loading (Hub id, local folder, or a GGUF file converted once to safetensors in the model cache),
-building the chat prompt with the tokenizer's chat template, dropping the oldest turns when the
-conversation outgrows the context, streaming tokens, stopping between tokens, and beam search.
+serving a trained variant on its loaded base (its LoRA adapter attached to the base's model, switched
+per request: backends/adapters.py), the weights folder training reads (`training_weights`), building the
+chat prompt with the tokenizer's chat template, dropping the oldest turns when the conversation outgrows
+the context, streaming tokens, stopping between tokens, and beam search.
 Ignores: storage, validation of user input (the service did it) and which tab asked.
 """
 
@@ -28,6 +30,7 @@ from studio.backends import (
     register,
     release_accelerator_memory,
 )
+from studio.backends.adapters import SharedAdapters
 from studio.backends.loading import device_and_dtype, parameter_bytes, unreadable_weights, weights_path
 from studio.backends.params import ChatParams
 
@@ -42,14 +45,39 @@ class TransformersChat(Backend):
 
     model: Any = None
     tokenizer: Any = None
+    adapters: SharedAdapters | None = None  # the adapters on this model (shared with the base's variants)
+    _base: TransformersChat | None = None  # a variant: the loaded backend of its base
+    _adapter: str | None = None  # a variant: its adapter's name (its model id)
+    _adapter_bytes = 0
+    device: str = "cpu"
 
     # -- loading -----------------------------------------------------------------------------------
-    def load(self) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    def share_base(self, base: Backend) -> None:
+        if not isinstance(base, TransformersChat) or base.model is None:
+            raise BackendError(f"the variant {self.spec.id!r} needs its base loaded by {self.kind}")
+        self._base = base
 
+    def training_weights(self) -> Path | str:
+        """The folder (or Hub id) training loads the base from: a GGUF file is converted once first."""
         where = weights_path(self.spec, self.context)
         if isinstance(where, Path) and where.suffix == ".gguf":
             where = self._converted_gguf(where)
+        return where
+
+    def load(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if self._base is not None:  # a variant: the base's weights plus its adapter
+            base = self._base
+            assert base.adapters is not None
+            folder = weights_path(self.spec, self.context)
+            if isinstance(folder, str) or not folder.is_dir():
+                raise BackendError(f"the adapter folder of {self.spec.id!r} ({folder}) is missing")
+            self._adapter_bytes = base.adapters.attach(self.spec.id, folder)
+            self.model, self.tokenizer, self.device = base.model, base.tokenizer, base.device
+            self.adapters, self._adapter = base.adapters, self.spec.id
+            return
+        where = self.training_weights()
         device, dtype = device_and_dtype(self.spec, half_on_cpu=True)  # transformers runs float16 on the CPU
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(where)
@@ -61,6 +89,7 @@ class TransformersChat(Backend):
             raise BackendError(f"model {self.spec.id!r} has no chat template; it is not a chat model")
         self.model.eval()
         self.device = device
+        self.adapters = SharedAdapters(self.model)
 
     def _converted_gguf(self, gguf: Path) -> Path:
         """Dequantise a GGUF file once and keep a safetensors copy: later loads take a second, not 20."""
@@ -87,11 +116,17 @@ class TransformersChat(Backend):
         return out
 
     def unload(self) -> None:
+        if self._adapter is not None and self.adapters is not None:
+            self.adapters.detach(self._adapter)  # the base stays loaded: only the adapter goes
         self.model = None
         self.tokenizer = None
+        self.adapters = None
         release_accelerator_memory()
 
     def memory_bytes(self) -> int:
+        """The weights this model adds: a variant's adapter only (its base is counted once, as itself)."""
+        if self._base is not None:
+            return self._adapter_bytes
         return parameter_bytes(self.model)
 
     @property
@@ -208,15 +243,17 @@ class TransformersChat(Backend):
         if params.do_sample and params.seed is not None:  # greedy and beam search do not draw
             torch.manual_seed(params.seed)
 
-        if params.num_beams > 1:
-            # transformers cannot stream beam search: the best beam is only known at the end.
-            with torch.inference_mode():
-                out = self.model.generate(**kwargs)
-            new_ids = out[0][prompt_len:]
-            yield TextDelta(self.tokenizer.decode(new_ids, skip_special_tokens=True))
-            yield Usage(prompt_len, int(new_ids.shape[0]))
-            return
-        yield from self._stream(kwargs, prompt_len, abandoned)
+        assert self.adapters is not None
+        with self.adapters.active(self._adapter):  # this variant's adapter on; for a base, every one off
+            if params.num_beams > 1:
+                # transformers cannot stream beam search: the best beam is only known at the end.
+                with torch.inference_mode():
+                    out = self.model.generate(**kwargs)
+                new_ids = out[0][prompt_len:]
+                yield TextDelta(self.tokenizer.decode(new_ids, skip_special_tokens=True))
+                yield Usage(prompt_len, int(new_ids.shape[0]))
+                return
+            yield from self._stream(kwargs, prompt_len, abandoned)
 
     def _stream(
         self, kwargs: dict[str, Any], prompt_len: int, abandoned: threading.Event

@@ -3,7 +3,8 @@
 Owns: the set of loaded backends; a budget per memory pool (RAM for CPU models, GPU memory for CUDA
 models) from the argument, the settings' STUDIO_MEMORY_BUDGET, models.yaml's `memory_budget_gb` or the
 device; a size per model (models.yaml's `memory_gb` or the weights on disk before load, measured after);
-evicting least-recently-used idle models to make room; never evicting one in use or pinned; refusing a model
+evicting least-recently-used idle models to make room; never evicting one in use or pinned; a trained variant
+loaded on its base (the base held while the variant is, the variant counted as its adapter); refusing a model
 bigger than the whole budget; one load at a time per model; the fair line of each device (in-process jobs
 start first come, first served, `jobs_per_device` at a time; remote backends skip it; a thread waiting
 behind its own running turn raises DeviceDeadlock); and the state the Models panel and the CLI show.
@@ -37,6 +38,7 @@ class _Slot:
     size: int  # bytes, measured after load
     in_use: int = 0
     load_seconds: float = 0.0
+    base: _Slot | None = None  # a trained variant's base: kept loaded (in use) while the variant is
 
 
 @dataclass(frozen=True)
@@ -282,10 +284,37 @@ class ModelManager:
             if slot is not None:
                 return slot
             backend = self._factory(spec)
-            pool = self._pool_of(spec, backend)
-            need = self.estimate(spec) if pool else 0
-            self._make_room(spec.id, pool, need)  # reserves `need` in the pool, or raises
-            return self._load(spec, backend, pool, need)
+            base = self._share_base(spec, backend)
+            try:
+                pool = self._pool_of(spec, backend)
+                need = self.estimate(spec) if pool else 0  # a variant: its adapter's files
+                self._make_room(spec.id, pool, need)  # reserves `need` in the pool, or raises
+                slot = self._load(spec, backend, pool, need)
+            except BaseException:
+                self._let_go(base)
+                raise
+            slot.base = base
+            return slot
+
+    def _share_base(self, spec: ModelSpec, backend: Backend) -> _Slot | None:
+        """A trained variant (a spec with a `base`) runs on its base's loaded weights: load the base now (in
+        the caller's turn on the device) and keep it in use while the variant is loaded, so a variant costs
+        its adapter, not a second base."""
+        base_id = getattr(spec, "base", None)
+        if base_id is None:
+            return None
+        base = self._acquire(base_id)
+        try:
+            backend.share_base(base.backend)
+        except BaseException:
+            self._let_go(base)
+            raise
+        return base
+
+    def _let_go(self, slot: _Slot | None) -> None:
+        if slot is not None:
+            with self._lock:
+                slot.in_use -= 1
 
     def _load(self, spec: ModelSpec, backend: Backend, pool: Pool | None, need: int) -> _Slot:
         before = memory.cuda_allocated() if pool == "cuda" else memory.process_rss()
@@ -370,11 +399,11 @@ class ModelManager:
             dropped = [(mid, self._slots.pop(mid)) for mid in victims]
         self._unload_slots(dropped, "over budget after a load")
 
-    @staticmethod
-    def _unload_slots(dropped: list[tuple[str, _Slot]], why: str) -> None:
+    def _unload_slots(self, dropped: list[tuple[str, _Slot]], why: str) -> None:
         for mid, slot in dropped:
             log.info("evicting %s (%s, %s)", mid, why, format_bytes(slot.size))
             slot.backend.unload()
+            self._let_go(slot.base)  # a variant's base may go too, once nothing else holds it
         if dropped:
             memory.release_memory()
 
@@ -390,8 +419,8 @@ class ModelManager:
         return True
 
     def unload_all(self) -> None:
-        for mid in self.loaded():
-            self.unload(mid)
+        while any(self.unload(mid) for mid in self.loaded()):  # again: a variant gone lets its base go
+            pass
 
     def preload(self, model_id: str, *, turn: Turn | None = None) -> float:
         """Load a model now (e.g. at start-up), in its turn on the device, and return how long that took."""
