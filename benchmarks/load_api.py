@@ -1,6 +1,7 @@
 """Load through the served app: 50 concurrent API clients x 20 chat turns (fake backend), rows checked.
 
     python benchmarks/load_api.py [--clients 50] [--turns 20] [--ways WAY,...]
+    python benchmarks/load_api.py --smoke          # 3 clients x 2 turns, every way
 
 Ways (all by default, one fresh server each, one after the other): `gradio_client` (those clients in the
 server's own process, as tests/test_faults_load.py runs them), `gradio_client-process` (the same clients in a
@@ -22,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import _common  # noqa: F401  (first: offline, stable environment)
+import _common  # first: offline, stable environment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +49,10 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--ways", default="gradio_client,gradio_client-process,http")
+    _common.add_smoke(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.clients, args.turns = 3, 2
 
     from studio import Settings
     from studio.service import Studio
