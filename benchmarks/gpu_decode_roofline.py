@@ -23,6 +23,7 @@ happens) are timed and reported as such, then --repeats measured runs (median).
 
 On the GPU machine:    python benchmarks/gpu_decode_roofline.py                  (about 3-6 min)
 CPU smoke test here:   python benchmarks/gpu_decode_roofline.py --tiny --device cpu
+Smoke run (CI):        python benchmarks/gpu_decode_roofline.py --smoke   (tiny, 8 tokens; GPU if any)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import median, table
+from _common import add_smoke, median, table
 
 QWEN2_1_5B = {
     "vocab_size": 151936,
@@ -215,9 +216,17 @@ def main() -> int:
     ap.add_argument("--hbm-gbps", type=float, default=4800.0, help="memory bandwidth in GB/s (H200: 4800)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the CPU smoke test)")
+    add_smoke(ap)
     args = ap.parse_args()
 
     import torch
+
+    if args.smoke:  # the tiny config, a few tokens, no compilation: on the GPU when there is one
+        if not torch.cuda.is_available():
+            print("skipped: no CUDA (the GPU decode figures); --smoke runs the tiny config on the CPU")
+        args.tiny, args.compile, args.warmup, args.repeats = True, False, 1, 1
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+        args.prompt_tokens, args.new_tokens = 16, 8
 
     torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
