@@ -21,6 +21,7 @@ from studio.service.code import CodeTab, code_fields
 from studio.service.image import ImageTab
 from studio.service.library import LibraryTab
 from studio.service.models import ModelsPanel
+from studio.service.train import TrainTab
 from studio.service.types import (
     AudioUpdate,
     ChatTurn,
@@ -29,6 +30,7 @@ from studio.service.types import (
     ImageUpdate,
     ModelInfo,
     Status,
+    TrainUpdate,
 )
 
 __all__ = [
@@ -42,10 +44,11 @@ __all__ = [
     "Status",
     "Studio",
     "StudioError",
+    "TrainUpdate",
 ]
 
 
-class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
+class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab, TrainTab):
     """The service. Its public methods, by the file that holds them (all under studio/service/):
 
     - core.py: `user_id`, `is_admin`, `cancel` (Stop, closed tabs), `recover_interrupted`, `media_path`,
@@ -60,6 +63,8 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
       `unload_model`
     - library.py: `library`, `library_item`, `vote_detail`, `rerun_settings`, `delete_generations`,
       `prefer`, `compare`, `leaderboard`, `export`, `export_archive`
+    - train.py: `train` (a run, streamed), `train_runs`, `train_run`, `recover_interrupted` (runs too)
+    - variants.py: `variants`, `delete_variant`, `adapters_dir` (trained variants offered as models)
     - here: `from_settings`, `check_prompt`, `generate`
     """
 

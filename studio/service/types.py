@@ -2,7 +2,8 @@
 
 Owns: `Status` (re-exported from storage, where it is the rows' column), the streamed updates of each kind
 of job (`ChatUpdate`, `ImageUpdate`, `AudioUpdate`), `GenerationResult` (what `Studio.generate` returns to
-scripts), `ChatTurn` (a stored exchange with its vote) and `ModelInfo`. Plain dataclasses, so the UI and
+scripts), `ChatTurn` (a stored exchange with its vote), `ModelInfo` and `TrainUpdate` (one step of a
+training run, streamed). Plain dataclasses, so the UI and
 CLI never see storage rows or backends.
 """
 
@@ -23,6 +24,7 @@ __all__ = [
     "JobUpdate",
     "ModelInfo",
     "Status",
+    "TrainUpdate",
 ]
 
 
@@ -129,3 +131,45 @@ class ModelInfo:
     backend: str
     status: str
     description: str
+
+
+@dataclass
+class TrainUpdate:
+    """One update of a training run: where it stands (waiting in line, loading, preparing, training,
+    evaluating, saving, done), its step of the total with the ETA, the latest metrics and every step's so
+    far (the curve); the last one has `done=True`, the outcome, and the variant it registered (if any)."""
+
+    run_id: int | None = None
+    status: Status = Status.RUNNING
+    phase: str = "waiting"
+    step: int = 0
+    total: int = 0
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+    done: bool = False
+    variant: str | None = None
+    adapter: str | None = None
+    error: str | None = None
+    base: str = ""
+    method: str = ""
+    train_records: int = 0
+    eval_records: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """What `studio train --json` prints."""
+        return {
+            "run_id": self.run_id,
+            "variant": self.variant,
+            "adapter": self.adapter,
+            "base": self.base,
+            "method": self.method,
+            "status": self.status.value,
+            "error": self.error,
+            "metrics": {**self.metrics, **self.eval_metrics},
+            "train_records": self.train_records,
+            "eval_records": self.eval_records,
+        }

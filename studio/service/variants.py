@@ -1,0 +1,196 @@
+"""Trained variants as models, and the records of the runs that made them.
+
+Owns: turning a stored variant (storage's `variant` row) into a `VariantSpec` on its base's entry (same
+backend, tabs, device and defaults; its source is the adapter folder), adding it to the models every tab
+lists (in this process's configuration, never by editing models.yaml), leaving out one whose base left
+models.yaml or whose adapter folder is gone (with a warning), deleting a variant (its adapter files go,
+its row and run stay), and the lineage `studio models list` shows; runs listed and shown (`train_runs`,
+`train_run`), and runs a crash left running marked interrupted at start (their half-written adapter
+folders removed).
+Ignores: training (train.py) and serving (the manager loads a variant on its shared base).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from studio import storage
+from studio.config import ModelSpec, Settings, StudioConfig, VariantSpec
+from studio.errors import StudioError
+from studio.service.core import StudioCore
+
+log = logging.getLogger(__name__)
+
+
+def variant_spec(base: ModelSpec, variant: storage.Variant) -> VariantSpec:
+    """The model entry of a variant: its base's, with the adapter folder as its source."""
+    fields: dict[str, Any] = base.model_dump()
+    fields.update(
+        id=variant.id,
+        source=variant.adapter_path,
+        sha256=None,
+        memory_gb=None,  # the manager measures the adapter; the base is counted once, as itself
+        description=f"{variant.method.upper()} LoRA of {base.id} (run {variant.run_id})",
+        base=base.id,
+        method=variant.method,
+        run_id=variant.run_id,
+    )
+    return VariantSpec(**fields)
+
+
+def offer(config: StudioConfig, variant: storage.Variant) -> VariantSpec | None:
+    """Add a stored variant to the models on offer; None (with a warning) when it cannot be served."""
+    try:
+        base = config.model(variant.base_model)
+    except KeyError:
+        log.warning(
+            "variant %s is not offered: its base %s is not in models.yaml", variant.id, variant.base_model
+        )
+        return None
+    if not Path(variant.adapter_path).is_dir():
+        log.warning(
+            "variant %s is not offered: its adapter folder %s is gone", variant.id, variant.adapter_path
+        )
+        return None
+    if any(s.id == variant.id for s in config.models):
+        return None
+    spec = variant_spec(base, variant)
+    config.add_model(spec)
+    return spec
+
+
+def offer_stored(config: StudioConfig, engine: Engine) -> list[VariantSpec]:
+    """Every stored variant that can be served, added to `config`."""
+    with Session(engine) as session:
+        variants = storage.list_variants(session)
+    return [spec for v in variants if (spec := offer(config, v)) is not None]
+
+
+def stored_variants(config: StudioConfig, settings: Settings) -> list[VariantSpec]:
+    """For commands that read models without a `Studio` (`studio models list`): open the database, offer
+    its variants in `config`, close it."""
+    engine = storage.make_engine(settings.database_url)
+    try:
+        return offer_stored(config, engine)
+    finally:
+        engine.dispose()
+
+
+class Variants(StudioCore):
+    """Variants offered at start-up and deleted on request; the records of training runs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        offer_stored(self.config, self.engine)
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.settings.data_dir / "adapters"
+
+    def variants(self) -> list[dict[str, Any]]:
+        """Every variant on offer, with its lineage: id, base, method, run, adapter folder, default_for."""
+        with Session(self.engine) as session:
+            rows = storage.list_variants(session)
+        offered = {s.id for s in self.config.models}
+        return [
+            {
+                "id": v.id,
+                "base": v.base_model,
+                "method": v.method,
+                "run_id": v.run_id,
+                "adapter": v.adapter_path,
+                "default_for": v.default_for,
+                "created_at": v.created_at.isoformat(timespec="seconds"),
+            }
+            for v in rows
+            if v.id in offered
+        ]
+
+    def _variant_row(self, session: Session, variant_id: Any, user: str | None) -> storage.Variant:
+        row = storage.get_variant(session, variant_id=str(variant_id))
+        if row is None or row.deleted:
+            raise StudioError(f"variant {variant_id!r} does not exist")
+        if row.user_id != self.user_id(user) and not self.is_admin(user):
+            raise StudioError(f"variant {variant_id!r} belongs to another user")
+        return row
+
+    def delete_variant(self, variant_id: str, *, user: str | None = None) -> str:
+        """Delete a variant: it leaves every model list, its adapter files go; its run record stays."""
+        with Session(self.engine) as session:
+            row = self._variant_row(session, variant_id, user)
+            if row.id in self.manager.loaded() and not self.manager.unload(row.id):
+                raise StudioError(f"{row.id} is answering a request; delete it when that has finished")
+            storage.mark_variant_deleted(session, variant_id=row.id)
+            folder = Path(row.adapter_path)
+        self.config.remove_model(variant_id)
+        if folder.is_dir() and folder.resolve().is_relative_to(self.adapters_dir.resolve()):
+            shutil.rmtree(folder, ignore_errors=True)
+        return f"{variant_id} deleted (its run record is kept)"
+
+    # -- records -------------------------------------------------------------------------------------
+    def train_runs(self, *, user: str | None = None, all_users: bool = False) -> list[dict[str, Any]]:
+        """The user's runs (an admin's `all_users`: everyone's), newest first."""
+        if all_users and not self.is_admin(user):
+            raise StudioError("only an admin may list every user's runs")
+        with Session(self.engine) as session:
+            rows = storage.list_train_runs(session, user_id=None if all_users else self.user_id(user))
+            return [_run_dict(r) for r in rows]
+
+    def train_run(self, run_id: Any, *, user: str | None = None) -> dict[str, Any]:
+        """One run with everything stored about it (its curve included)."""
+        try:
+            rid = int(run_id)
+        except (TypeError, ValueError):
+            raise StudioError(f"run {run_id!r} does not exist") from None
+        with Session(self.engine) as session:
+            row = storage.get_train_run(session, run_id=rid)
+            if row is None or (row.user_id != self.user_id(user) and not self.is_admin(user)):
+                raise StudioError(f"run {rid} does not exist")
+            variant = storage.get_variant(session, variant_id=row.variant_id) if row.variant_id else None
+            return _run_dict(row) | {
+                "params": dict(row.params),
+                "data": dict(row.data),
+                "dataset_hash": row.dataset_hash,
+                "vote_ids": list(row.vote_ids),
+                "history": list(row.history),
+                "adapter": variant.adapter_path if variant and not variant.deleted else None,
+                "variant_deleted": bool(variant and variant.deleted),
+            }
+
+    def recover_interrupted(self) -> int:
+        """Generations and training runs a crash left running: marked interrupted (and half-written
+        adapter folders removed)."""
+        count = super().recover_interrupted()
+        with Session(self.engine) as session:
+            ids = storage.mark_train_runs_interrupted(session)
+        for rid in ids:
+            for partial in self.adapters_dir.glob(f"*+*-{rid}.partial"):
+                shutil.rmtree(partial, ignore_errors=True)
+        if ids:
+            log.warning("%d training run(s) cut off by the last shutdown: marked interrupted", len(ids))
+        return count + len(ids)
+
+
+def _run_dict(row: storage.TrainRun) -> dict[str, Any]:
+    return {
+        "run_id": row.id,
+        "base": row.base_model,
+        "method": row.method,
+        "status": row.status,
+        "error": row.error,
+        "variant": row.variant_id,
+        "train_records": row.train_records,
+        "eval_records": row.eval_records,
+        "steps": row.steps,
+        "total_steps": row.total_steps,
+        "metrics": dict(row.metrics),
+        "eval_metrics": dict(row.eval_metrics),
+        "created_at": row.created_at.isoformat(timespec="seconds"),
+        "duration_s": row.duration_s,
+    }
