@@ -1,5 +1,6 @@
 """The `studio` console script: serve, models list/pull, generate, rate (here); history, export, prefer
-(library.py); users, backup (admin.py); the model rows and preloading (models.py).
+(library.py); train, train list/show (train.py); users, backup (admin.py); the model rows and preloading
+(models.py).
 
 Owns: argument parsing, turning `--param key=value` into typed values, and printing results for
 people (text) and scripts (`--json`). Every command goes through the same `Studio` service as the UI.
@@ -22,6 +23,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from studio.cli import admin, library
+from studio.cli import train as train_cmd
 from studio.config import ConfigError, Settings, load_config
 
 log = logging.getLogger("studio")
@@ -102,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     rate.add_argument("vote", choices=["up", "down", "none"])
 
     library.add_parsers(sub, common)  # history, export, prefer
+    train_cmd.add_parsers(sub, common, parse_param)  # train, train list, train show
     admin.add_parsers(sub, common)
     return parser
 
@@ -143,6 +146,9 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     check_models(config)
     base = config.path.parent
     if args.models_command == "list":
+        from studio.service.variants import stored_variants
+
+        stored_variants(config, settings)  # trained variants are models too (from the database)
         rows, budget = model_rows(config, settings)
         if args.json:
             print(json.dumps(rows, indent=2))
@@ -150,7 +156,8 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
             for r in rows:
                 tabs = ",".join(r["tabs"])
                 line = f"{r['id']:<28} {r['status']:<15} {r['memory']:>10}  {tabs:<12} {r['backend']:<18}"
-                print(f"{line} {r['source']}")
+                lineage = f"{r['method']} LoRA of {r['base']} (run {r['run_id']}): " if r.get("base") else ""
+                print(f"{line} {lineage}{r['source']}")
             print("\n".join(budget))
         return 0
     specs = [s for s in config.models if s.source.startswith("pip:")] if args.bundled else []
@@ -204,6 +211,8 @@ def _with_studio(args: argparse.Namespace, settings: Settings) -> int:
             studio.rate(args.generation_id, None if args.vote == "none" else args.vote)
             print(f"generation {args.generation_id}: {args.vote}")
             return 0
+        if args.command == "train":
+            return train_cmd.run(studio, args)
         return library.run(studio, args)
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)

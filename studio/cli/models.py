@@ -1,7 +1,8 @@
 """CLI pieces for models and memory: `studio models list` with memory, and `studio serve --preload ID...`.
 
-Owns: the rows `models list` prints (status, memory estimate or "remote", the budget) and loading the models
-named by `--preload` before the server starts answering. Ignores: argument parsing of other commands.
+Owns: the rows `models list` prints (status, memory estimate or "remote", a variant's lineage, the
+budget) and loading the models named by `--preload` before the server starts answering.
+Ignores: argument parsing of other commands.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def model_rows(config: StudioConfig, settings: Settings) -> tuple[list[dict[str,
             "memory": r.memory,
             "memory_bytes": r.memory_bytes,
             "description": r.description,
+            **_lineage(config.model(r.id)),
         }
         for r in rows_for(config, manager, cache=settings.model_cache)
     ]
@@ -44,6 +46,13 @@ def model_rows(config: StudioConfig, settings: Settings) -> tuple[list[dict[str,
         f"memory budget for GPU memory (CUDA models): {format_bytes(gpu) if gpu else '90 % of the GPU'}",
     ]
     return rows, budget
+
+
+def _lineage(spec: Any) -> dict[str, Any]:
+    """A trained variant's base, method and run (nothing for a models.yaml entry)."""
+    if getattr(spec, "base", None) is None:
+        return {}
+    return {"base": spec.base, "method": spec.method, "run_id": spec.run_id}
 
 
 def preload(studio: Any, ids: list[str]) -> int:
