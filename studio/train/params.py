@@ -139,6 +139,7 @@ def trainer_kwargs(method: str, params: Hyperparams, *, device: str, bf16: bool 
         "eval_strategy": "no",  # held-out metrics are computed once, at the end
         "logging_strategy": "steps",
         "logging_steps": 1,  # every optimizer step: the curve, the ETA and the NaN check
+        "logging_nan_inf_filter": False,  # the Trainer would log a NaN loss as the earlier mean
         "dataloader_num_workers": 0,
         "disable_tqdm": True,
         "lr_scheduler_type": "linear",

@@ -117,14 +117,16 @@ def _watch_class() -> type:
             step = int(state.global_step)
             elapsed = now - self.started
             eta = elapsed / step * max(self.total - step, 0) if step else None
-            self.last = values
-            self.history.append({"step": float(step), **values})
-            if not math.isfinite(values["loss"]):
+            broken = [k for k in ("loss", "grad_norm") if k in values and not math.isfinite(values[k])]
+            if broken:
                 self.bad = (
-                    f"the loss became {values['loss']} at step {step}: training stopped; lower the learning "
-                    f"rate (it was {self.lr:g})"
+                    f"the {broken[0].replace('_', ' ')} became {values[broken[0]]} at step {step}: training "
+                    f"stopped; lower the learning rate (it was {self.lr:g})"
                 )
                 control.should_training_stop = True
+            values = {k: v for k, v in values.items() if math.isfinite(v)}  # JSON (and PostgreSQL): no NaN
+            self.last = values
+            self.history.append({"step": float(step), **values})
             self.emit(Step(step, self.total, float(state.epoch or 0.0), values, elapsed, eta))
 
     return Watch
