@@ -15,7 +15,8 @@
     is `transformers serve` with --continuous-batching (pass --no-batching for its one-at-a-time mode).
 
   .venv/bin/python benchmarks/models.py --rounds 9 --tokens 128 [--clients 4] [--app-only]
-  .venv/bin/python benchmarks/models.py --smoke     # tiny models, 1 round, 8 tokens, 2 clients, one server
+  .venv/bin/python benchmarks/models.py --smoke     # tiny models, 1 round, 8 tokens, 2 clients, the
+                                                    # shipped queue only, a stand-in OpenAI server
 """
 
 from __future__ import annotations
@@ -186,16 +187,17 @@ def remote_rates(
 
 
 def app_parallel(
-    work: Path, url: str, model: Path, clients: int, tokens: int, rounds: int
+    work: Path, url: str, model: Path, clients: int, tokens: int, rounds: int, before: bool = True
 ) -> list[list[object]]:
-    """(c) against `transformers serve` of `model` at `url`."""
+    """(c) against `transformers serve` of `model` at `url`; `before`: also with the queue of one."""
     from studio.ui import conversation
 
     rows: list[list[object]] = []
     body = f"models:\n  - id: remote\n    tabs: [chat]\n    backend: openai-chat\n    base_url: {url}\n"
     body += f"    source: {model}\n    options: {{extra_params: false}}\n"
     shipped = conversation.PARALLEL_RUNS
-    for label, limit in (("one at a time (before)", 1), (f"generation, {shipped} at once", shipped)):
+    queues = [("one at a time (before)", 1)] if before else []
+    for label, limit in [*queues, (f"generation, {shipped} at once", shipped)]:
         folder = work / f"app-{limit}"
         folder.mkdir()
         seq, par = _app_rounds(_studio(folder, body), limit, clients, tokens, rounds)
@@ -270,6 +272,8 @@ def main() -> None:
         args.rounds, args.tokens, args.repeats, args.clients = 1, 8, 1, 2
     pin_torch_threads()
     print(load_note())
+    from _fake_openai import fake_openai
+
     from tests.helpers.openai_server import transformers_serve
     from tests.helpers.tiny_chat import build_tiny_chat_model
 
@@ -278,24 +282,33 @@ def main() -> None:
         for part in "abc":
             (work / part).mkdir()
         model = build_tiny_chat_model(work / "served")
-        # --continuous-batching takes about 35 s to start here: the smoke run uses the plain server for both.
         batching = not args.no_batching and not args.smoke
         flags = ["--continuous-batching"] if batching else []
         rates: list[list[object]] = []
-        with transformers_serve(model, log=work / "serve-app.log", extra=flags) as url:
-            app_rows = app_parallel(work / "c", url, model, args.clients, args.tokens, args.rounds)
+        # The smoke run's server is a stand-in that answers at once, for (c) and (b): `transformers serve`
+        # takes 8 s to start on an idle core (35 s with --continuous-batching), minutes on a busy one.
+        server = (
+            fake_openai(str(model))
+            if args.smoke
+            else transformers_serve(model, log=work / "serve-app.log", extra=flags)
+        )
+        with server as url:
+            app_rows = app_parallel(
+                work / "c", url, model, args.clients, args.tokens, args.rounds, before=not args.smoke
+            )
             print(
                 table(
                     ["app queue", "one by one s", "at once s", "at once tok/s", "speed-up"],
                     app_rows,
                     f"\n== {args.clients} API clients on a remote model through the app "
-                    f"(transformers serve{' --continuous-batching' if batching else ''}, {args.tokens} "
+                    f"({'a stand-in server' if args.smoke else 'transformers serve'}"
+                    f"{' --continuous-batching' if batching else ''}, {args.tokens} "
                     f"tokens, {args.rounds} rounds) ==",
                 )
             )
             if args.app_only:
                 return
-            if not batching:  # (b) runs on a server without batching: this one
+            if args.smoke:  # (b) on the same server
                 rates, ratio = remote_rates(work / "b", url, model, args.rounds, args.tokens)
         loads = load_costs(work / "a", args.repeats, bundled=not args.smoke)
         headers = ["model", "MB", "1st load s", "cold load s", "warm use us", "cold/warm", "1st turn s"]
@@ -307,7 +320,8 @@ def main() -> None:
             table(
                 ["way", "tok/s", "vs plain openai"],
                 rates,
-                f"\n== transformers serve, tiny model, greedy, {args.tokens} tokens, {args.rounds} rounds ==",
+                f"\n== {'a stand-in server' if args.smoke else 'transformers serve, tiny model'}, greedy, "
+                f"{args.tokens} tokens, {args.rounds} rounds ==",
             )
         )
     print_targets({"openai-chat backend tok/s >= 0.97 x plain OpenAI client": ratio >= 0.97})

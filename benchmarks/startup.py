@@ -12,7 +12,7 @@
 Every measurement runs in a fresh process; one unreported warm-up run first fills the OS file cache.
 
     .venv/bin/python benchmarks/startup.py --repeats 3
-    .venv/bin/python benchmarks/startup.py --smoke     # each measurement once, no warm-up runs, fewer imports
+    .venv/bin/python benchmarks/startup.py --smoke     # once each, no warm-ups or breakdown, fewer imports
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def main() -> int:
             table(["app start to serving", "median s", "min s", "max s"], rows, "== (a) start to serving ==")
         )
         parts: dict[str, list[float]] = {}
-        for i in range(reps):
+        for i in range(0 if args.smoke else reps):  # smoke: app.py above runs the same steps
             result = run_json(BREAKDOWN, [str(free_port())], env_for(tmp / f"breakdown-{i}", cache))
             for k, v in result.items():
                 parts.setdefault(k, []).append(v)
