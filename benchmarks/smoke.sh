@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Smoke-run every benchmark script with `--smoke` (tiny models, one round, a few seconds each, no network), so
-# a benchmark that breaks or hangs fails CI (.ci/run runs this). Figures are not checked. Each script gets
-# SMOKE_TIMEOUT seconds (default 180, room for a busy machine; its subprocesses are stopped with it), SMOKE_JOBS of them run at once
-# (default 2: most of a script's time is importing torch, transformers and gradio on one core); a script's
-# output is shown only when it fails.
+# Smoke-run every benchmark script with `--smoke` (tiny models or stand-ins, one round, no network), so a
+# benchmark that breaks or hangs fails CI (.ci/run runs this step). Figures are not checked.
+# Each script gets SMOKE_TIMEOUT seconds (default 180, room for a busy machine; its subprocesses stop with
+# it); SMOKE_JOBS scripts run at once (default 2: most of each one's time is importing torch, transformers
+# and gradio, on one core). A script's output is shown only when it fails.
 # Usage: bash benchmarks/smoke.sh [benchmarks/NAME.py ...]   (default: every benchmarks/[!_]*.py)
 set -uo pipefail
 cd "$(dirname "$0")/.."
