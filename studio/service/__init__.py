@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 
-class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab, TrainTab):
+class Studio(CodeTab, ImageTab, AudioTab, TrainTab, ModelsPanel, LibraryTab):
     """The service. Its public methods, by the file that holds them (all under studio/service/):
 
     - core.py: `user_id`, `is_admin`, `cancel` (Stop, closed tabs), `recover_interrupted`, `media_path`,
@@ -63,8 +63,9 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab, TrainTab):
       `unload_model`
     - library.py: `library`, `library_item`, `vote_detail`, `rerun_settings`, `delete_generations`,
       `prefer`, `compare`, `leaderboard`, `export`, `export_archive`
-    - train.py: `train` (a run, streamed), `train_runs`, `train_run`, `recover_interrupted` (runs too)
-    - variants.py: `variants`, `delete_variant`, `adapters_dir` (trained variants offered as models)
+    - train.py: `train` (a run, streamed)
+    - variants.py: `variants`, `compare_with_base`, `promote_variant`, `delete_variant`, `train_runs`,
+      `train_run`, `recover_interrupted` (runs too); `models` puts a promoted variant first
     - here: `from_settings`, `check_prompt`, `generate`
     """
 

@@ -115,7 +115,13 @@ class TrainTab(Variants):
             base_model=spec.id,
             method=method,
             params=hp.model_dump(),
-            data={"tab": tab or None, "since": since or None, "all_users": all_users, "moved": split.moved},
+            data={
+                "tab": tab or None,
+                "since": since or None,
+                "all_users": all_users,
+                "moved": split.moved,
+                "held_out_prompts": training.last_prompts(split.eval)[:50],  # for the blind comparison
+            },
             dataset_hash=training.dataset_hash(split.train + split.eval),
             vote_ids=split.keys,
             train_records=len(split.train),

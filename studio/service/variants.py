@@ -13,7 +13,9 @@ Ignores: training (train.py) and serving (the manager loads a variant on its sha
 from __future__ import annotations
 
 import logging
+import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,8 @@ from sqlmodel import Session
 from studio import storage
 from studio.config import ModelSpec, Settings, StudioConfig, VariantSpec
 from studio.errors import StudioError
-from studio.service.core import StudioCore
+from studio.service.models import ModelsPanel
+from studio.service.types import GenerationResult, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +85,25 @@ def stored_variants(config: StudioConfig, settings: Settings) -> list[VariantSpe
         engine.dispose()
 
 
-class Variants(StudioCore):
-    """Variants offered at start-up and deleted on request; the records of training runs."""
+class Variants(ModelsPanel):
+    """Variants offered at start-up, compared blind with their base, promoted or deleted on request; the
+    records of training runs. (A ModelsPanel: a promoted variant comes first in its tab's `models`.)"""
+
+    # The blind comparison runs both sides as an ordinary A/B comparison: the facade's (library.py).
+    compare: Callable[..., tuple[GenerationResult, GenerationResult]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        offer_stored(self.config, self.engine)
+        offered = {spec.id for spec in offer_stored(self.config, self.engine)}
+        with Session(self.engine) as session:
+            variants = storage.list_variants(session)
+        # tab -> the variant promoted to be its default (listed first)
+        self._tab_defaults = {v.default_for: v.id for v in variants if v.default_for and v.id in offered}
+
+    def models(self, tab: str | None = None) -> list[ModelInfo]:
+        listed = super().models(tab)
+        first = self._tab_defaults.get(tab) if tab else None
+        return sorted(listed, key=lambda m: m.id != first) if first else listed
 
     @property
     def adapters_dir(self) -> Path:
@@ -129,9 +145,44 @@ class Variants(StudioCore):
             storage.mark_variant_deleted(session, variant_id=row.id)
             folder = Path(row.adapter_path)
         self.config.remove_model(variant_id)
+        self._tab_defaults = {t: v for t, v in self._tab_defaults.items() if v != variant_id}
         if folder.is_dir() and folder.resolve().is_relative_to(self.adapters_dir.resolve()):
             shutil.rmtree(folder, ignore_errors=True)
         return f"{variant_id} deleted (its run record is kept)"
+
+    def promote_variant(self, variant_id: str, tab: str = "chat", *, user: str | None = None) -> str:
+        """Make a variant its tab's default model: listed first, so the tab starts on it."""
+        with Session(self.engine) as session:
+            row = self._variant_row(session, variant_id, user)
+            spec = next((s for s in self.config.models if s.id == row.id), None)
+            if spec is None or tab not in spec.tabs:
+                raise StudioError(f"variant {variant_id!r} does not serve the {tab} tab")
+            vid = row.id
+            storage.set_default_variant(session, variant_id=vid, tab=tab)
+        self._tab_defaults[tab] = vid
+        return f"{vid} is now the {tab} tab's default model"
+
+    def compare_with_base(
+        self, variant_id: str, *, prompt: str | None = None, seed: int | None = None, user: str | None = None
+    ) -> tuple[GenerationResult, GenerationResult]:
+        """A blind before/after: one prompt (by default one its run held out) through the variant and its
+        base with the same seed, returned in random order as (A, B). Both are ordinary generations and a vote
+        on them an ordinary A/B preference (`prefer`): the leaderboard and the next run count it."""
+        with Session(self.engine) as session:
+            row = self._variant_row(session, variant_id, user)
+            run = storage.get_train_run(session, run_id=row.run_id)
+            held_out = list((run.data if run else {}).get("held_out_prompts") or [])
+        if not prompt:
+            if not held_out:
+                raise StudioError(f"{row.id}'s run held out no prompt; type one to compare on")
+            prompt = random.choice(held_out)
+        seed = random.randrange(2**31) if seed is None else seed
+        sides = [
+            {"model": row.id, "params": {"seed": seed}},
+            {"model": row.base_model, "params": {"seed": seed}},
+        ]
+        random.shuffle(sides)
+        return self.compare(tab="chat", prompt=prompt, a=sides[0], b=sides[1], user=user)
 
     # -- records -------------------------------------------------------------------------------------
     def train_runs(self, *, user: str | None = None, all_users: bool = False) -> list[dict[str, Any]]:

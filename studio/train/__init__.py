@@ -8,7 +8,16 @@ device's turn, stores the run and registers the adapter as a model. torch, trl a
 lazily, inside the functions that train.
 """
 
-from studio.train.data import FORMAT, MIN_RECORDS, Split, check_enough, dataset_hash, for_trainer, held_out
+from studio.train.data import (
+    FORMAT,
+    MIN_RECORDS,
+    Split,
+    check_enough,
+    dataset_hash,
+    for_trainer,
+    held_out,
+    last_prompts,
+)
 from studio.train.params import DEFAULT_LR, METHODS, Hyperparams, hyperparams, trainer_kwargs
 from studio.train.runner import Outcome, Phase, Step, TrainEvent, run, save_adapter
 
@@ -28,6 +37,7 @@ __all__ = [
     "for_trainer",
     "held_out",
     "hyperparams",
+    "last_prompts",
     "run",
     "save_adapter",
     "trainer_kwargs",

@@ -80,6 +80,19 @@ def dataset_hash(records: list[dict[str, Any]]) -> str:
     return digest.hexdigest()
 
 
+def last_prompts(records: list[dict[str, Any]]) -> list[str]:
+    """The last user message of each export record (sft, dpo or kto): what it asked, to ask again."""
+    out = []
+    for record in records:
+        asked = record.get("prompt", record.get("messages"))
+        if isinstance(asked, str):
+            out.append(asked)
+        elif isinstance(asked, list):
+            users = [m["content"] for m in asked if m.get("role") == "user"]
+            out += users[-1:]
+    return list(dict.fromkeys(out))
+
+
 def _user(content: Any) -> list[dict[str, str]]:
     return content if isinstance(content, list) else [{"role": "user", "content": str(content)}]
 
