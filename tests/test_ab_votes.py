@@ -3,6 +3,7 @@ failed side never ranks, a comparison adds nothing to the Chat list; and the "wh
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,16 @@ def test_a_library_item_says_how_it_ran(studio: Studio, tmp_path: Path) -> None:
     listed = {i["generation_id"]: i for i in studio.library().items}
     assert listed[first.generation_id]["active"] is False
     assert listed[failed.generation_id]["status"] == "error"
+
+
+def test_the_cli_refuses_a_vote_on_a_failed_side(capsys, tmp_path: Path) -> None:
+    from studio.cli import main
+    from tests.conftest import write_models
+
+    args = ["--models", str(write_models(tmp_path, MODELS)), "--data-dir", str(tmp_path / "d")]
+    ids = []
+    for model in ("fake", "fake-missing"):
+        main(["generate", "chat", "Which sea is saltiest?", "--model", model, "--json", *args])
+        ids.append(str(json.loads(capsys.readouterr().out)["generation_id"]))
+    assert main(["prefer", *ids, *args]) == 2
+    assert f"generation {ids[1]} failed; an A/B vote compares two finished answers" in capsys.readouterr().err

@@ -59,7 +59,8 @@ class Studio(CodeTab, ImageTab, AudioTab, ModelsPanel, LibraryTab):
     - models.py: `models`, `model_status`, `default_params`, `model_rows`, `memory_summary`, `load_model`,
       `unload_model`
     - library.py: `library`, `library_item`, `vote_detail`, `rerun_settings`, `delete_generations`,
-      `prefer`, `compare`, `leaderboard`, `export`, `export_archive`
+      `export`, `export_archive`
+    - ranking.py: `compare`, `prefer`, `leaderboard`
     - here: `from_settings`, `check_prompt`, `generate`
     """
 

@@ -130,7 +130,10 @@ def compare_panel(studio: Studio, tab: str) -> None:
     def votable(ids: list[int], request: gr.Request) -> list[Any]:
         """The verdict buttons: enabled only when both sides of the shown pair finished."""
         user = user_of(request)
-        ok = len(ids) == 2 and all(studio.library_item(g, user=user)["status"] == "ok" for g in ids)
+        try:
+            ok = len(ids) == 2 and all(studio.library_item(g, user=user)["status"] == "ok" for g in ids)
+        except StudioError:  # a side deleted meanwhile (Library): nothing left to judge
+            ok = False
         return [gr.Button(interactive=ok) for _ in buttons]
 
     # The buttons go off while a pair runs (no verdict on the previous pair while the new one shows) and
