@@ -93,3 +93,17 @@ def test_the_voice_preset_shows_only_for_bark(make_studio) -> None:
     props = components(make_studio("models:\n" + hibari + bark))
     assert props["speech-speed"]["visible"] is True and props["speech-voice"]["visible"] is False
     assert components(make_studio("models:\n" + bark))["speech-voice"]["visible"] is True
+
+
+def test_the_speech_endpoint_still_returns_the_waveform_picture(tmp_path: Path) -> None:
+    """The picture is not shown (the player draws the waveform) but API callers still get its path."""
+    import tests.test_audio  # noqa: F401 - registers the fake speech backend
+
+    models = "models:\n  - {id: voice, tabs: [speech], backend: fake-speech, source: fake/voice}\n"
+    with served_studio(tmp_path, models) as (studio, url):
+        clip, picture, info, _clips, notice = Client(url, verbose=False).predict(
+            "two words", "voice", 1.0, "", 3, api_name="/speech"
+        )
+        [clip_row] = studio.recent_clips("speech")
+    assert Path(clip).suffix == ".wav" and Path(picture).suffix == ".png" and "seed 3" in notice
+    assert Path(picture).read_bytes() == clip_row.picture.read_bytes() and "👍" not in info

@@ -258,7 +258,7 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
         settings = studio.rerun_settings(gid, user=user)
         cid, tab_ = settings["conversation_id"], settings["tab"]
         if cid is None or tab_ not in CONVERSATION_IDS or CONVERSATION_IDS[tab_][0] not in found:
-            raise gr.Error("Only Chat and Code turns belong to a conversation.")
+            raise gr.Error("Only Chat and Code turns belong to a conversation (A/B comparisons do not).")
         dropdown, chatbot = (found[k] for k in CONVERSATION_IDS[tab_])
         return {
             tabs: gr.Tabs(selected=tab_),
