@@ -227,7 +227,7 @@ def test_thumbs_in_the_tabs_keep_the_reason_until_the_vote_changes(studio: Studi
     assert studio.vote_detail(gid) == {"vote": -1, "reasons": ["off-topic", "other"], "comment": "about cats"}
     cast_vote(studio, gid, "up", None)  # a new vote: the old reason explained the other one
     assert studio.vote_detail(gid) == {"vote": 1, "reasons": [], "comment": ""}
-    studio.rate(gid, "up", reason="low quality", comment="ok-ish")
+    studio.rate(gid, "up", reason="helpful", comment="ok-ish")
     cast_vote(studio, gid, None, None)  # undo removes the vote with its reason
     assert studio.vote_detail(gid)["vote"] is None
     with Session(studio.engine) as s:

@@ -62,7 +62,8 @@ class Studio(CodeTab, ImageTab, AudioTab, TrainTab, ModelsPanel, LibraryTab):
     - models.py: `models`, `model_status`, `default_params`, `model_rows`, `memory_summary`, `load_model`,
       `unload_model`
     - library.py: `library`, `library_item`, `vote_detail`, `rerun_settings`, `delete_generations`,
-      `prefer`, `compare`, `leaderboard`, `export`, `export_archive`
+      `export`, `export_archive`
+    - ranking.py: `compare`, `prefer`, `leaderboard`
     - train.py: `train` (a run, streamed)
     - variants.py: `variants`, `compare_with_base`, `promote_variant`, `delete_variant`, `train_runs`,
       `train_run`, `recover_interrupted` (runs too); `models` puts a promoted variant first

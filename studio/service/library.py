@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -23,15 +22,15 @@ from sqlmodel import Session
 from studio import export, storage
 from studio.errors import StudioError
 from studio.export import files as export_files
-from studio.service import ranking
-from studio.service.checks import prompt_text
-from studio.service.core import StudioCore
-from studio.service.types import GenerationResult
+from studio.service.ranking import Comparisons
 
 log = logging.getLogger(__name__)
 
 FORMATS = export.FORMATS  # the export formats, for the UI (which imports only the service)
-REASONS = ("inaccurate", "unsafe", "off-topic", "low quality", "other")
+# What a vote's "why?" may say: the reasons that fit a 👎, and those that fit a 👍 ("other" fits both).
+NEGATIVE_REASONS = ("inaccurate", "unsafe", "off-topic", "low quality", "other")
+POSITIVE_REASONS = ("helpful", "accurate", "well written", "creative", "other")
+REASONS = tuple(dict.fromkeys(NEGATIVE_REASONS + POSITIVE_REASONS))  # every reason a stored vote may carry
 MAX_COMMENT = 2000
 PER_PAGE_MAX = 200
 
@@ -63,15 +62,24 @@ def parse_date(value: str | date | datetime | None, what: str = "date") -> datet
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def feedback_fields(reason: Any, comment: Any) -> tuple[str | None, str | None]:
-    """Check a vote's reason tags (comma-separated, from REASONS) and comment; blank -> None."""
+def reasons_for(vote: int | None) -> tuple[str, ...]:
+    """The reasons that can explain a vote: +1 -> POSITIVE_REASONS, -1 -> NEGATIVE_REASONS."""
+    return POSITIVE_REASONS if (vote or 0) > 0 else NEGATIVE_REASONS
+
+
+def feedback_fields(reason: Any, comment: Any, vote: int | None = None) -> tuple[str | None, str | None]:
+    """Check a vote's reason tags (comma-separated; those of `reasons_for(vote)`, or any of REASONS when
+    the vote is not given) and comment; blank -> None."""
     tags: list[str] = []
     if reason not in (None, "", []):
         items = reason if isinstance(reason, list) else str(reason).split(",")
         tags = [str(item).strip().lower() for item in items if str(item).strip()]
-        unknown = [tag for tag in tags if tag not in REASONS]
+        allowed = REASONS if vote is None else reasons_for(vote)
+        unknown = [tag for tag in tags if tag not in allowed]
         if unknown:
-            raise StudioError(f"unknown reason {unknown[0]!r}; reasons: {', '.join(REASONS)}")
+            # A reason for the other vote would make the stored data contradict itself ("liked: unsafe").
+            which = "" if vote is None else f" for a {'👍 (up)' if vote > 0 else '👎 (down)'} vote"
+            raise StudioError(f"unknown reason {unknown[0]!r}{which}; reasons: {', '.join(allowed)}")
     if comment is not None and not isinstance(comment, str):
         raise StudioError("a comment must be text")
     text = (comment or "").replace("\x00", "").strip()
@@ -80,11 +88,20 @@ def feedback_fields(reason: Any, comment: Any) -> tuple[str | None, str | None]:
     return (",".join(dict.fromkeys(tags)) or None), (text or None)
 
 
-class LibraryTab(StudioCore):
-    """The Library tab and the CLI's history/export/prefer: search, reopen, delete, vote, compare, export."""
+def tokens_per_second(tokens: int | None, duration_ms: float | None, first_ms: float | None) -> float | None:
+    """Decoding speed: tokens after the first over the time after the first (the wait for the first token
+    is loading and prompt processing, not speed); None without enough to measure."""
+    if not tokens or duration_ms is None:
+        return None
+    span, count = duration_ms, tokens
+    if first_ms is not None and tokens > 1:
+        span, count = duration_ms - first_ms, tokens - 1
+    return round(count / (span / 1000), 1) if span > 0 else None
 
-    # A/B compare runs each side as one complete generation of its tab: the `Studio` facade's `generate`.
-    generate: Callable[..., GenerationResult]
+
+class LibraryTab(Comparisons):
+    """The Library tab and the CLI's history/export/prefer: search, reopen, delete, vote, compare (the A/B
+    part in ranking.py), export."""
 
     def _owned(self, session: Session, generation_id: Any, uid: int) -> storage.Generation:
         if isinstance(generation_id, bool) or not isinstance(generation_id, int | float | str):
@@ -169,6 +186,12 @@ class LibraryTab(StudioCore):
             "rating": vote,
             "conversation_id": row.conversation_id,
             "seed": row.seed,
+            "active": row.active,  # False: regenerated, edited or continued away (kept for preferences)
+            "prompt_tokens": row.prompt_tokens,
+            "completion_tokens": row.completion_tokens,
+            "duration_s": None if row.duration_ms is None else round(row.duration_ms / 1000, 3),
+            "first_token_s": None if row.first_token_ms is None else round(row.first_token_ms / 1000, 3),
+            "tokens_per_s": tokens_per_second(row.completion_tokens, row.duration_ms, row.first_token_ms),
         }
 
     def vote_detail(self, generation_id: int, *, user: str | None = None) -> dict[str, Any]:
@@ -208,70 +231,6 @@ class LibraryTab(StudioCore):
                 except (StudioError, OSError) as exc:
                     log.warning("could not delete %s: %s", relative, exc)
         return len(deleted)
-
-    # -- A/B -----------------------------------------------------------------------------------------
-    def prefer(self, generation_a: int, generation_b: int, choice: str, *, user: str | None = None) -> str:
-        """Record which of two answers to the same prompt won: a, b, tie or both_bad (the latest vote on a
-        pair wins, whichever order it is named in). Returns the choice stored for (a, b)."""
-        choice = {"both bad": "both_bad", "A": "a", "B": "b"}.get(choice, choice)
-        if choice not in storage.CHOICES:
-            raise StudioError(f"a choice is one of {', '.join(storage.CHOICES)}, not {choice!r}")
-        uid = self.user_id(user)
-        with Session(self.engine) as session:
-            a, b = self._owned(session, generation_a, uid), self._owned(session, generation_b, uid)
-            if a.id == b.id:
-                raise StudioError("compare two different generations")
-            if a.tab != b.tab or a.prompt != b.prompt or a.history != b.history:
-                raise StudioError(
-                    f"generations {a.id} and {b.id} answer different prompts; A/B votes compare answers "
-                    "to the same prompt"
-                )
-            storage.set_preference(
-                session,
-                user_id=uid,
-                tab=a.tab,
-                generation_a_id=a.id or 0,
-                generation_b_id=b.id or 0,
-                choice=choice,
-            )
-        return choice
-
-    def compare(
-        self,
-        *,
-        tab: str,
-        prompt: str,
-        a: dict[str, Any],
-        b: dict[str, Any],
-        user: str | None = None,
-    ) -> tuple[GenerationResult, GenerationResult]:
-        """Generate two candidates for one prompt: two models, or one model with two seeds or settings.
-        `a` and `b` are {"model": id, "params": {...}}; each side is stored as an ordinary generation."""
-        sides = []
-        for side in (a, b):
-            if not isinstance(side, dict) or not side.get("model"):
-                raise StudioError("each side of a comparison needs a model")
-            params = dict(side.get("params") or {})
-            if tab == "image":
-                params["num_images"] = 1  # one picture a side: the vote is about that picture
-            sides.append((str(side["model"]), params))
-        prompt_text(prompt)
-        results = tuple(
-            self.generate(tab=tab, model_id=model, prompt=prompt, params=params, user=user)
-            for model, params in sides
-        )
-        return results[0], results[1]
-
-    def leaderboard(self, *, tab: str | None = None, user: str | None = None) -> list[dict[str, Any]]:
-        """Per tab and model: Elo, battles, win rate (A/B votes), thumbs up/down and thumbs-up rate.
-        Everyone's votes count (user=None), or one user's."""
-        uid = None if user is None else self.user_id(user)
-        with Session(self.engine) as session:
-            prefs = storage.preference_rows(session, user_id=uid, tab=tab)
-            thumbs = storage.rating_counts(session, user_id=uid, tab=tab)
-        battles = [(p["tab"], p["a"]["model_id"], p["b"]["model_id"], p["choice"]) for p in prefs]
-        counts = [(t["tab"], t["model_id"], int(t["up"] or 0), int(t["down"] or 0)) for t in thumbs]
-        return [s.as_dict() for s in ranking.leaderboard(battles, counts)]
 
     # -- export --------------------------------------------------------------------------------------
     def export(

@@ -1,18 +1,36 @@
-"""Ranking: a leaderboard per tab from A/B votes (Elo, win rates) and thumbs (thumbs-up rate).
+"""Ranking: A/B comparisons and the leaderboard per tab they feed (Elo, win rates, thumbs-up rate).
 
-Owns: the arithmetic only (pure functions over plain tuples). Elo starts every model at 1000 and replays the
-votes oldest first with K = 32; a tie and "both bad" each count as a draw (as LMSYS's arena does). A pair of
-answers from the same model (two seeds) says nothing about models and is not counted.
-Ignores: where votes come from (storage) and how the table is shown (ui/library.py).
+Owns: the arithmetic (`leaderboard`, pure functions over plain tuples) and the service's A/B part
+(`Comparisons`: `compare`, `prefer`, `leaderboard`). Elo starts every model at 1000 and replays the votes
+oldest first with K = 32; a tie and "both bad" each count as a draw (as LMSYS's arena does). A pair of
+answers from the same model (two seeds) says nothing about models and is not counted. Only two finished
+answers can be compared: a side that failed, was stopped or is still running takes no vote and no rank.
+Ignores: running a side (the facade's `generate`), SQL details (storage) and how the table and chart are
+shown (ui/compare.py).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session
+
+from studio import storage
+from studio.errors import StudioError
+from studio.service.checks import prompt_text
+from studio.service.core import StudioCore
+from studio.service.types import GenerationResult, Status
 
 START, K = 1000.0, 32.0
+UNFINISHED: dict[str, str] = {  # why a generation cannot take part in an A/B vote, by its status
+    Status.ERROR: "failed",
+    Status.STOPPED: "was stopped",
+    Status.RUNNING: "is still running",
+    Status.INTERRUPTED: "was cut off by a server restart",
+}
 SCORES = {"a": 1.0, "b": 0.0, "tie": 0.5, "both_bad": 0.5}
 
 
@@ -88,3 +106,90 @@ def leaderboard(
         item = standing(tab, model)
         item.up, item.down = up, down
     return sorted(table.values(), key=lambda s: (s.tab, -s.elo, -(s.up_rate or 0), s.model))
+
+
+class Comparisons(StudioCore):
+    """The A/B part of the service: two candidates for one prompt, the vote on them, the leaderboard."""
+
+    # A/B compare runs each side as one complete generation of its tab: the `Studio` facade's `generate`;
+    # `_owned` (the Library's) finds one of the user's generations or refuses.
+    generate: Callable[..., GenerationResult]
+    _owned: Callable[[Session, Any, int], storage.Generation]
+
+    def prefer(self, generation_a: int, generation_b: int, choice: str, *, user: str | None = None) -> str:
+        """Record which of two answers to the same prompt won: a, b, tie or both_bad (the latest vote on a
+        pair wins, whichever order it is named in). Returns the choice stored for (a, b)."""
+        choice = {"both bad": "both_bad", "A": "a", "B": "b"}.get(choice, choice)
+        if choice not in storage.CHOICES:
+            raise StudioError(f"a choice is one of {', '.join(storage.CHOICES)}, not {choice!r}")
+        uid = self.user_id(user)
+        with Session(self.engine) as session:
+            a, b = self._owned(session, generation_a, uid), self._owned(session, generation_b, uid)
+            if a.id == b.id:
+                raise StudioError("compare two different generations")
+            if a.tab != b.tab or a.prompt != b.prompt or a.history != b.history:
+                raise StudioError(
+                    f"generations {a.id} and {b.id} answer different prompts; A/B votes compare answers "
+                    "to the same prompt"
+                )
+            for row in (a, b):
+                if row.status != Status.OK:
+                    # A vote against an error message or half an answer would rank models on their failures.
+                    raise StudioError(
+                        f"generation {row.id} {UNFINISHED.get(row.status, 'did not finish')}; an A/B vote "
+                        "compares two finished answers"
+                    )
+            storage.set_preference(
+                session,
+                user_id=uid,
+                tab=a.tab,
+                generation_a_id=a.id or 0,
+                generation_b_id=b.id or 0,
+                choice=choice,
+            )
+        return choice
+
+    def compare(
+        self,
+        *,
+        tab: str,
+        prompt: str,
+        a: dict[str, Any],
+        b: dict[str, Any],
+        user: str | None = None,
+    ) -> tuple[GenerationResult, GenerationResult]:
+        """Generate two candidates for one prompt: two models, or one model with two seeds or settings.
+        `a` and `b` are {"model": id, "params": {...}}; each side is stored as an ordinary generation."""
+        sides = []
+        for side in (a, b):
+            if not isinstance(side, dict) or not side.get("model"):
+                raise StudioError("each side of a comparison needs a model")
+            params = dict(side.get("params") or {})
+            if tab == "image":
+                params["num_images"] = 1  # one picture a side: the vote is about that picture
+            sides.append((str(side["model"]), params))
+        prompt_text(prompt)
+        results = []
+        for model, params in sides:
+            result = self.generate(tab=tab, model_id=model, prompt=prompt, params=params, user=user)
+            if result.conversation_id is not None:
+                # `chat` files every turn in a conversation of its own; a side of a comparison is not one
+                # (two entries in the Chat list per comparison), so it is taken out at once.
+                with Session(self.engine) as session:
+                    storage.detach_from_conversation(session, generation_id=result.generation_id or 0)
+                result.conversation_id = None
+            results.append(result)
+        return results[0], results[1]
+
+    def leaderboard(self, *, tab: str | None = None, user: str | None = None) -> list[dict[str, Any]]:
+        """Per tab and model: Elo, battles, win rate (A/B votes), thumbs up/down and thumbs-up rate.
+        Everyone's votes count (user=None), or one user's."""
+        uid = None if user is None else self.user_id(user)
+        with Session(self.engine) as session:
+            prefs = storage.preference_rows(session, user_id=uid, tab=tab)
+            thumbs = storage.rating_counts(session, user_id=uid, tab=tab)
+        # Votes stored before `prefer` refused unfinished answers may name a failed side: they rank nothing.
+        finished = [p for p in prefs if p["a"]["status"] == Status.OK and p["b"]["status"] == Status.OK]
+        battles = [(p["tab"], p["a"]["model_id"], p["b"]["model_id"], p["choice"]) for p in finished]
+        counts = [(t["tab"], t["model_id"], int(t["up"] or 0), int(t["down"] or 0)) for t in thumbs]
+        return [s.as_dict() for s in leaderboard(battles, counts)]

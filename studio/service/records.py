@@ -79,12 +79,14 @@ class Records(StudioCore):
         reason: str | list[str] | None = None,
         comment: str | None = None,
     ) -> None:
-        """Record 'up' / 'down' (or +1 / -1) with an optional reason (tags from REASONS) and comment; None
-        removes the vote. Repeating a vote changes nothing; a new one replaces the old with its reason."""
+        """Record 'up' / 'down' (or +1 / -1) with an optional reason and comment; None removes the vote. The
+        reason's tags are those that fit the vote (`library.reasons_for`: POSITIVE_REASONS for 'up',
+        NEGATIVE_REASONS for 'down'). Repeating a vote changes nothing; a new one replaces the old with its
+        reason."""
         values: dict[Any, int | None] = {"up": 1, "down": -1, 1: 1, -1: -1, None: None, "none": None}
         if isinstance(vote, bool) or not isinstance(vote, (str, int, type(None))) or vote not in values:
             raise StudioError(f"a vote is 'up', 'down' or none, not {vote!r}")
-        reason, comment = feedback_fields(reason, comment)
+        reason, comment = feedback_fields(reason, comment, values[vote])
         uid = self.user_id(user)
         with Session(self.engine) as session:
             gen = storage.get_generation(session, generation_id=generation_id)

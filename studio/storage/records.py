@@ -90,6 +90,22 @@ def delete_conversation(session: Session, *, conversation_id: int, user_id: int)
     return True
 
 
+def detach_from_conversation(session: Session, *, generation_id: int) -> None:
+    """Take a generation out of its conversation (an A/B side stored by the chat path is no conversation
+    turn); the conversation goes too when no other turn is left in it. One commit."""
+    row = session.get(Generation, generation_id)
+    if row is None or row.conversation_id is None:
+        return
+    conversation_id = row.conversation_id
+    row.conversation_id, row.turn_index = None, None
+    session.add(row)
+    session.flush()
+    left = session.exec(select(Generation.id).where(Generation.conversation_id == conversation_id)).first()
+    if left is None:
+        session.exec(delete(Conversation).where(col(Conversation.id) == conversation_id))
+    session.commit()
+
+
 def active_turns(session: Session, *, conversation_id: int) -> list[Generation]:
     query = (
         select(Generation)

@@ -1,8 +1,10 @@
 """The Audio tab: Speech and Music sections with progress, Stop, a player with download, votes and reuse.
 
-Owns: wiring each section's controls to `Studio.speech` / `Studio.music` and friends. Each section shows
-the clip just made (player + waveform picture) and a list of the user's recent clips: choosing one plays
-it, shows how it was made and offers 👍/👎 and "reuse settings". `gr.State` keeps generation ids only.
+Owns: wiring each section's controls to `Studio.speech` / `Studio.music` and friends, showing each control
+only for the backends that use it (the voice preset only for transformers' Bark). Each section shows the
+clip just made (a player, which draws the clip's waveform; the stored waveform picture is an output for API
+callers only, not shown twice) and a list of the user's recent clips: choosing one plays it, shows how it
+was made and offers 👍/👎 and "reuse settings". `gr.State` keeps generation ids only.
 Ignores: validation, files and storage (the service's).
 """
 
@@ -25,6 +27,17 @@ from studio.ui.session import StopOnClose, run_key_state, stop_button
 # The parameter controls of each section, in the order the handlers (and the /speech, /music APIs) take them.
 SPEECH_PARAMS = ("speed", "voice", "seed")
 MUSIC_PARAMS = ("duration", "guidance", "temperature", "top_k", "seed")
+# Controls only some backends use (every other control is used by every backend of its section): hibari has
+# one voice per model, so only transformers-tts (Bark's presets) takes a voice.
+ONLY_FOR = {"voice": ("transformers-tts",)}
+
+
+def uses(studio: Studio, tab: str, model_id: str, control: str) -> bool:
+    """Does the model's backend use `control`? Controls not in ONLY_FOR are used by every backend."""
+    backends = ONLY_FOR.get(control)
+    if backends is None:
+        return True
+    return any(m.backend in backends for m in studio.models(tab) if m.id == model_id)
 
 
 def _params(names: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
@@ -36,11 +49,14 @@ def _params(names: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
     return params
 
 
-def _speech_controls(defaults: dict[str, Any]) -> list[Any]:
+def _speech_controls(defaults: dict[str, Any], with_voice: bool) -> list[Any]:
     with gr.Row():
         speed = slider(defaults, "speed", (0.5, 2.0), 0.05, "Speed", "speech-speed")
         voice = gr.Textbox(
-            label="Voice preset (Bark only)", placeholder="v2/en_speaker_6", elem_id="speech-voice"
+            label="Voice preset (Bark models)",
+            placeholder="v2/en_speaker_6",
+            visible=with_voice,
+            elem_id="speech-voice",
         )
         seed = gr.Number(value=None, precision=0, label="Seed (blank = random)", elem_id="speech-seed")
     return [speed, voice, seed]
@@ -91,7 +107,10 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
             note = gr.Markdown(model_note(studio, default), elem_id=f"{tab}-model-note")
             label = "Text to speak" if tab == "speech" else "Describe the music"
             prompt = gr.Textbox(label=label, lines=4, elem_id=f"{tab}-prompt")
-            controls = _speech_controls(defaults) if tab == "speech" else _music_controls(defaults)
+            if tab == "speech":
+                controls = _speech_controls(defaults, uses(studio, tab, default, "voice"))
+            else:
+                controls = _music_controls(defaults)
             melody = None
             if tab == "music":
                 with gr.Accordion("Melody (melody models only)", open=False):
@@ -110,8 +129,14 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
                 buttons=["download"],
                 elem_id=f"{tab}-player",
             )
+            # The player draws the clip's waveform; the stored picture stays an output (API callers get
+            # its path) but is not shown a second time.
             picture = gr.Image(
-                label="Waveform", type="filepath", interactive=False, height=140, elem_id=f"{tab}-waveform"
+                label="Waveform",
+                type="filepath",
+                interactive=False,
+                visible=False,
+                elem_id=f"{tab}-waveform",
             )
             info = gr.Markdown(elem_id=f"{tab}-info")
             with gr.Row():
@@ -190,7 +215,15 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
 
     def model_changed(model_id: str) -> list[Any]:
         params = studio.default_params(model_id, tab=tab)
-        return [*[params.get(n) if n != "seed" else gr.skip() for n in names], model_note(studio, model_id)]
+        values: list[Any] = []
+        for n in names:
+            if n == "seed":
+                values.append(gr.skip())  # a seed the user typed stays
+            elif n in ONLY_FOR:  # only the voice: a textbox, shown for the backends that take one
+                values.append(gr.Textbox(value=params.get(n) or "", visible=uses(studio, tab, model_id, n)))
+            else:
+                values.append(params.get(n))
+        return [*values, model_note(studio, model_id)]
 
     model.input(model_changed, model, [*controls, note], **PRIVATE)
 

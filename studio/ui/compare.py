@@ -1,9 +1,13 @@
-"""The A/B compare panel every tab includes with one call: `compare_panel(studio, tab)`.
+"""The A/B compare panel every tab includes with one call (`compare_panel(studio, tab)`), and the
+leaderboard its votes feed (`leaderboard_panel(studio)`, in the Library tab).
 
-Owns: two candidates for one prompt side by side (two models, or one model with two seeds: the user picks)
-and the vote on them: A, B, tie or both bad. Text tabs show Markdown, the Image tab pictures, audio tabs
-players. `gr.State` keeps the pair's generation ids only. Ignores: running, storing and validating (the
-service's `compare` and `prefer`).
+Owns: two candidates for one prompt side by side (two models, or one model with two seeds: the user picks;
+B starts on a second model that is ready) and the vote on them: A, B, tie or both bad, offered only once
+both sides have finished (the buttons stay disabled while a pair runs and when a side failed or stopped).
+Text tabs show Markdown, the Image tab pictures, audio tabs players. `gr.State` keeps the pair's generation
+ids only. The leaderboard's table and its chart: one bar per tab and model, grouped by tab, each the Elo
+gained or lost since the 1000 every model starts at (bars from zero, so their lengths compare honestly).
+Ignores: running, storing and validating (the service's `compare`, `prefer` and `leaderboard`).
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 
-from studio.service import GenerationResult, Status, Studio, StudioError
-from studio.ui.conversation import GENERATION_QUEUE, default_model, model_choices, user_of
+from studio.service import GenerationResult, ModelInfo, Status, Studio, StudioError
+from studio.ui.conversation import GENERATION_QUEUE, PRIVATE, default_model, model_choices, user_of
 
 AUDIO_TABS = ("audio", "speech", "music")
 VERDICTS = (("A is better", "a"), ("B is better", "b"), ("Tie", "tie"), ("Both bad", "both_bad"))
+READY = ("ready", "loaded", "remote")  # model statuses that can run now
 
 
 def _kind(tab: str) -> str:
@@ -39,6 +45,12 @@ def _shown(kind: str, result: GenerationResult) -> Any:
     return result.files[0] if result.files else None
 
 
+def second_model(models: list[ModelInfo], first: str) -> str:
+    """Model B's default: another model that can run now, else A's model again (two seeds), never one
+    that is not downloaded (its side would only fail)."""
+    return next((m.id for m in models if m.id != first and m.status in READY), first)
+
+
 def compare_panel(studio: Studio, tab: str) -> None:
     """An accordion with the A/B comparison for `tab` (nothing when the tab has no model)."""
     models = studio.models(tab)
@@ -46,7 +58,7 @@ def compare_panel(studio: Studio, tab: str) -> None:
         return
     kind = _kind(tab)
     first = default_model(models)
-    second = next((m.id for m in models if m.id != first), first)
+    second = second_model(models, first)
     pair = gr.State([])  # [generation id of A, generation id of B]
     with gr.Accordion("Compare A/B", open=False, elem_id=f"{tab}-compare"):
         gr.Markdown(
@@ -78,7 +90,7 @@ def compare_panel(studio: Studio, tab: str) -> None:
             out_b = _output(kind, "B", f"{tab}-compare-out-b")
         with gr.Row():
             buttons = [
-                gr.Button(label, size="sm", elem_id=f"{tab}-compare-vote-{value}")
+                gr.Button(label, size="sm", interactive=False, elem_id=f"{tab}-compare-vote-{value}")
                 for label, value in VERDICTS
             ]
         status = gr.Markdown(elem_id=f"{tab}-compare-status")
@@ -104,18 +116,35 @@ def compare_panel(studio: Studio, tab: str) -> None:
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
         ids = [res_a.generation_id, res_b.generation_id]
-        failed = [r.error or "" for r in (res_a, res_b) if r.status == Status.ERROR]
+        unfinished = [
+            f"{side} {r.error or r.status}" for side, r in zip("AB", (res_a, res_b), strict=True)
+            if r.status != Status.OK
+        ]  # fmt: skip
         pair_note = f"(#{ids[0]} vs #{ids[1]})"
-        note = f"Failed: {'; '.join(failed)} {pair_note}" if failed else f"Which is better? {pair_note}"
+        if unfinished:
+            note = f"Failed: {'; '.join(unfinished)}. No vote on this pair {pair_note}"
+        else:
+            note = f"Which is better? {pair_note}"
         return _shown(kind, res_a), _shown(kind, res_b), ids, note
 
-    run_btn.click(
+    def votable(ids: list[int], request: gr.Request) -> list[Any]:
+        """The verdict buttons: enabled only when both sides of the shown pair finished."""
+        user = user_of(request)
+        try:
+            ok = len(ids) == 2 and all(studio.library_item(g, user=user)["status"] == "ok" for g in ids)
+        except StudioError:  # a side deleted meanwhile (Library): nothing left to judge
+            ok = False
+        return [gr.Button(interactive=ok) for _ in buttons]
+
+    # The buttons go off while a pair runs (no verdict on the previous pair while the new one shows) and
+    # come back only for a finished pair; `run` keeps its outputs so the API's answer stays (a, b, note).
+    run_btn.click(lambda: [gr.Button(interactive=False)] * len(buttons), None, buttons, **PRIVATE).then(
         run,
         [prompt, model_a, seed_a, model_b, seed_b, sample],
         [out_a, out_b, pair, status],
         api_name=f"compare_{tab}",
         **GENERATION_QUEUE,
-    )
+    ).then(votable, pair, buttons, **PRIVATE)
 
     def vote(choice: str) -> Any:
         def handler(ids: list[int], request: gr.Request) -> str:
@@ -131,4 +160,46 @@ def compare_panel(studio: Studio, tab: str) -> None:
         return handler
 
     for button, (_, value) in zip(buttons, VERDICTS, strict=True):
-        button.click(vote(value), pair, status, api_visibility="private")
+        button.click(vote(value), pair, status, **PRIVATE)
+
+
+def leaderboard_chart(rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, Any]:
+    """The leaderboard's table and its chart update from `Studio.leaderboard()` rows.
+
+    One bar per tab and model (each its own x position, coloured by tab: bars of two tabs never stack), in
+    tab order, its height the Elo gained or lost since the start (1000): bars grow from zero, so their
+    lengths compare honestly, on an axis symmetric around it."""
+    frame = pd.DataFrame(rows)
+    if not len(frame):
+        return frame, None
+    chart = pd.DataFrame(
+        {
+            "model": [f"{t} · {m}" for t, m in zip(frame["tab"], frame["model"], strict=True)],
+            "tab": frame["tab"],
+            "elo_change": (frame["elo"] - 1000).round(1),
+        }
+    )
+    reach = max(10.0, float(chart["elo_change"].abs().max()) * 1.2)
+    plot = gr.BarPlot(value=chart, sort=list(chart["model"]), y_lim=[-reach, reach])
+    return frame, plot
+
+
+def leaderboard_panel(studio: Studio) -> None:
+    """The Library's Leaderboard accordion: Refresh, the table and the chart (`/leaderboard`)."""
+    with gr.Accordion("Leaderboard", open=False, elem_id="library-leaderboard"):
+        board_btn = gr.Button("Refresh", size="sm", elem_id="library-board-refresh")
+        board = gr.Dataframe(interactive=False, elem_id="library-board")
+        plot = gr.BarPlot(
+            x="model",
+            y="elo_change",
+            color="tab",
+            title="Elo gained or lost since the start (1000), from A/B votes",
+            x_title="tab · model",
+            y_title="Elo − 1000",
+            elem_id="library-plot",
+        )
+
+    def refresh() -> tuple[pd.DataFrame, Any]:
+        return leaderboard_chart(studio.leaderboard())  # everyone's votes
+
+    board_btn.click(refresh, None, [board, plot], api_name="leaderboard")

@@ -1,9 +1,11 @@
 """The "why?" panel every tab shows after a thumbs vote: reason tags and a comment stored with the vote.
 
-Owns: the panel's controls, showing it for the generation just voted on (with what is stored), saving a
-reason and comment through `Studio.rate`, the idempotent thumbs click every tab uses, a chatbot's thumbs
-(Chat, Code) and the public `/rate` API endpoint. Ignores: validation of tags and comments (the service
-does it for browser and API alike) and what each tab shows about its outputs.
+Owns: the panel's controls, showing it for the generation just voted on (with what is stored, the reasons
+that fit the vote: positive after 👍, negative after 👎, and a heading in the user's words: "this answer",
+"this picture", "this clip"), saving a reason and comment through `Studio.rate`, the idempotent thumbs click
+every tab uses, a chatbot's thumbs (Chat, Code) and the public `/rate` API endpoint.
+Ignores: validation of tags and comments (the service does it for browser and API alike) and what each tab
+shows about its outputs.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
-from studio.service.library import MAX_COMMENT, REASONS
+from studio.service.library import MAX_COMMENT, NEGATIVE_REASONS, reasons_for
 from studio.ui.conversation import PRIVATE, user_of
 
 VOTES = {1: "up", -1: "down"}
+# What a tab's outputs are called in the panel's heading (by the panel's elem id prefix).
+NOUNS = {"image": "picture", "speech": "clip", "music": "clip"}
 
 
 def cast_vote(studio: Studio, gid: int, value: str | None, user: str | None) -> None:
@@ -54,6 +58,7 @@ def vote_handler(studio: Studio) -> Any:
 @dataclass
 class FeedbackPanel:
     studio: Studio
+    noun: str  # "answer", "picture", "clip"
     box: Any
     gid: Any  # gr.State: the generation the panel is about
     heading: Any
@@ -81,8 +86,11 @@ class FeedbackPanel:
         detail = self.studio.vote_detail(gid, user=user) if gid is not None else {"vote": None}
         if detail["vote"] is None:  # no vote (or it was taken back): nothing to explain
             return gid, gr.Group(visible=False), gr.skip(), [], "", ""
-        heading = f"Why did you {'like' if detail['vote'] > 0 else 'dislike'} #{gid}? (optional)"
-        return gid, gr.Group(visible=True), heading, detail["reasons"], detail["comment"], ""
+        liked = detail["vote"] > 0
+        mark, verb = ("👍", "like") if liked else ("👎", "dislike")
+        heading = f"{mark} Why did you {verb} this {self.noun}? (optional)"
+        reasons = gr.CheckboxGroup(choices=list(reasons_for(detail["vote"])), value=detail["reasons"])
+        return gid, gr.Group(visible=True), heading, reasons, detail["comment"], ""
 
 
 def feedback_panel(studio: Studio, prefix: str) -> FeedbackPanel:
@@ -90,14 +98,18 @@ def feedback_panel(studio: Studio, prefix: str) -> FeedbackPanel:
     with gr.Group(visible=False, elem_id=f"{prefix}-feedback") as box:
         heading = gr.Markdown(elem_id=f"{prefix}-feedback-heading")
         with gr.Row():
-            reasons = gr.CheckboxGroup(list(REASONS), show_label=False, elem_id=f"{prefix}-feedback-reasons")
+            # The choices follow the vote when the panel opens (see _show).
+            reasons = gr.CheckboxGroup(
+                list(NEGATIVE_REASONS), show_label=False, elem_id=f"{prefix}-feedback-reasons"
+            )
             comment = gr.Textbox(
                 label="Comment (optional)", max_length=MAX_COMMENT, elem_id=f"{prefix}-feedback-comment"
             )
         with gr.Row():
             save = gr.Button("Save reason", size="sm", elem_id=f"{prefix}-feedback-save")
             note = gr.Markdown(elem_id=f"{prefix}-feedback-note")
-    panel = FeedbackPanel(studio, box, gr.State(None), heading, reasons, comment, note)
+    noun = NOUNS.get(prefix, "answer")
+    panel = FeedbackPanel(studio, noun, box, gr.State(None), heading, reasons, comment, note)
 
     def store(gid: int | None, why: list[str], text: str, request: gr.Request) -> str:
         user = user_of(request)
@@ -108,7 +120,7 @@ def feedback_panel(studio: Studio, prefix: str) -> FeedbackPanel:
             studio.rate(gid, VOTES[vote], user=user, reason=why, comment=text)
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
-        return f"Saved with your vote on #{gid}."
+        return f"Saved with your vote on this {noun}."
 
     save.click(store, [panel.gid, reasons, comment], note, **PRIVATE)
     return panel
@@ -116,7 +128,7 @@ def feedback_panel(studio: Studio, prefix: str) -> FeedbackPanel:
 
 def rate_api(studio: Studio) -> Any:
     """The `/rate` endpoint: a vote ('up', 'down', '' or 'none' to remove it) with optional reason tags
-    (comma-separated, from REASONS) and comment."""
+    (comma-separated: POSITIVE_REASONS for 'up', NEGATIVE_REASONS for 'down') and comment."""
 
     def rate(
         generation_id: float, value: str, request: gr.Request, reason: str = "", comment: str = ""

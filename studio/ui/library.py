@@ -17,9 +17,13 @@ import pandas as pd
 
 from studio.service import Studio, StudioError
 from studio.service.library import FORMATS, REASONS
+from studio.ui.compare import leaderboard_panel
 from studio.ui.conversation import PARAM_NAMES, conversation_choices, render, user_of
 
-COLUMNS = ["#", "when", "tab", "model", "vote", "prompt", "output"]
+COLUMNS = ["#", "when", "tab", "model", "status", "vote", "prompt", "output"]
+# A row's status in words: a failed or stopped run must not look like an answer.
+STATUS_WORDS = {"ok": "done", "error": "failed", "stopped": "stopped", "interrupted": "interrupted"}
+VOTE_WORDS = {1: "👍 liked", -1: "👎 disliked"}  # the emoji with words, for screen readers and search
 TAB_IDS = {"speech": "audio", "music": "audio"}  # generation tabs shown inside another UI tab
 IMAGE_NAMES = ("negative_prompt", "steps", "guidance", "width", "height", "seed", "scheduler", "strength")
 AUDIO_NAMES = {
@@ -32,6 +36,43 @@ CONVERSATION_IDS = {"chat": ("conversation", "chatbot"), "code": ("code-conversa
 def _short(text: str, limit: int = 80) -> str:
     flat = " ".join((text or "").split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def status_text(item: dict[str, Any]) -> str:
+    """'done', 'failed', ...; a turn regenerated, edited or continued away says 'replaced' too."""
+    word = STATUS_WORDS.get(item["status"], item["status"])
+    return word if item.get("active", True) else f"{word}, replaced"
+
+
+def details_text(item: dict[str, Any]) -> str:
+    """A row in full (Markdown): what it made or why it failed, then how it ran: seed, every parameter,
+    tokens, time and speed."""
+    vote = VOTE_WORDS.get(item["rating"], "no vote")
+    lines = [
+        f"**#{item['generation_id']}** · {item['tab']} · {item['model']} · {status_text(item)} · {vote}",
+        f"**Prompt:** {item['prompt']}",
+    ]
+    if not item.get("active", True):
+        lines.append("*Replaced: this answer was regenerated, edited or continued; the conversation shows "
+                     "the newer one.*")  # fmt: skip
+    if item["text"]:
+        lines.append(f"**Output:**\n\n{item['text']}")
+    if item["error"]:
+        lines.append(f"**Error:** {item['error']}")
+    run = [f"seed {item['seed']}" if item.get("seed") is not None else "no seed"]
+    tokens = item.get("prompt_tokens"), item.get("completion_tokens")
+    if tokens != (None, None):
+        run.append(f"{tokens[0] or 0} prompt + {tokens[1] or 0} new tokens")
+    if item.get("duration_s") is not None:
+        first = item.get("first_token_s")
+        run.append(f"{item['duration_s']:.2f} s" + (f" (first token after {first:.2f} s)" if first else ""))
+    if item.get("tokens_per_s"):
+        run.append(f"{item['tokens_per_s']} tokens/s")
+    lines.append("**Run:** " + " · ".join(run))
+    params = {k: v for k, v in (item.get("params") or {}).items() if v not in (None, "", {}, [])}
+    if params:
+        lines.append("**Parameters:** " + " · ".join(f"{k} `{v}`" for k, v in sorted(params.items())))
+    return "\n\n".join(lines)
 
 
 def rerun_values(settings: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +111,9 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
             [("All models", "")] + [(m.id, m.id) for m in studio.models()], value="", label="Model"
         )
         rating = gr.Dropdown(
-            [("Any vote", ""), ("👍", "up"), ("👎", "down"), ("No vote", "unrated")], value="", label="Vote"
+            [("Any vote", ""), (VOTE_WORDS[1], "up"), (VOTE_WORDS[-1], "down"), ("No vote", "unrated")],
+            value="",
+            label="Vote",
         )
         since = gr.Textbox(label="Since (2026-11-01)", elem_id="library-since")
     with gr.Row():
@@ -91,15 +134,17 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
         rerun_btn = gr.Button("Re-run with these settings", size="sm", elem_id="library-rerun")
         delete_btn = gr.Button("Delete", size="sm", variant="stop", elem_id="library-delete")
     with gr.Row():
-        reasons = gr.CheckboxGroup(list(REASONS), label="Why (optional)", elem_id="library-reasons")
+        reasons = gr.CheckboxGroup(
+            list(REASONS),
+            label="Why (optional): helpful, accurate, well written and creative go with 👍 Like; "
+            "inaccurate, unsafe, off-topic and low quality with 👎 Dislike",
+            elem_id="library-reasons",
+        )
         comment = gr.Textbox(label="Comment (optional)", max_length=2000, elem_id="library-comment")
         up_btn = gr.Button("👍 Like", size="sm", elem_id="library-up")
         down_btn = gr.Button("👎 Dislike", size="sm", elem_id="library-down")
         clear_btn = gr.Button("Clear vote", size="sm", elem_id="library-clear-vote")
-    with gr.Accordion("Leaderboard", open=False, elem_id="library-leaderboard"):
-        board_btn = gr.Button("Refresh", size="sm", elem_id="library-board-refresh")
-        board = gr.Dataframe(interactive=False, elem_id="library-board")
-        plot = gr.BarPlot(x="model", y="elo", color="tab", title="Elo from A/B votes", elem_id="library-plot")
+    leaderboard_panel(studio)
     with gr.Accordion("Export for training", open=False, elem_id="library-export"):
         with gr.Row():
             fmt = gr.Dropdown(list(FORMATS), value="sft", label="Format (TRL)", elem_id="library-format")
@@ -123,8 +168,8 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
         rows = [
-            [i["generation_id"], i["created_at"].replace("T", " ")[:16], i["tab"], i["model"],
-             {1: "👍", -1: "👎"}.get(i["rating"], ""), _short(i["prompt"]),
+            [i["generation_id"], i["created_at"].replace("T", " ")[:16], i["tab"], i["model"], status_text(i),
+             VOTE_WORDS.get(i["rating"], ""), _short(i["prompt"]),
              _short(i["text"] or ", ".join(f.rsplit("/", 1)[-1] for f in i["files"]) or (i["error"] or ""))]
             for i in result.items
         ]  # fmt: skip
@@ -158,19 +203,10 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
             item = studio.library_item(gid, user=user_of(request))
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
-        vote = {1: "👍", -1: "👎"}.get(item["rating"], "no vote")
-        lines = [
-            f"**#{gid}** · {item['tab']} · {item['model']} · {item['status']} · {vote}",
-            f"**Prompt:** {item['prompt']}",
-        ]
-        if item["text"]:
-            lines.append(f"**Output:**\n\n{item['text']}")
-        if item["error"]:
-            lines.append(f"**Error:** {item['error']}")
         files = item["files"]
         is_audio = bool(files) and files[0].rsplit(".", 1)[-1] in ("wav", "mp3", "flac", "ogg")
         return (
-            "\n\n".join(lines),
+            details_text(item),
             gr.Image(
                 value=files[0] if files and not is_audio else None, visible=bool(files) and not is_audio
             ),
@@ -222,7 +258,7 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
         settings = studio.rerun_settings(gid, user=user)
         cid, tab_ = settings["conversation_id"], settings["tab"]
         if cid is None or tab_ not in CONVERSATION_IDS or CONVERSATION_IDS[tab_][0] not in found:
-            raise gr.Error("Only Chat and Code turns belong to a conversation.")
+            raise gr.Error("Only Chat and Code turns belong to a conversation (A/B comparisons do not).")
         dropdown, chatbot = (found[k] for k in CONVERSATION_IDS[tab_])
         return {
             tabs: gr.Tabs(selected=tab_),
@@ -271,17 +307,6 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
         button.click(
             vote(value), [selected, reasons, comment], [details, reasons, comment], api_visibility="private"
         )
-
-    def leaderboard(request: gr.Request) -> tuple[Any, Any]:
-        rows = studio.leaderboard()
-        frame = pd.DataFrame(rows)
-        if not len(frame):
-            return frame, None
-        # Elo sits near 1000: an axis from 0 would hide every difference.
-        low, high = float(frame["elo"].min()), float(frame["elo"].max())
-        return frame, gr.BarPlot(value=frame[["tab", "model", "elo"]], y_lim=[low - 50, high + 50])
-
-    board_btn.click(leaderboard, None, [board, plot], api_name="leaderboard")
 
     def run_export(kind: str, tab_: str, when: str, fraction: float, as_parquet: bool, request: gr.Request):
         try:

@@ -33,7 +33,7 @@ def thumb_buttons(prefix: str) -> tuple[Any, Any]:
 
 def vote_mark(studio: Studio, gid: int, user: str | None) -> str:
     """The user's vote on an output, as its description shows it."""
-    return {1: "👍", -1: "👎"}.get(studio.rating(gid, user=user) or 0, "no vote")
+    return {1: "👍 liked", -1: "👎 disliked"}.get(studio.rating(gid, user=user) or 0, "no vote")
 
 
 def stored(params: dict[str, Any], names: tuple[str, ...]) -> list[Any]:

@@ -29,7 +29,7 @@ def test_vote_compare_search_rerun_and_export(chat, image) -> None:
     chat.wait_until(lambda: ratings(studio).get(row.id, (0,))[0] == 1, "the chat vote")
     # The "why?" panel appears after the vote; its reason and comment are stored with it.
     panel = chat.page.locator("#chat-feedback").first  # Gradio gives a group's id to two divs
-    expect(panel).to_contain_text(f"Why did you like #{row.id}?")
+    expect(panel).to_contain_text("Why did you like this answer?")
     panel.get_by_label("other").check()
     chat.page.locator("#chat-feedback-comment textarea").fill("friendly")
     chat.page.locator("#chat-feedback-save").click()
@@ -69,7 +69,7 @@ def test_vote_compare_search_rerun_and_export(chat, image) -> None:
     page.locator("#library-find").click()
     table = page.locator("#library-table")
     expect(page.locator("#library-count")).to_contain_text("1 generation(s)")
-    table.get_by_test_id("cell-0-5").click()  # row 0, the prompt column
+    table.get_by_test_id("cell-0-6").click()  # row 0, the prompt column
     expect(page.locator("#library-details")).to_contain_text(f"#{row.id}")
     page.locator("#library-reasons").get_by_label("inaccurate").check()
     page.locator("#library-comment textarea").fill("wrong on purpose")
