@@ -17,7 +17,7 @@ from tests.helpers.served import serving
 
 pytestmark = pytest.mark.tiny
 
-SETTINGS = [None, 0.1, 8, None, 1, 2, 2, 256, 0.15]  # lr, beta, rank, alpha, epochs, max steps, batch, ...
+SETTINGS = [0, 0.1, 8, 0, 1, 2, 2, 256, 0.15]  # lr, beta, rank, alpha, epochs, max steps, batch, ...
 
 
 @pytest.fixture(scope="module")

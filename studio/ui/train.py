@@ -27,18 +27,20 @@ METHODS = [
     ("KTO: every thumb up or down", "kto"),
     ("SFT: liked answers", "sft"),
 ]
-# (label, hyperparameter, default shown; None: the method's own)
+# (label, hyperparameter, default shown). A browser's Number shows a blank as 0, so 0 (or blank, from the
+# API) means "the default" for the three that have no fixed one.
 SETTINGS = [
-    ("Learning rate (blank: 2e-4 SFT, 5e-4 DPO/KTO)", "learning_rate", None),
+    ("Learning rate (0: 2e-4 for SFT, 5e-4 for DPO/KTO)", "learning_rate", 0),
     ("Beta (DPO, KTO)", "beta", 0.1),
     ("LoRA rank", "lora_r", 8),
-    ("LoRA alpha (blank: 2 x rank)", "lora_alpha", None),
+    ("LoRA alpha (0: 2 x rank)", "lora_alpha", 0),
     ("Epochs", "epochs", 1),
-    ("Max steps (blank: the epochs decide)", "max_steps", None),
+    ("Max steps (0: the epochs decide)", "max_steps", 0),
     ("Batch size", "batch_size", 2),
     ("Max length (tokens)", "max_length", 512),
     ("Held out (fraction)", "eval_fraction", 0.15),
 ]
+OPTIONAL = ("learning_rate", "lora_alpha", "max_steps")  # 0 = the default
 SHOWN = (
     "loss",
     "grad_norm",
@@ -219,7 +221,9 @@ def build_train_tab(studio: Studio, app: gr.Blocks) -> None:
         )
         user = user_of(request)
         params = {
-            name: _number(name, v) for (_, name, _), v in zip(SETTINGS, values, strict=True) if v is not None
+            name: _number(name, v)
+            for (_, name, _), v in zip(SETTINGS, values, strict=True)
+            if v is not None and not (v == 0 and name in OPTIONAL)
         }
         skip = [gr.skip()] * (3 + len(lists))
         try:
