@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session
@@ -211,7 +212,7 @@ class TrainTab(Variants):
         method: str,
         hp: training.Hyperparams,
         split: training.Split,
-        out: Any,
+        out: Path,
         stop: threading.Event,
         events: queue.Queue[training.TrainEvent | None],
         result: list[training.Outcome | BaseException],
@@ -267,7 +268,7 @@ class TrainTab(Variants):
             yield _copy(state)
 
     def _finish(
-        self, row: storage.TrainRun, state: TrainUpdate, out: Any, variant_id: str, seconds: float
+        self, row: storage.TrainRun, state: TrainUpdate, out: Path, variant_id: str, seconds: float
     ) -> None:
         """Store the outcome; a successful run's variant is registered with it and offered at once."""
         row.status, row.error = state.status.value, state.error
