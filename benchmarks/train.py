@@ -171,9 +171,10 @@ def peak_rss_gb() -> float:
 
 def train_one(studio: Any, method: str, model: str, params: dict[str, Any]) -> tuple[Any, float]:
     started = time.perf_counter()
-    final = None
+    final, shown = None, 0
     for update in studio.train(method=method, model_id=model, params=params):
-        if update.phase == "training" and update.step and update.step % 10 == 0:
+        if update.phase == "training" and update.step % 10 == 0 and update.step > shown:
+            shown = update.step
             print(f"  {method} step {update.step}/{update.total} loss {update.metrics.get('loss', 0):.3f}")
         final = update
     return final, time.perf_counter() - started
