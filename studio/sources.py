@@ -172,6 +172,23 @@ def pull(spec: ModelSpec, *, cache: Path, base_dir: Path, progress: bool = True)
         raise SourceError(f"could not download {src.repo_id!r} from the Hugging Face Hub: {exc}") from exc
 
 
+def fetched_bytes(spec: ModelSpec, *, cache: Path, base_dir: Path) -> int:
+    """How much of a model being pulled is on disk so far (for progress lines): its cache folder, or
+    the Hub cache's folder for its repo; 0 when unknown."""
+    src = parse_source(spec.source, base_dir)
+    if isinstance(src, LocalSource):
+        return 0
+    if isinstance(src, PipSource):
+        folder = cache / spec.id
+    else:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        folder = Path(HF_HUB_CACHE) / ("models--" + src.repo_id.replace("/", "--"))
+    if not folder.exists():
+        return 0
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
+
+
 def pull_loras(spec: ModelSpec, *, base_dir: Path) -> list[str]:
     """Fetch the Hub LoRAs an image model lists (local ones are already there); return their repo ids."""
     fetched = []

@@ -22,7 +22,7 @@ from studio import storage
 from studio.backends import ImageOutput, Progress, Request
 from studio.errors import StudioError
 from studio.formats import png
-from studio.service.checks import model_for, params_for, prompt_text
+from studio.service.checks import model_for, params_for, prompt_text, require_weights
 from studio.service.core import StudioCore
 from studio.service.runs import Loading, Run, Waiting
 from studio.service.types import GenerationResult, ImageUpdate, Status
@@ -50,6 +50,7 @@ class ImageTab(StudioCore):
     ) -> Iterator[ImageUpdate]:
         """Generate pictures. Bad input raises StudioError before anything runs or is stored."""
         spec = model_for(self.config, model_id, "image")
+        require_weights(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
         validated: Any = params_for(spec, params, "image")
         text = prompt_text(prompt)
         lora = getattr(validated, "lora", None)

@@ -98,7 +98,12 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
                 )
                 lora_scale = slider(defaults, "lora_scale", (0, 2), 0.05, "LoRA scale")
             with gr.Row():
-                generate_btn = gr.Button("Generate", variant="primary", elem_id="image-generate")
+                generate_btn = gr.Button(
+                    "Generate",
+                    variant="primary",
+                    interactive=studio.can_run(default),  # off for a model that is not downloaded
+                    elem_id="image-generate",
+                )
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="image-stop")
             notice = gr.Markdown(elem_id="image-notice")
         with gr.Column(scale=3):
@@ -174,6 +179,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
         text: Any, model_id: str, strength_value: float, lora_id: str, scale: float, *values: Any
     ) -> None:
         try:
+            studio.check_weights(model_id)
             studio.check_prompt(text)
             params_for(
                 model_for(studio.config, model_id, "image"),
@@ -200,9 +206,10 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
             *[params[name] if name != "seed" else gr.skip() for name in IMAGE_PARAMS],
             gr.Dropdown(choices=lora_choices(studio, model_id), value=""),
             model_note(studio, model_id),
+            gr.Button(interactive=studio.can_run(model_id)),
         ]
 
-    model.input(model_changed, model, [*controls, lora, note], **PRIVATE)
+    model.input(model_changed, model, [*controls, lora, note, generate_btn], **PRIVATE)
 
     def describe(gid: int | None, user: str | None) -> str:
         if gid is None:
@@ -242,6 +249,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
         pictures, ids = refreshed_gallery(user_of(request))
         fresh = model_choices(studio.models("image"))
         # None blanks the seed: Gradio's Number starts at 0 whatever its value (so every picture got seed 0).
-        return pictures, ids, gr.Dropdown(choices=fresh), model_note(studio, model_id), None
+        runnable = gr.Button(interactive=studio.can_run(model_id))
+        return pictures, ids, gr.Dropdown(choices=fresh), model_note(studio, model_id), None, runnable
 
-    app.load(on_load, model, [gallery, gallery_ids, model, note, seed], **PRIVATE)
+    app.load(on_load, model, [gallery, gallery_ids, model, note, seed, generate_btn], **PRIVATE)
