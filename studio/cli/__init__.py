@@ -26,6 +26,9 @@ from studio.config import ConfigError, Settings, load_config
 
 log = logging.getLogger("studio")
 
+# The Code tab's button says "Debug / fix": `--param mode=debug` means the mode whose id is `fix`.
+CODE_MODE_ALIASES = {"debug": "fix"}
+
 
 def parse_param(text: str) -> tuple[str, Any]:
     """'temperature=0.5' -> ('temperature', 0.5); values are read as YAML scalars."""
@@ -63,8 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="start the web app", parents=[common])
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=None, help="default: $STUDIO_PORT or 7860")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only; see --listen for the network)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=None, help="TCP port to serve on (default: $STUDIO_PORT or 7860)"
+    )
     serve.add_argument("--no-preload", action="store_true", help="do not warm the default chat model")
     serve.add_argument(
         "--preload",
@@ -115,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own health checks, every start
+    if not args.verbose:  # `studio export` prints its summary itself: its log line said it a second time
+        logging.getLogger("studio.export").setLevel(logging.WARNING)
     try:
         # Every STUDIO_* variable is checked here, before any command starts: a bad one stops them all.
         settings = Settings.from_env(models_file=args.models, data_dir=args.data_dir)
@@ -187,9 +198,10 @@ def _with_studio(args: argparse.Namespace, settings: Settings) -> int:
             if model is None:
                 print(f"error: no model serves the {args.tab} tab", file=sys.stderr)
                 return 2
-            result = studio.generate(
-                tab=args.tab, model_id=model, prompt=args.prompt, params=dict(args.param)
-            )
+            params = dict(args.param)
+            if args.tab == "code" and params.get("mode") in CODE_MODE_ALIASES:
+                params["mode"] = CODE_MODE_ALIASES[params["mode"]]
+            result = studio.generate(tab=args.tab, model_id=model, prompt=args.prompt, params=params)
             # Text tabs print the answer; media tabs print the saved files, one per line.
             print(
                 json.dumps(result.as_dict(), indent=2)
@@ -220,15 +232,38 @@ def _serve(studio: Any, args: argparse.Namespace) -> int:
 
     if args.preload and (code := preload(studio, args.preload)):
         return code
+    if busy := port_in_use(args.host, args.port):
+        print(f"error: {busy}", file=sys.stderr)
+        return 1
     app = build_app(studio)
     warm = _import_model_libraries if args.no_preload or args.preload else _warm_default_chat_model
     threading.Thread(target=warm, args=(studio,), daemon=True).start()
-    _, local_url, share_url = launch(
-        app, studio, host=args.host, port=args.port, block=False, accounts=args.accounts, share=args.share
-    )
+    try:
+        _, local_url, share_url = launch(
+            app, studio, host=args.host, port=args.port, block=False, accounts=args.accounts, share=args.share
+        )
+    except OSError as exc:  # taken between the check and the bind: Gradio's words name its own variable
+        print(f"error: {port_in_use(args.host, args.port) or exc}", file=sys.stderr)
+        return 1
     admin.print_links(local_url, share_url, args.share)
     app.block_thread()
     return 0
+
+
+def port_in_use(host: str, port: int) -> str | None:
+    """One line naming --port when `host:port` cannot be bound, else None.
+
+    Checked before the app is built: Gradio would otherwise print a traceback that suggests its own
+    GRADIO_SERVER_PORT variable, which `studio serve` does not read."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+        except OSError as exc:
+            return f"cannot serve on {host}:{port} ({exc.strerror or exc}); pick another port with --port"
+    return None
 
 
 def _import_model_libraries(studio: Any) -> None:
