@@ -383,7 +383,7 @@ def undefined_names(code: str) -> list[tuple[int | None, str]]:
             if symbol.is_referenced() and implicit and not symbol.is_declared_global():
                 read.add(symbol.get_name())
     missing = read - defined - _MODULE_NAMES
-    lines = {}
+    lines: dict[str, int] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in missing:
             lines[node.id] = min(lines.get(node.id, node.lineno), node.lineno)
