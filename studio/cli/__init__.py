@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -106,6 +107,14 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--param", action="append", type=parse_param, default=[], metavar="KEY=VALUE")
     gen.add_argument("--json", action="store_true")
 
+    info = sub.add_parser(
+        "image-info",
+        help="the generation settings a PNG carries (the studio's, AUTOMATIC1111's or Forge's)",
+        parents=[common],
+    )
+    info.add_argument("file", help="a PNG file")
+    info.add_argument("--json", action="store_true")
+
     rate = sub.add_parser("rate", help="vote on a generation", parents=[common])
     rate.add_argument("generation_id", type=int)
     rate.add_argument("vote", choices=["up", "down", "none"])
@@ -129,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Every STUDIO_* variable is checked here, before any command starts: a bad one stops them all.
         settings = Settings.from_env(models_file=args.models, data_dir=args.data_dir)
+        if args.command == "image-info":
+            return _image_info(args.file, args.json)
         if args.command == "models":
             return _models(args, settings)
         if args.command in ("users", "backup"):
@@ -143,6 +154,36 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _image_info(file: str, as_json: bool) -> int:
+    """PNG Info: print what a picture says about how it was made (no Studio, no database needed)."""
+    from studio.formats import png
+
+    try:
+        info = png.png_info(Path(file))
+    except (OSError, ValueError) as exc:
+        print(f"error: {file}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return 2
+    if as_json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return 0 if info["source"] else 1
+    if not info["source"]:
+        print(f"{file}: no generation settings in this picture", file=sys.stderr)
+        return 1
+    labels = {"source": "Source", "prompt": "Prompt", "negative_prompt": "Negative prompt", "steps": "Steps"}
+    labels |= {"sampler": "Sampler", "cfg_scale": "CFG scale", "seed": "Seed", "model": "Model"}
+    labels |= {"denoising_strength": "Denoising strength", "studio_generation_id": "Studio generation"}
+    for key, label in labels.items():
+        if info.get(key) not in (None, ""):
+            print(f"{label}: {info[key]}")
+        if key == "seed" and info.get("width"):
+            print(f"Size: {info['width']}x{info['height']}")
+    for lora in info.get("loras") or []:  # type: ignore[attr-defined]
+        print(f"LoRA: {lora['id']} (scale {lora['scale']})")
+    for key, value in info["extra"].items():  # type: ignore[attr-defined]
+        print(f"{key}: {value}")
+    return 0
 
 
 def _models(args: argparse.Namespace, settings: Settings) -> int:

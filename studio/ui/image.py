@@ -43,6 +43,22 @@ def model_note(studio: Studio, model_id: str) -> str:
     return f"**{model_id} is not downloaded.** Run `studio models pull {model_id}` once, with the internet."
 
 
+def png_info_text(info: dict[str, Any]) -> str:
+    """PNG Info as Markdown: every setting the picture states, one line each."""
+    if not info.get("source"):
+        return "This picture carries no generation settings."
+    where = "this studio" if info["source"] == "studio" else "AUTOMATIC1111 / Forge"
+    lines = [f"**Made with {where}.**", f"Prompt: {info.get('prompt') or '(empty)'}"]
+    labels = {"negative_prompt": "Negative prompt", "steps": "Steps", "sampler": "Sampler"}
+    labels |= {"cfg_scale": "CFG scale", "seed": "Seed", "model": "Model", "denoising_strength": "Denoising"}
+    lines += [f"{label}: {info[key]}" for key, label in labels.items() if info.get(key) not in (None, "")]
+    if info.get("width"):
+        lines.append(f"Size: {info['width']}x{info['height']}")
+    lines += [f"LoRA: {lora['id']} ({lora['scale']})" for lora in info.get("loras") or []]
+    lines += [f"{key}: {value}" for key, value in (info.get("extra") or {}).items()]
+    return "\n\n".join(lines)
+
+
 def lora_choices(studio: Studio, model_id: str) -> list[tuple[str, str]]:
     spec = studio.config.model(model_id)
     return [("None", "")] + [(lora.id, lora.id) for lora in spec.loras]
@@ -92,6 +108,18 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
             with gr.Accordion("Image to image", open=False):
                 init_image = gr.Image(label="Init image", type="filepath", format="png", elem_id="image-init")
                 strength = slider(defaults, "strength", (0.05, 1.0), 0.05, "Strength", "image-strength")
+            with gr.Accordion("PNG Info: read a picture's settings", open=False):
+                # gr.File, not gr.Image: an image component may re-encode the upload and drop its text chunks.
+                png_file = gr.File(
+                    label="Drop a PNG (the studio's, AUTOMATIC1111's or Forge's)",
+                    file_types=[".png"],
+                    type="filepath",
+                    elem_id="image-png-info-file",
+                )
+                png_info = gr.Markdown(elem_id="image-png-info")
+                apply_btn = gr.Button(
+                    "Apply to the controls", size="sm", interactive=False, elem_id="image-png-apply"
+                )
             with gr.Accordion("LoRA", open=False):
                 lora = gr.Dropdown(
                     label="LoRA", choices=lora_choices(studio, default), value="", elem_id="image-lora"
@@ -199,6 +227,30 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
     )
 
     stop_button(studio, stop_btn, run_key)
+
+    def read_png(file: str | None) -> tuple[str, Any]:
+        if not file:
+            return "", gr.Button(interactive=False)
+        try:
+            info = studio.image_info(file)
+        except StudioError as exc:
+            return f"**Error:** {exc}", gr.Button(interactive=False)
+        return png_info_text(info), gr.Button(interactive=bool(info["settings"]) or bool(info.get("prompt")))
+
+    def apply_png(file: str | None, model_id: str) -> list[Any]:
+        info = studio.image_info(file) if file else {"settings": {}}
+        settings = info["settings"]
+        known_loras = {lora.id for lora in studio.config.model(model_id).loras}
+        if settings.get("lora") not in known_loras:  # a LoRA this model does not have stays unset
+            settings.pop("lora", None)
+            settings.pop("lora_scale", None)
+        prompt_value = info.get("prompt")
+        names = [*IMAGE_PARAMS, "strength", "lora", "lora_scale"]
+        values = [settings[name] if name in settings else gr.skip() for name in names]
+        return [gr.skip() if prompt_value is None else prompt_value, *values]
+
+    png_file.change(read_png, png_file, [png_info, apply_btn], **PRIVATE)
+    apply_btn.click(apply_png, [png_file, model], [prompt, *controls, strength, lora, lora_scale], **PRIVATE)
 
     def model_changed(model_id: str) -> list[Any]:
         params = studio.default_params(model_id, tab="image")
