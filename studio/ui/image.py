@@ -183,7 +183,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
                     final = update
                     break
                 if update.status == "loading":
-                    yield gr.skip(), gr.skip(), f"Loading {model_id}…"
+                    yield gr.skip(), gr.skip(), studio.load_note(model_id)
                 else:
                     progress((update.step, update.total), desc="Denoising", unit="steps")
                     yield gr.skip(), gr.skip(), f"Step {update.step}/{update.total}"
