@@ -107,6 +107,12 @@ def test_generate_and_load_are_disabled_and_pull_offered_for_such_a_model(tmp_pa
         assert _component(app, "image-generate").interactive is False
         assert _component(app, "models-load").interactive is False
         assert _component(app, "models-pull").visible is True
+        # Choosing another model updates both buttons; Pull offline reports the Hub's refusal in the progress.
+        handlers = {getattr(b.fn, "__name__", ""): b.fn for b in app.fns.values()}
+        load, pull = handlers["buttons"]("absent-chat")
+        assert load.interactive is False and pull.visible is True
+        *_, (progress, *_rest) = list(handlers["pull"]("absent-chat"))
+        assert progress.startswith("**Error:** could not pull absent-chat: could not download")
     finally:
         studio.close()
 
