@@ -18,7 +18,7 @@ from sqlmodel import Session
 from studio import storage
 from studio.backends import Message, Request, TextDelta, Usage
 from studio.errors import StudioError
-from studio.service.checks import model_for, params_for, prompt_text
+from studio.service.checks import model_for, params_for, prompt_text, require_weights
 from studio.service.records import Records
 from studio.service.runs import Loading, Run, Waiting
 from studio.service.types import ChatUpdate, Status
@@ -46,6 +46,7 @@ class ChatTab(Records):
     ) -> Iterator[ChatUpdate]:
         """Run one chat turn and stream its text. Validation errors raise StudioError before any row."""
         spec = model_for(self.config, model_id, tab)
+        require_weights(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
         validated = params_for(spec, params, tab)
         uid = self.user_id(user)
         turns = self._turns_for(conversation_id, uid)

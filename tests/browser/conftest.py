@@ -27,6 +27,7 @@ import pytest
 
 from studio.backends import Backend, Request, TextDelta, Usage, register, unregister
 from studio.backends.params import ChatParams
+from tests.helpers.fakes import fake_weights
 from tests.helpers.net import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -86,6 +87,7 @@ class ScriptedChat(Backend):
     kind = "scripted-chat"
     tabs = frozenset({"chat", "code"})
     Params = ChatParams
+    weights_status = classmethod(fake_weights)
     gate: ClassVar[threading.Event | None] = None
     PAUSE_AFTER = "fizzbuzz("  # the first piece of the code block
 

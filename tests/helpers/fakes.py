@@ -17,6 +17,13 @@ from studio.backends import (
     register,
 )
 from studio.backends.params import ChatParams, ImageParams
+from studio.config import ModelSpec
+
+
+def fake_weights(cls: type, spec: ModelSpec) -> str:
+    """A test double's weights status (it has no weight files): 'missing' in its source plays a model
+    that is not downloaded, anything else is ready. Use as `weights_status = classmethod(fake_weights)`."""
+    return "not downloaded" if "missing" in spec.source else "ready"
 
 
 @register
@@ -26,6 +33,7 @@ class FakeChat(Backend):
     kind = "fake-chat"
     tabs = frozenset({"chat", "code"})
     Params = ChatParams
+    weights_status = classmethod(fake_weights)
     loads = 0
     unloads = 0
 
@@ -68,6 +76,7 @@ class FakeImage(Backend):
     kind = "fake-image"
     tabs = frozenset({"image"})
     Params = ImageParams
+    weights_status = classmethod(fake_weights)
 
     def load(self) -> None:
         pass
