@@ -42,6 +42,8 @@ class FakeChat(Backend):
             raise BackendError(
                 f"model {self.spec.id!r} is not downloaded; run `studio models pull {self.spec.id}`"
             )
+        if "broken" in self.spec.source:  # weights that are here but fail to load: a run that ends in error
+            raise BackendError(f"model {self.spec.id!r}: the fake weights are broken on purpose")
         type(self).loads += 1
         self.loaded = True
 
