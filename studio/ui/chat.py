@@ -193,8 +193,10 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
     gr.api(rate_api(studio), api_name="rate")
 
     browsed = wire_answer_pager(studio, chatbot, conversation, (prev_btn, next_btn))
-    for ran in [*sends, *redo, edited]:  # a new answer: the pager goes back to the last turn
+    # A new answer or another conversation: the pager goes back to the last turn.
+    for ran in [*sends, *redo, edited]:
         ran.then(lambda: None, None, browsed, queue=False, **PRIVATE)
+    conversation.change(lambda: None, None, browsed, queue=False, **PRIVATE)
 
     def open_conversation(conv: int | None, request: gr.Request) -> Any:
         return render(studio.conversation(conv, user=user_of(request))) if conv else render([])

@@ -22,7 +22,12 @@ SCREENSHOT = Path("/tmp/studio_chat.png")
 
 
 def _text(locator: Any) -> str:
-    return " ".join(locator.inner_text().split())
+    """An answer's text as shown, whitespace collapsed, without the footer line (its numbers) under it."""
+    shown = locator.evaluate(
+        "el => { const copy = el.cloneNode(true); copy.querySelectorAll('sub').forEach(s => s.remove());"
+        " document.body.appendChild(copy); const text = copy.innerText; copy.remove(); return text; }"
+    )
+    return " ".join(str(shown).split())
 
 
 def _conversations(chat: ChatPage) -> list[int]:
@@ -42,7 +47,8 @@ def test_send_vote_reload_and_change_vote(chat: ChatPage) -> None:
     expect(chat.bot_messages).to_have_count(1)
     reply = " ".join(row.output_text.split())
     assert reply, "the tiny model's reply should be visible text (see the repetition penalty in conftest)"
-    expect(chat.bot_messages.first).to_have_text(reply)
+    chat.wait_until(lambda: _text(chat.bot_messages.first) == reply, "the reply in the chat")
+    expect(chat.bot_messages.first.locator("sub")).to_contain_text(f"seed {row.seed}")
 
     # Like the reply: stored as +1 for that generation, and the button shows as selected.
     chat.bot_buttons().get_by_role("button", name="Like", exact=True).click()
@@ -116,7 +122,8 @@ def test_regenerate_replaces_the_turn_and_continue_extends_it(chat: ChatPage) ->
     assert chat.generation(regen.id).active is False
     assert [t.generation_id for t in chat.studio.conversation(conv)] == [cont.id]
     expect(chat.bot_messages).to_have_count(1)
-    expect(chat.bot_messages.first).to_have_text(" ".join(cont.output_text.split()))
+    shown = " ".join(cont.output_text.split())
+    chat.wait_until(lambda: _text(chat.bot_messages.first) == shown, "the continued reply in the chat")
     assert _text(chat.bot_messages.first).startswith(shown_before)
 
     # The chatbot's own Retry icon is a regenerate too.
