@@ -80,8 +80,12 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
             )
             with gr.Row():
                 # Browse the kept answers of the last turn, or of the answer clicked in the chat.
-                prev_btn = gr.Button("‹ Previous answer", size="sm", elem_id="answer-prev")
-                next_btn = gr.Button("Next answer ›", size="sm", elem_id="answer-next")
+                prev_btn = gr.Button(
+                    "‹ Previous answer", size="sm", scale=0, min_width=150, elem_id="answer-prev"
+                )
+                next_btn = gr.Button(
+                    "Next answer ›", size="sm", scale=0, min_width=150, elem_id="answer-next"
+                )
             notice = gr.Markdown(elem_id="notice")
             feedback = feedback_panel(studio, "chat")
             message = gr.Textbox(
