@@ -1,7 +1,9 @@
 """The user's own stored work, as the tabs and the CLI read it: conversations, votes and recent generations.
 
-Owns: listing, reopening, renaming and deleting conversations; casting and reading a vote (with its optional
-reason and comment); the recent-generations listing. Every read and write checks the requesting user.
+Owns: listing (and searching), reopening, renaming and deleting conversations; a turn's kept answers (which
+one is shown, browsing to another and making it active) and its numbers (seed, tokens, speed, the token
+limit); casting and reading a vote (with its optional reason and comment); the recent-generations listing.
+Every read and write checks the requesting user.
 Ignores: running models (the service's tab parts) and the Library's search and exports.
 """
 

@@ -1,8 +1,9 @@
 """The Chat tab: conversations, streaming chat, Stop, regenerate, edit, continue, votes, sampling.
 
-Owns: the tab's layout, what a chat run shows while it streams and when it ends, editing a turn, and the
-conversation list (open, rename, delete, reopen the latest on load). Ignores: validation (the service does
-it for browser and API alike) and what Chat shares with Code (studio/ui/conversation.py, turns.py).
+Owns: the tab's layout, what a chat run shows while it streams and when it ends, editing a turn, the answer
+pager's buttons, and the conversation list (search, open, rename, delete, reopen the latest on load).
+Ignores: validation (the service does it for browser and API alike) and what Chat shares with Code
+(studio/ui/conversation.py, turns.py: the message footer, Stop's state, the pager's events).
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
         notes = closing_notes(final)
         yield (
             # As stored: the new turn replaced turn `index` and those after it, and has its numbers now.
-            render(studio.conversation(conv_id or 0, user=user)),
+            render(studio.conversation(conv_id, user=user) if conv_id else [*shown]),
             gr.Dropdown(choices=conversation_choices(studio, user), value=conv_id)
             if conv != conv_id
             else gr.skip(),

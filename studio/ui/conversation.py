@@ -1,8 +1,9 @@
 """Pieces the conversational tabs (Chat, Code) share, and the few every tab does.
 
-Owns: turning stored turns into chatbot messages with their votes, the Sampling panel (and any slider that
-starts at a model's default) and reading it back into parameters, the conversation list's choices, and for
-every tab: who the user is, its models and defaults, the shared generation queue, private events.
+Owns: turning stored turns into chatbot messages with their votes and the footer under each answer, the
+Sampling panel (and any slider that starts at a model's default) and reading it back into parameters, the
+conversation list's choices, and for every tab: who the user is, its models and defaults, the shared
+generation queue, private events, and refusals as toasts without a traceback.
 Ignores: the events and run loop of a conversation (studio/ui/turns.py) and everything the service
 decides (validation, storage, models).
 """
