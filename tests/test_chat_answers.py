@@ -126,3 +126,20 @@ def test_a_long_first_message_makes_a_title_cut_at_a_word() -> None:
     title = conversation_title(long)
     assert len(title) <= TITLE_CHARS and title.endswith("word…") and "  " not in title
     assert conversation_title("x" * 200) == "x" * (TITLE_CHARS - 1) + "…"
+
+
+def test_the_footer_under_an_answer_and_a_code_block_it_cut_off() -> None:
+    from studio.service import ChatTurn
+    from studio.ui.conversation import messages
+
+    cut = ChatTurn(
+        1, "p", "Here:\n\n```python\ndef f(", None, "stopped", None, [], {}, seed=3, completion_tokens=4
+    )
+    browsed = ChatTurn(2, "q", "Fine.", None, "ok", None, [], {}, seed=5, completion_tokens=9, hit_limit=True)
+    browsed.tokens_per_second, browsed.answer, browsed.answers = 12.345, 2, 3
+    shown = [m["content"] for m in messages([cut, browsed]) if m["role"] == "assistant"]
+    # The fence is closed, so "[stopped]" and the footer are not shown as code.
+    assert shown[0] == "Here:\n\n```python\ndef f(\n```\n\n*[stopped]*\n\n<sub>4 tokens · seed 3</sub>"
+    assert shown[1] == (
+        "Fine.\n\n<sub>‹ 2/3 › · 9 tokens · 12.3 tokens/s · seed 5 · stopped at max_new_tokens</sub>"
+    )

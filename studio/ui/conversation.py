@@ -49,8 +49,8 @@ def messages(turns: list[ChatTurn], pending: tuple[str, str] | None = None) -> l
         reply = closed_fences(turn.reply)
         if turn.status == "error":
             reply = f"{reply}\n\n**Error:** {turn.error}".strip()
-        elif turn.status == "stopped":
-            reply = f"{reply} *[stopped]*"
+        elif turn.status == "stopped":  # after a code block it cut off, on a line of its own
+            reply = f"{reply}{' ' if reply == turn.reply else chr(10) * 2}*[stopped]*"
         if note := footer(turn):
             reply = f"{reply}\n\n{note}"
         out += [{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": reply}]

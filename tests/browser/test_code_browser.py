@@ -118,6 +118,7 @@ def test_stop_keeps_the_partial_answer(code: CodePage) -> None:
     page.locator("#code-input textarea").fill(TASK)
     page.locator("#code-run").click()
     expect(page.locator("#code-view .cm-content")).to_contain_text("def fizzbuzz(n):")
+    expect(page.locator("#code-stop")).to_be_enabled()
     page.locator("#code-stop").click()
     code.wait_until(lambda: code.generation_count() > before, "the stopped generation row")
     code.wait_idle()
@@ -329,6 +330,7 @@ def test_the_real_tiny_model_in_the_code_tab(code: CodePage) -> None:
 def test_keys_in_the_input_box_and_the_latest_session_on_reload(code: CodePage) -> None:
     page = code.page
     box = page.locator("#code-input textarea")
+    expect(page.locator("#code-stop")).to_be_disabled()  # nothing to stop yet
     # Writing code (pasted or typed): Enter adds a line and runs nothing; Shift+Enter runs.
     before = code.generation_count()
     box.click()
@@ -354,6 +356,7 @@ def test_keys_in_the_input_box_and_the_latest_session_on_reload(code: CodePage) 
     assert second.params["code"]["input"] == "add type hints\nand keep the docstring"
     assert second.conversation_id == first.conversation_id and second.turn_index == 1
     assert code.code_text() == SCRIPTED_HINTED_CODE
+    expect(page.locator("#code-stop")).to_be_disabled()  # the run is over
 
     # Reloading the page reopens this session in the Code tab, as the Chat tab reopens its conversation.
     code.reload()  # waits for the Code tab's load event to select the latest session
