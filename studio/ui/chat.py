@@ -32,6 +32,7 @@ from studio.ui.session import StopOnClose, run_key_state, stop_button
 from studio.ui.turns import (
     ENTER_SENDS,
     Streamed,
+    browse_api,
     closing_notes,
     follow_model_defaults,
     send_handler,
@@ -196,6 +197,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
     stop_button(studio, stop_btn, run_key)
     feedback.chatbot_votes(chatbot, conversation, notice)
     gr.api(rate_api(studio), api_name="rate")
+    gr.api(browse_api(studio), api_name="browse_answer")
 
     browsed = wire_answer_pager(studio, chatbot, conversation, (prev_btn, next_btn))
     # A new answer or another conversation: the pager goes back to the last turn.

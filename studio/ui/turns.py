@@ -214,3 +214,24 @@ def wire_answer_pager(studio: Studio, chatbot: Any, conversation: Any, buttons: 
     previous.click(browse(-1), [conversation, browsed], chatbot, **PRIVATE)
     following.click(browse(+1), [conversation, browsed], chatbot, **PRIVATE)
     return browsed
+
+
+def browse_api(studio: Studio) -> Callable[..., list[dict[str, Any]]]:
+    """The `/browse_answer` endpoint: show the kept answer `step` places from the shown one of turn
+    `turn_index` and make it active, as Previous / Next answer do; returns each active turn's generation id
+    and its place among the turn's kept answers."""
+
+    def browse_answer(
+        conversation_id: float, turn_index: float, step: float, request: gr.Request
+    ) -> list[dict[str, Any]]:
+        try:
+            numbers = [float(conversation_id), float(turn_index), float(step)]
+            if not all(n.is_integer() for n in numbers):
+                raise StudioError("the conversation id, the turn index and the step are whole numbers")
+            conv, turn, by = (int(n) for n in numbers)
+            turns = studio.browse_answer(conv, turn, by, user=user_of(request))
+        except (StudioError, ValueError, TypeError) as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        return [{"generation_id": t.generation_id, "answer": t.answer, "answers": t.answers} for t in turns]
+
+    return browse_answer
