@@ -16,6 +16,13 @@ from studio.service import Studio
 from studio.service.chat import TITLE_CHARS, conversation_title
 
 
+@pytest.fixture
+def both_studio(make_studio: Any, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Studio:
+    """The fake studio on SQLite and on PostgreSQL (the search's ILIKE escapes and the bulk updates)."""
+    monkeypatch.setenv("STUDIO_DATABASE_URL", database_url)
+    return make_studio()  # type: ignore[no-any-return]
+
+
 def chat(studio: Studio, message: str | None = None, **kwargs: Any) -> Any:
     """Run one turn; its final update."""
     *_, final = studio.chat(model_id="fake", message=message, **kwargs)
@@ -27,8 +34,9 @@ def active(studio: Studio, conv: int) -> list[int]:
 
 
 def test_browsing_makes_the_browsed_answer_active_and_brings_back_its_later_turns(
-    fake_studio: Studio,
+    both_studio: Studio,
 ) -> None:
+    fake_studio = both_studio
     first = chat(fake_studio, "one")
     conv = first.conversation_id
     second = chat(fake_studio, conversation_id=conv, action="regenerate")
@@ -105,7 +113,8 @@ def test_each_turn_carries_its_numbers_and_an_answer_cut_at_the_limit_says_so(fa
     assert turns[0].tokens_per_second == pytest.approx(speed)
 
 
-def test_the_conversation_list_searches_titles_and_turns(fake_studio: Studio) -> None:
+def test_the_conversation_list_searches_titles_and_turns(both_studio: Studio) -> None:
+    fake_studio = both_studio
     terns = chat(fake_studio, "Arctic terns fly far").conversation_id
     owls = chat(fake_studio, "Owls hunt at night").conversation_id
     chat(fake_studio, "and they see well 100%", conversation_id=owls)
