@@ -240,15 +240,29 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
             raise refused(exc) from None
         return gr.Dropdown(choices=conversation_choices(studio, user_of(request)), value=conv), ""
 
-    rename_btn.click(rename, [conversation, title], [conversation, title], api_name="rename_conversation")
+    renamed = rename_btn.click(
+        rename, [conversation, title], [conversation, title], api_name="rename_conversation"
+    )
 
     def delete(conv: int | None, request: gr.Request) -> tuple[Any, Any]:
         if conv:
             studio.delete_conversation(conv, user=user_of(request))
         return gr.Dropdown(choices=conversation_choices(studio, user_of(request)), value=None), render([])
 
-    delete_btn.click(delete, conversation, [conversation, chatbot], api_name="delete_conversation")
-    trash_deletes(chatbot, delete, conversation, [conversation, chatbot])
+    listed = [
+        *sends,
+        *redo,
+        edited,
+        renamed,
+        delete_btn.click(delete, conversation, [conversation, chatbot], api_name="delete_conversation"),
+        trash_deletes(chatbot, delete, conversation, [conversation, chatbot]),
+    ]
+
+    def refind(query: str, conv: int | None, request: gr.Request) -> Any:
+        return find(query, conv, request) if (query or "").strip() else gr.skip()
+
+    for event in listed:  # they list every conversation: keep the list to the search while there is one
+        event.then(refind, [search, conversation], conversation, **PRIVATE)
 
     def on_load(request: gr.Request) -> tuple[Any, ...]:
         """Reopen the most recent conversation, with its votes, when the page (re)loads."""

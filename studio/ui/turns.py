@@ -172,11 +172,11 @@ def wire_new(button: Any, new: Callable[[], Any], outputs: list[Any]) -> None:
     button.click(new, None, outputs, **PRIVATE)
 
 
-def trash_deletes(chatbot: Any, delete: Callable[..., Any], conversation: Any, outputs: list[Any]) -> None:
+def trash_deletes(chatbot: Any, delete: Callable[..., Any], conversation: Any, outputs: list[Any]) -> Any:
     """The chatbot's trash icon runs the tab's Delete (`delete(conversation)` into `outputs`). By itself the
     icon only empties the view, and the next run would silently continue the hidden conversation; as
     "new chat" it belied its picture, so it does what it shows."""
-    chatbot.clear(delete, conversation, outputs, **PRIVATE)
+    return chatbot.clear(delete, conversation, outputs, **PRIVATE)
 
 
 def wire_answer_pager(studio: Studio, chatbot: Any, conversation: Any, buttons: tuple[Any, Any]) -> gr.State:

@@ -115,3 +115,8 @@ def test_the_conversation_list_shows_full_titles_and_searches(chat: ChatPage) ->
     chat.wait_idle()
     expect(chat.user_messages.first).to_have_text(long_title)
     assert chat.conversation_id() == terns.conversation_id != owls.conversation_id
+
+    # A new conversation while the search is on: the list stays narrowed (with the open one, last).
+    chat.new_chat()
+    chat.send("Penguins swim")
+    _expect_options(chat, [title, "Penguins swim"])
