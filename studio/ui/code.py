@@ -159,7 +159,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
         request: gr.Request | None = None,
     ) -> Iterator[Any]:
         user = user_of(request)
-        turns = studio.conversation(conv, user=user) if conv else []
+        turns = [as_typed(t) for t in studio.conversation(conv, user=user)] if conv else []
         index = len(turns) if action == "send" else len(turns) - 1
         shown = turns[:index]
         settings = run_settings(mode_id, lang, source, error_text, template_text)
@@ -175,7 +175,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
                 user=user,
                 run_key=key,
             )
-            prompt = text_value if action == "send" else (as_typed(turns[index]).prompt if turns else "")
+            prompt = text_value if action == "send" else (turns[index].prompt if turns else "")
             stream = Streamed(updates, model_id, shown, prompt)
             for update, chat, note in stream:
                 partial = studio.code_result(update.text, lang, final=False)

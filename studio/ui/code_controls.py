@@ -2,8 +2,8 @@
 
 Owns: the Mode and Language choices, what each mode shows (the input box's label, lines and keys, the error
 box, the source language, the template), the Code settings the controls stand for, the syntax check's line,
-and a stored turn's message as the user typed it. Ignores: the tab's layout and events (studio/ui/code.py)
-and prompt building (the service's).
+and a stored turn as the tab shows it (the message as typed). Ignores: the tab's layout and events
+(studio/ui/code.py) and prompt building (the service's).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def check_text(result: Any) -> str:
 
 
 def as_typed(turn: ChatTurn) -> ChatTurn:
-    """Show a turn's user message as typed; the model saw it inside the mode's template."""
-    typed = (turn.params.get("code") or {}).get("input")
-    return dataclasses.replace(turn, prompt=typed) if typed else turn
+    """A turn as the Code tab shows it: its user message as typed (the model saw it inside the mode's
+    template), and no `‹ n/m ›` in its footer (the tab has no pager to browse kept answers; Chat does)."""
+    typed = (turn.params.get("code") or {}).get("input") or turn.prompt
+    return dataclasses.replace(turn, prompt=typed, answer=1, answers=1)

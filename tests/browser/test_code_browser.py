@@ -366,3 +366,9 @@ def test_keys_in_the_input_box_and_the_latest_session_on_reload(code: CodePage) 
     assert code.code_text() == SCRIPTED_HINTED_CODE
     expect(page.locator("#code-mode input")).to_have_value("Follow-up")
     expect(page.locator("#code-download")).to_be_visible()
+
+    # Regenerate keeps the old answer, but this tab has no pager: the footer gives the numbers, no "‹ 2/2 ›".
+    again = code.run(lambda: page.locator("#code-regenerate").click())
+    assert again.action == "regenerate" and code.studio.conversation(again.conversation_id)[-1].answers == 2
+    expect(code.bot_messages.last.locator("sub")).to_contain_text(f"seed {again.seed}")
+    expect(code.bot_messages.last).not_to_contain_text("‹")
