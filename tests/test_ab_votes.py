@@ -15,7 +15,7 @@ from studio.service import Studio, StudioError
 MODELS = """
 models:
   - {id: fake, tabs: [chat, code], backend: fake-chat, source: fake/a}
-  - {id: fake-missing, tabs: [chat, code], backend: fake-chat, source: fake/missing}
+  - {id: fake-broken, tabs: [chat, code], backend: fake-chat, source: fake/broken}
   - {id: fake-2, tabs: [chat], backend: fake-chat, source: fake/b}
 """
 
@@ -35,7 +35,7 @@ def _row(studio: Studio, model: str, prompt: str, status: str) -> int:
 
 
 def test_a_vote_needs_two_finished_answers(studio: Studio) -> None:
-    a, b = studio.compare(tab="chat", prompt="same prompt", a={"model": "fake"}, b={"model": "fake-missing"})
+    a, b = studio.compare(tab="chat", prompt="same prompt", a={"model": "fake"}, b={"model": "fake-broken"})
     assert a.status == "ok" and b.status == "error"
     with pytest.raises(StudioError, match=rf"generation {b.generation_id} failed; an A/B vote compares two"):
         studio.prefer(a.generation_id, b.generation_id, "a")
@@ -109,7 +109,7 @@ def test_the_cli_refuses_a_vote_on_a_failed_side(capsys, tmp_path: Path) -> None
 
     args = ["--models", str(write_models(tmp_path, MODELS)), "--data-dir", str(tmp_path / "d")]
     ids = []
-    for model in ("fake", "fake-missing"):
+    for model in ("fake", "fake-broken"):
         main(["generate", "chat", "Which sea is saltiest?", "--model", model, "--json", *args])
         ids.append(str(json.loads(capsys.readouterr().out)["generation_id"]))
     assert main(["prefer", *ids, *args]) == 2

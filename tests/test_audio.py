@@ -23,6 +23,7 @@ from studio.backends import AudioOutput, Backend, BackendError, Progress, Reques
 from studio.backends.params import MusicParams, SpeechParams
 from studio.formats import wav
 from studio.service import Studio, StudioError
+from tests.helpers.fakes import fake_weights
 
 RATE = 8000
 
@@ -39,6 +40,7 @@ class FakeSpeech(Backend):
     kind = "fake-speech"
     tabs = frozenset({"speech"})
     Params = SpeechParams
+    weights_status = classmethod(fake_weights)
 
     def load(self) -> None:
         if "missing" in self.spec.source:
@@ -66,6 +68,7 @@ class FakeMusic(Backend):
     kind = "fake-music"
     tabs = frozenset({"music"})
     Params = MusicParams
+    weights_status = classmethod(fake_weights)
 
     def load(self) -> None:
         pass
@@ -256,11 +259,11 @@ def test_failures_and_missing_models_are_stored_with_their_error(studio: Studio)
     assert (
         final.status == "error" and final.error == "the fake voice failed on purpose" and final.file is None
     )
-    final = list(studio.speech(model_id="gone", text="hello"))[-1]
-    assert final.status == "error" and "studio models pull gone" in (final.error or "")
+    # A model that is not downloaded is refused before a row is begun (issue 14: at once, with the fix).
+    with pytest.raises(StudioError, match="run `studio models pull gone`"):
+        list(studio.speech(model_id="gone", text="hello"))
     rows = _rows(studio)
-    assert [(r.status, r.files) for r in rows] == [("error", []), ("error", [])]
-    assert "studio models pull gone" in (rows[1].error or "")
+    assert [(r.status, r.files) for r in rows] == [("error", [])]
     assert studio.recent_clips("speech") == []
 
 

@@ -70,7 +70,7 @@ def test_models_list_shows_status(capsys, fake_args: list[str]) -> None:
     code, out, _ = run_cli(capsys, "models", "list", "--json", *fake_args)
     assert code == 0
     rows = json.loads(out)
-    assert [r["id"] for r in rows] == ["fake", "fake-2"] and {r["status"] for r in rows} == {"not downloaded"}
+    assert [r["id"] for r in rows] == ["fake", "fake-2"] and {r["status"] for r in rows} == {"ready"}
 
 
 def test_errors_exit_non_zero_with_a_message(capsys, fake_args: list[str], tmp_path: Path) -> None:

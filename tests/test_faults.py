@@ -32,6 +32,7 @@ from studio.manager import faults
 from studio.service import Studio
 from tests.conftest import FAKE_MODELS, write_models
 from tests.helpers import faults_server  # noqa: F401  (registers the `fatal-chat` kind its models.yaml names)
+from tests.helpers.fakes import fake_weights
 from tests.helpers.threads import together
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -278,6 +279,7 @@ class OutOfMemoryOnce(Backend):
     kind = "oom-once"
     tabs = frozenset({"chat"})
     Params = ChatParams
+    weights_status = classmethod(fake_weights)
     failures = 1
 
     def load(self) -> None:

@@ -16,6 +16,7 @@ from studio.backends.params import ChatParams
 from studio.config import ConfigError, parse_budget, parse_size
 from studio.errors import StudioError
 from studio.manager.memory import GB, MB
+from tests.helpers.fakes import fake_weights
 
 
 class SizedOptions(BaseModel):
@@ -31,6 +32,7 @@ class SizedFake(Backend):
     kind = "sized-fake"
     tabs = frozenset({"chat"})
     Params = ChatParams
+    weights_status = classmethod(fake_weights)
     Options = SizedOptions
     unloaded: list[str] = []  # noqa: RUF012  (a shared log on purpose)
 
@@ -157,7 +159,7 @@ def test_load_progress_and_the_models_panel_rows(make_studio) -> None:
     assert lines[-1].startswith("b loaded in 0.6")
     rows = {r.id: r for r in studio.model_rows()}
     assert rows["b"].status == "loaded" and rows["b"].memory == "410 MB"
-    assert rows["a"].status == "not downloaded" and rows["a"].memory == "~410 MB"
+    assert rows["a"].status == "ready" and rows["a"].memory == "~410 MB"
     assert "RAM: 410 MB of 1.00 GB used by models" in studio.memory_summary()
     with pytest.raises(StudioError, match=r"could not load huge: model 'huge' needs about 2\.00 GB"):
         list(studio.load_model("huge"))

@@ -17,6 +17,7 @@ from studio.backends import Backend, BackendError, Request, TextDelta, register
 from studio.backends.params import ChatParams
 from studio.manager.queue import DeviceDeadlock, DeviceLine
 from studio.service import Studio
+from tests.helpers.fakes import fake_weights
 
 SAMPLING = [False, 0.7, 0.9, 50, 1.0, 16, 1, None]  # the chat API's Sampling panel: do_sample .. seed
 WAIT_S = 10.0  # a bound on every wait below; the tests take well under a second each when they pass
@@ -35,6 +36,7 @@ class Gated(Backend):
     kind = "gated-fake"
     tabs = frozenset({"chat", "code"})
     Params = ChatParams
+    weights_status = classmethod(fake_weights)
     Options = GatedOptions
     gate = threading.Event()
     started: list[str] = []  # noqa: RUF012  (a shared log on purpose)
@@ -77,6 +79,7 @@ class RemoteFake(Backend):
     kind = "remote-fake"
     tabs = frozenset({"chat", "code"})
     Params = ChatParams
+    weights_status = classmethod(fake_weights)
     remote = True
 
     def load(self) -> None:

@@ -31,7 +31,7 @@ def test_models_tab_lists_loads_and_unloads(served) -> None:
     studio.manager.unload_all()
     table, summary = client.predict(api_name="/models_list")
     assert table["headers"][:5] == ["Model", "Tabs", "Backend", "Status", "Memory"]
-    assert _status(table) == {"fake": "not downloaded", "fake-2": "not downloaded"}
+    assert _status(table) == {"fake": "ready", "fake-2": "ready"}
     assert "RAM:" in summary and "used by models" in summary
 
     progress, table, _ = client.predict("fake", api_name="/load_model")
@@ -39,7 +39,7 @@ def test_models_tab_lists_loads_and_unloads(served) -> None:
     assert studio.manager.loaded() == ["fake"]
 
     progress, table, _ = client.predict("fake", api_name="/unload_model")
-    assert progress == "fake unloaded" and _status(table)["fake"] == "not downloaded"
+    assert progress == "fake unloaded" and _status(table)["fake"] == "ready"
     progress, _, _ = client.predict("fake", api_name="/unload_model")
     assert progress == "fake is not loaded"
 
@@ -70,7 +70,7 @@ def test_cli_models_list_shows_memory_and_the_budget(capsys, tmp_path: Path, mon
     assert "~1.50 GB" in out and "memory budget for RAM (CPU models): 3.00 GB" in out
     assert main(["models", "list", "--json", *args]) == 0
     rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
-    assert rows["fake-2"]["memory_bytes"] == int(1.5 * 1024**3) and rows["fake"]["status"] == "not downloaded"
+    assert rows["fake-2"]["memory_bytes"] == int(1.5 * 1024**3) and rows["fake"]["status"] == "ready"
 
 
 def test_serve_preload_refuses_unknown_ids_before_serving(capsys, tmp_path: Path) -> None:

@@ -127,10 +127,16 @@ def test_request_body_maps_chat_params(make_studio, server, served_dir, tiny_mod
         assert body["repetition_penalty"] == 1.2 and body["max_tokens"] == 256 and not notices
         greedy, _ = backend.body(Request("q", ChatParams(do_sample=False)))
         assert greedy["temperature"] == 0.0 and "top_k" not in greedy and "seed" not in greedy
-    # `transformers serve` refuses fields beyond OpenAI's: the stored error says which option fixes it.
-    failed = studio.generate(tab="chat", model_id="remote", prompt="hi", params={"do_sample": True})
-    assert failed.status == "error" and "answered 422" in failed.error
-    assert "extra_params: false" in failed.error
+    # `transformers serve` refuses fields beyond OpenAI's: sent again without them, and the notice says
+    # which option states it up front (issue 14; before, this turn failed with the server's 422).
+    retried = studio.generate(tab="chat", model_id="remote", prompt="hi", params={"do_sample": True})
+    assert retried.status == "ok" and "extra_params: false" in retried.notices[0]
+    # Continuing an answer needs an extra field: with this server that is refused up front, clearly.
+    with (
+        studio.manager.use("remote") as backend,
+        pytest.raises(BackendError, match="cannot continue an answer"),
+    ):
+        backend.body(Request("q", ChatParams(), continue_from="partial"))
 
 
 def test_parallel_requests_are_not_serialised_by_the_studio(
@@ -239,3 +245,36 @@ def test_models_yaml_checks_for_remote_fields(make_studio, tiny_model_dir, tmp_p
     )
     with pytest.raises(BackendError, match=r"reads its API key from \$STUDIO_TEST_KEY, which is not set"):
         studio.manager.preload("remote")
+
+
+def test_default_options_work_against_transformers_serve(make_studio, server, served_dir) -> None:
+    """Issue 14, item 10: no `options:` at all (extra fields on, as for vLLM) and sampling on. `transformers
+    serve` answers 422 to `top_k`: the turn is sent again without the extra fields, with a notice, and the
+    server is remembered, so the next turn goes through at once."""
+    from studio.backends import openai_chat
+
+    openai_chat._PLAIN_SERVERS.discard(server)  # earlier tests in this module may have taught it already
+    studio = make_studio(
+        f"""
+models:
+  - id: remote
+    tabs: [chat]
+    backend: openai-chat
+    base_url: {server}
+    source: {served_dir}
+    defaults: {{max_new_tokens: 8}}
+"""
+    )
+    first = list(studio.chat(model_id="remote", message="Hello there"))[-1]
+    assert first.status == "ok" and first.text, first.error
+    refused = "the model server refused the extra sampling fields (top_k); sent again without them"
+    assert any(refused in n for n in first.notices), first.notices
+    assert server in openai_chat._PLAIN_SERVERS
+    second = list(studio.chat(model_id="remote", message="And again", conversation_id=first.conversation_id))[
+        -1
+    ]
+    assert second.status == "ok" and second.text and not any("refused" in n for n in second.notices)
+    # A parameter the server cannot take is still reported as not sent.
+    third = studio.generate(tab="chat", model_id="remote", prompt="hi", params={"top_k": 5})
+    assert third.status == "ok" and "top_k=5 not sent" in third.notices[0]
+    assert "it refused them before" in third.notices[0]

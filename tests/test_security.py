@@ -231,6 +231,7 @@ def test_user_b_gets_nothing_of_user_a_through_any_endpoint(served: Served) -> N
         ("/code_regenerate", [code_id, "fake", *CODE_SETTINGS, *SAMPLING]),
         ("/code_continue", [code_id, "fake", *CODE_SETTINGS, *SAMPLING]),
         ("/code_delete", [code_id]),
+        ("/browse_answer", [chat_id, 0, -1]),
     ]
     refused: list[str] = []
     for endpoint, args in attempts:
@@ -240,7 +241,8 @@ def test_user_b_gets_nothing_of_user_a_through_any_endpoint(served: Served) -> N
             refused.append(f"{endpoint}: {exc}")
         else:  # answered: then nothing of alice's is in the answer
             assert "secret" not in repr(result), f"{endpoint} leaked: {result!r}"
-    assert len(refused) >= 9, refused
+    assert len(refused) >= 10, refused
+    assert any(r.startswith("/browse_answer:") for r in refused), refused
     # Alice's rows, vote and conversations are untouched; bob sees none of them.
     assert {r.id: (r.output_text, r.active) for r in rows(studio) if r.id in alice_rows} == alice_rows
     assert studio.rating(generation, user="alice") == 1

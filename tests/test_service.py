@@ -81,9 +81,10 @@ def test_failures_are_stored_with_their_error(make_studio) -> None:
     )
     final = run(studio, message="please FAIL")[-1]
     assert final.status == "error" and "failed on purpose" in (final.error or "")
-    final = run(studio, model_id="gone", message="hi")[-1]
-    assert final.status == "error" and "studio models pull gone" in (final.error or "")
-    assert [(r.status, r.prompt) for r in rows(studio)] == [("error", "please FAIL"), ("error", "hi")]
+    # A model that is not downloaded is refused before a row is begun (issue 14: at once, with the fix).
+    with pytest.raises(StudioError, match="run `studio models pull gone`"):
+        run(studio, model_id="gone", message="hi")
+    assert [(r.status, r.prompt) for r in rows(studio)] == [("error", "please FAIL")]
 
 
 def test_regenerate_edit_and_continue_keep_old_rows(fake_studio: Studio) -> None:

@@ -164,10 +164,10 @@ def test_melody_on_a_model_without_melody_support_fails_clearly(studio: Studio) 
 def test_models_not_downloaded_say_how_to_get_them(studio: Studio) -> None:
     assert studio.model_status("offline-musicgen") == "not downloaded"
     for tab, model in (("music", "offline-musicgen"), ("speech", "offline-tts")):
-        result = studio.generate(tab=tab, model_id=model, prompt="anything")
-        assert result.status == "error", result
-        assert f"studio models pull {model}" in result.error
-        assert result.files == []
+        # Refused at once, before anything is stored (issue 14), with the command that fixes it.
+        with pytest.raises(StudioError, match=f"run `studio models pull {model}`"):
+            studio.generate(tab=tab, model_id=model, prompt="anything")
+        assert not [row for row in _rows(studio) if row.model_id == model]
     with pytest.raises(StudioError, match="duration"):
         studio.generate(tab="music", model_id="tiny-musicgen", prompt="x", params={"duration": float("nan")})
 

@@ -176,3 +176,22 @@ def test_the_api_lists_only_named_endpoints(make_studio) -> None:
     app = build_app(make_studio())
     public = [fn.api_name for fn in app.fns.values() if fn.api_visibility == "public"]
     assert public and not [name for name in public if str(name).startswith("lambda")], public
+
+
+def test_browse_answer_endpoint_makes_a_kept_answer_active(served, client: Client) -> None:
+    studio, _ = served
+    _chatbot, conversation, _text, _notice = client.predict(
+        "browse over the api", None, "fake", "", *SAMPLING, api_name="/chat"
+    )
+    conv_id = conversation["value"]
+    first = studio.conversation(conv_id)[0].generation_id
+    client.predict(conv_id, "fake", "", *SAMPLING, api_name="/regenerate")
+    second = studio.conversation(conv_id)[0].generation_id
+    shown = client.predict(conv_id, 0, -1, api_name="/browse_answer")
+    assert shown == [{"generation_id": first, "answer": 1, "answers": 2}]
+    assert [t.generation_id for t in studio.conversation(conv_id)] == [first]
+    assert client.predict(conv_id, 0, 1, api_name="/browse_answer")[0]["generation_id"] == second
+    for args, expected in [((conv_id, 5, 1), "turn 5 does not exist"), ((conv_id, 0, 0.5), "whole numbers")]:
+        with pytest.raises(Exception, match=expected):
+            client.predict(*args, api_name="/browse_answer")
+    assert [t.generation_id for t in studio.conversation(conv_id)] == [second]

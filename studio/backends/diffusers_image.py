@@ -1,9 +1,10 @@
 """Backend `diffusers`: text-to-image and image-to-image with a diffusers pipeline run in-process.
 
-Owns: loading a pipeline (Hub id or local folder) with `AutoPipelineForText2Image`, the image-to-image
-pipeline built from it on first use (same components, no second copy), the scheduler chosen per request,
-one reproducible seed per picture, progress per denoising step, stopping between steps, and LoRAs from the
-model's `loras:` in models.yaml (loaded once each, switched and scaled per request).
+Owns: loading a pipeline (Hub id or local folder) with `AutoPipelineForText2Image`, or a single-file SD/SDXL
+`.safetensors` checkpoint with `from_single_file`, the image-to-image pipeline built from it on first use
+(same components, no second copy), the scheduler chosen per request, one reproducible seed per picture,
+progress per denoising step, stopping between steps, and LoRAs from the model's `loras:` in models.yaml
+(loaded once each, switched and scaled per request).
 Ignores: storage, validation of user input (the service did it) and which tab asked.
 """
 
@@ -62,6 +63,9 @@ class DiffusersOptions(BaseModel):
     vae_tiling: bool = False  # decode large pictures tile by tile
     cpu_offload: Literal["none", "model", "sequential"] = "none"  # keep idle parts in RAM (needs CUDA)
     compile: bool = False  # torch.compile the denoiser: slow first run, faster after (opt-in)
+    # A single-file checkpoint's pipeline configuration: a diffusers folder (relative to models.yaml) or Hub
+    # id of the same architecture. Unset: the Hub repo diffusers picks for the checkpoint (online once).
+    config: str | None = None
 
 
 @register
@@ -87,17 +91,22 @@ class DiffusersImage(Backend):
     # -- loading -----------------------------------------------------------------------------------
     def load(self) -> None:
         where = weights_path(self.spec, self.context)
-        if isinstance(where, Path) and where.is_file():
+        options = DiffusersOptions.model_validate(self.spec.options)
+        if isinstance(where, Path) and where.is_file() and where.suffix != ".safetensors":
+            # A .ckpt is a pickle, which can run code when loaded: only safetensors single files are read.
             raise BackendError(
                 f"model {self.spec.id!r}: the diffusers backend loads a pipeline folder (with "
-                f"model_index.json) or a Hub id, not a single file ({where.name})"
+                f"model_index.json), a Hub id or a single-file .safetensors checkpoint, not {where.name}"
             )
         import torch
         from diffusers import AutoPipelineForText2Image
 
         device, dtype = device_and_dtype(self.spec)
         try:
-            pipe: Any = AutoPipelineForText2Image.from_pretrained(where, dtype=dtype)
+            if isinstance(where, Path) and where.is_file():
+                pipe: Any = self._single_file(where, dtype, options)
+            else:
+                pipe = AutoPipelineForText2Image.from_pretrained(where, dtype=dtype)
         except OSError as exc:
             raise unreadable_weights(self.spec, where, exc, "diffusers pipeline folder") from None
         except ValueError as exc:  # e.g. AutoPipeline knows no text-to-image pipeline for this model
@@ -105,7 +114,6 @@ class DiffusersImage(Backend):
             raise BackendError(
                 f"model {self.spec.id!r} is not a text-to-image pipeline diffusers can run: {why}"
             ) from None
-        options = DiffusersOptions.model_validate(self.spec.options)
         if options.cpu_offload != "none":
             if device != "cuda":
                 raise BackendError(
@@ -136,6 +144,34 @@ class DiffusersImage(Backend):
         self._schedulers = {}
         self._img2img = None
         self._loaded_loras = set()
+
+    def _single_file(self, path: Path, dtype: Any, options: DiffusersOptions) -> Any:
+        """A single-file Stable Diffusion or SDXL checkpoint (as A1111 and civitai share them) through
+        diffusers' `from_single_file`. Its pipeline configuration comes from `options.config` (a diffusers
+        folder or Hub id) or, without it, from the Hub repo diffusers picks for the checkpoint's type."""
+        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as checkpoint:  # reads the header only
+            sdxl = any(key.startswith("conditioner.embedders.1.") for key in checkpoint.keys())  # noqa: SIM118
+        pipeline = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
+        kwargs: dict[str, Any] = {"torch_dtype": dtype}
+        if options.config:
+            local = Path(options.config).expanduser()
+            local = local if local.is_absolute() else self.context.base_dir / local
+            kwargs["config"] = str(local) if local.exists() else options.config
+        try:
+            return pipeline.from_single_file(str(path), **kwargs)
+        except Exception as exc:  # diffusers raises its own SingleFileComponentError, ValueError, KeyError...
+            if isinstance(exc, OSError) and os.environ.get("HF_HUB_OFFLINE") == "1":
+                raise BackendError(
+                    f"model {self.spec.id!r}: the single-file checkpoint needs its pipeline configuration "
+                    "from the Hub; set `options: {config: <diffusers folder or Hub id>}` in models.yaml"
+                ) from None
+            raise BackendError(
+                f"model {self.spec.id!r}: {path.name} is not a Stable Diffusion or SDXL checkpoint diffusers "
+                f"can read: {short_error(exc)}"
+            ) from None
 
     def unload(self) -> None:
         self._worker.shutdown()

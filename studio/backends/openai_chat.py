@@ -3,7 +3,9 @@ llama.cpp server, Ollama, `transformers serve`).
 
 Owns: the request a turn becomes (`/chat/completions`, streamed), mapping ChatParams onto the server's
 sampling fields, stopping (closing the stream: servers cancel a generation whose client went away), and
-turning connection errors, timeouts and error answers into messages a user can act on.
+turning connection errors, timeouts and error answers into messages a user can act on; a server that
+refuses the extra sampling fields (422, as `transformers serve` does) gets the turn again without them, once,
+and only OpenAI's fields from then on, with a notice.
 Ignores: memory (the model lives on the server; the manager counts nothing here), the GPU queue (requests
 run in parallel: the server batches them) and context fitting (the server refuses an over-long prompt).
 
@@ -29,6 +31,10 @@ from studio.config import ModelSpec
 log = logging.getLogger(__name__)
 
 _DEFAULT_TOP_K = ChatParams.model_fields["top_k"].default
+# The fields beyond OpenAI's that vLLM, SGLang and llama.cpp accept, and the servers (base URLs) that
+# refused them in this process: those get OpenAI's fields only (see `OpenAIChat.generate`).
+EXTRA_FIELDS = ("top_k", "repetition_penalty", "continue_final_message", "add_generation_prompt")
+_PLAIN_SERVERS: set[str] = set()
 
 
 class OpenAIChatOptions(BaseModel):
@@ -108,6 +114,11 @@ class OpenAIChat(Backend):
             self.client.close()
         self.client = None
 
+    @property
+    def sends_extra(self) -> bool:
+        """Does this server get the extra sampling fields? Yes, unless options say no or it refused them."""
+        return self.options.extra_params and self.base_url not in _PLAIN_SERVERS
+
     def body(self, request: Request) -> tuple[dict[str, Any], list[str]]:
         """The /chat/completions request for a turn, and notices about parameters not sent."""
         params = request.params
@@ -117,7 +128,7 @@ class OpenAIChat(Backend):
                 f"beam search (num_beams={params.num_beams}) is not available with model {self.spec.id!r}: "
                 "OpenAI-compatible servers do not offer it; set num_beams to 1"
             )
-        extra = self.options.extra_params
+        extra = self.sends_extra
         messages = [{"role": "system", "content": params.system_prompt}] if params.system_prompt else []
         messages += [{"role": m.role, "content": m.content} for m in request.history]
         messages.append({"role": "user", "content": request.prompt})
@@ -155,9 +166,10 @@ class OpenAIChat(Backend):
             else:
                 unsent.append(f"repetition_penalty={params.repetition_penalty}")
         if unsent:
+            why = "options.extra_params is off" if not self.options.extra_params else "it refused them before"
             notices.append(
                 f"{', '.join(unsent)} not sent: this model's server takes only OpenAI's standard sampling "
-                "fields (options.extra_params is off)"
+                f"fields ({why})"
             )
         return body, notices
 
@@ -170,23 +182,55 @@ class OpenAIChat(Backend):
         for notice in notices:
             yield Notice(notice)
         try:
-            # Leaving this block closes the connection: on Stop, a closed tab or an error the server sees
-            # the client go away and cancels the generation.
-            with self.client.stream("POST", "/chat/completions", json=body) as answer:
-                if answer.status_code >= 400:
-                    answer.read()
-                    raise BackendError(_server_error(answer.status_code, answer.text, self.spec))
-                for line in answer.iter_lines():
-                    if request.stop.is_set():
-                        return
-                    events, done = self._parse(line)
-                    yield from events
-                    if done:
-                        return
+            refused = yield from self._stream(body, request)
+            if refused:
+                # Servers such as `transformers serve` answer 422 to any field beyond OpenAI's: send the turn
+                # once more without them, and leave them out for this server from now on.
+                _PLAIN_SERVERS.add(self.base_url)
+                log.warning(
+                    "%s refused %s: only OpenAI's fields from now on", self.base_url, ", ".join(refused)
+                )
+                yield Notice(
+                    f"the model server refused the extra sampling fields ({', '.join(refused)}); sent again "
+                    "without them, and they are left out for this server from now on (set `options: "
+                    "{extra_params: false}` in models.yaml to say so up front)"
+                )
+                body, notices = self.body(request)
+                for notice in notices:
+                    yield Notice(notice)
+                yield from self._stream(body, request, retry=False)
         except httpx.TimeoutException as exc:
             raise BackendError(self._timeout(exc)) from None
         except httpx.HTTPError as exc:
             raise BackendError(self._unreachable(exc)) from None
+
+    def _stream(
+        self, body: dict[str, Any], request: Request, *, retry: bool = True
+    ) -> Generator[Event, None, list[str]]:
+        """Stream one request's events; returns the extra fields the server refused (nothing streamed
+        then) when `retry` allows sending it again without them, else raises for any error answer."""
+        # Leaving this block closes the connection: on Stop, a closed tab or an error the server sees the
+        # client go away and cancels the generation.
+        with self.client.stream("POST", "/chat/completions", json=body) as answer:
+            if answer.status_code >= 400:
+                answer.read()
+                refused = [f for f in EXTRA_FIELDS if f in body and f in answer.text]
+                if (
+                    retry
+                    and answer.status_code in (400, 422)
+                    and refused
+                    and "continue_final_message" not in refused
+                ):
+                    return refused
+                raise BackendError(_server_error(answer.status_code, answer.text, self.spec))
+            for line in answer.iter_lines():
+                if request.stop.is_set():
+                    return []
+                events, done = self._parse(line)
+                yield from events
+                if done:
+                    return []
+        return []
 
     @staticmethod
     def _parse(line: str) -> tuple[list[Event], bool]:

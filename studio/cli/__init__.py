@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -27,6 +28,9 @@ from studio.cli import train as train_cmd
 from studio.config import ConfigError, Settings, load_config
 
 log = logging.getLogger("studio")
+
+# The Code tab's button says "Debug / fix": `--param mode=debug` means the mode whose id is `fix`.
+CODE_MODE_ALIASES = {"debug": "fix"}
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -65,8 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="start the web app", parents=[common])
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=None, help="default: $STUDIO_PORT or 7860")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only; see --listen for the network)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=None, help="TCP port to serve on (default: $STUDIO_PORT or 7860)"
+    )
     serve.add_argument("--no-preload", action="store_true", help="do not warm the default chat model")
     serve.add_argument(
         "--preload",
@@ -99,6 +109,14 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--param", action="append", type=parse_param, default=[], metavar="KEY=VALUE")
     gen.add_argument("--json", action="store_true")
 
+    info = sub.add_parser(
+        "image-info",
+        help="the generation settings a PNG carries (the studio's, AUTOMATIC1111's or Forge's)",
+        parents=[common],
+    )
+    info.add_argument("file", help="a PNG file")
+    info.add_argument("--json", action="store_true")
+
     rate = sub.add_parser("rate", help="vote on a generation", parents=[common])
     rate.add_argument("generation_id", type=int)
     rate.add_argument("vote", choices=["up", "down", "none"])
@@ -118,9 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own health checks, every start
+    if not args.verbose:  # `studio export` prints its summary itself: its log line said it a second time
+        logging.getLogger("studio.export").setLevel(logging.WARNING)
     try:
         # Every STUDIO_* variable is checked here, before any command starts: a bad one stops them all.
         settings = Settings.from_env(models_file=args.models, data_dir=args.data_dir)
+        if args.command == "image-info":
+            return _image_info(args.file, args.json)
         if args.command == "models":
             return _models(args, settings)
         if args.command in ("users", "backup"):
@@ -135,6 +157,36 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _image_info(file: str, as_json: bool) -> int:
+    """PNG Info: print what a picture says about how it was made (no Studio, no database needed)."""
+    from studio.formats import png
+
+    try:
+        info = png.png_info(Path(file))
+    except (OSError, ValueError) as exc:
+        print(f"error: {file}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return 2
+    if as_json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return 0 if info["source"] else 1
+    if not info["source"]:
+        print(f"{file}: no generation settings in this picture", file=sys.stderr)
+        return 1
+    labels = {"source": "Source", "prompt": "Prompt", "negative_prompt": "Negative prompt", "steps": "Steps"}
+    labels |= {"sampler": "Sampler", "cfg_scale": "CFG scale", "seed": "Seed", "model": "Model"}
+    labels |= {"denoising_strength": "Denoising strength", "studio_generation_id": "Studio generation"}
+    for key, label in labels.items():
+        if info.get(key) not in (None, ""):
+            print(f"{label}: {info[key]}")
+        if key == "seed" and info.get("width"):
+            print(f"Size: {info['width']}x{info['height']}")
+    for lora in info.get("loras") or []:  # type: ignore[attr-defined]
+        print(f"LoRA: {lora['id']} (scale {lora['scale']})")
+    for key, value in info["extra"].items():  # type: ignore[attr-defined]
+        print(f"{key}: {value}")
+    return 0
 
 
 def _models(args: argparse.Namespace, settings: Settings) -> int:
@@ -194,9 +246,10 @@ def _with_studio(args: argparse.Namespace, settings: Settings) -> int:
             if model is None:
                 print(f"error: no model serves the {args.tab} tab", file=sys.stderr)
                 return 2
-            result = studio.generate(
-                tab=args.tab, model_id=model, prompt=args.prompt, params=dict(args.param)
-            )
+            params = dict(args.param)
+            if args.tab == "code" and params.get("mode") in CODE_MODE_ALIASES:
+                params["mode"] = CODE_MODE_ALIASES[params["mode"]]
+            result = studio.generate(tab=args.tab, model_id=model, prompt=args.prompt, params=params)
             # Text tabs print the answer; media tabs print the saved files, one per line.
             print(
                 json.dumps(result.as_dict(), indent=2)
@@ -229,15 +282,38 @@ def _serve(studio: Any, args: argparse.Namespace) -> int:
 
     if args.preload and (code := preload(studio, args.preload)):
         return code
+    if busy := port_in_use(args.host, args.port):
+        print(f"error: {busy}", file=sys.stderr)
+        return 1
     app = build_app(studio)
     warm = _import_model_libraries if args.no_preload or args.preload else _warm_default_chat_model
     threading.Thread(target=warm, args=(studio,), daemon=True).start()
-    _, local_url, share_url = launch(
-        app, studio, host=args.host, port=args.port, block=False, accounts=args.accounts, share=args.share
-    )
+    try:
+        _, local_url, share_url = launch(
+            app, studio, host=args.host, port=args.port, block=False, accounts=args.accounts, share=args.share
+        )
+    except OSError as exc:  # taken between the check and the bind: Gradio's words name its own variable
+        print(f"error: {port_in_use(args.host, args.port) or exc}", file=sys.stderr)
+        return 1
     admin.print_links(local_url, share_url, args.share)
     app.block_thread()
     return 0
+
+
+def port_in_use(host: str, port: int) -> str | None:
+    """One line naming --port when `host:port` cannot be bound, else None.
+
+    Checked before the app is built: Gradio would otherwise print a traceback that suggests its own
+    GRADIO_SERVER_PORT variable, which `studio serve` does not read."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+        except OSError as exc:
+            return f"cannot serve on {host}:{port} ({exc.strerror or exc}); pick another port with --port"
+    return None
 
 
 def _import_model_libraries(studio: Any) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 from studio.export import FORMATS
 
 COMMANDS = ("history", "export", "prefer")
+# The columns of `studio history`'s lines (widths as in `_history`).
+HISTORY_HEADER = f"{'ID':>6} {'CREATED':<25} {'TAB':<5} {'MODEL':<20} {'STATUS':<7} {'VOTE':<4} PROMPT"
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -92,11 +94,13 @@ def _history(studio: Any, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(page.items, indent=2, ensure_ascii=False))
         return 0
+    if page.items:
+        print(HISTORY_HEADER)
     for r in page.items:
         vote = {1: "+1", -1: "-1"}.get(r["rating"], "  ")
         text = " ".join(r["prompt"].split())[:60]
         head = f"{r['generation_id']:>6} {r['created_at']} {r['tab']:<5} {r['model']:<20}"
-        print(f"{head} {r['status']:<7} {vote} {text}")
+        print(f"{head} {r['status']:<7} {vote:<4} {text}")
     if page.total > len(page.items):
         print(f"({len(page.items)} of {page.total_text}; --limit shows more)")
     return 0

@@ -3,15 +3,18 @@
 Owns: `LANGUAGES` and `language()` (lookup by id, alias or label), `MODES` and `render_prompt()` (the
 prompt each mode sends), `extract_code_blocks()`, `explanation_text()` and `main_code()` (CommonMark-style
 fenced blocks, also while an answer is still streaming) and `syntax_check()`, which parses and never runs
-anything. Pure: no gradio, torch or storage, so the UI, the API and tests all share it.
+anything (for Python it also names undefined names, as pyflakes would, from the symbol table). Pure: no
+gradio, torch or storage, so the UI, the API and tests all share it.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import json
 import re
 import string
+import symtable
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -338,6 +341,50 @@ def syntax_check(language: str, code: str) -> SyntaxReport | None:
     except Exception as exc:  # never raise into the UI, whatever a parser makes of odd input
         problem = str(exc).strip() or type(exc).__name__
     else:
-        return SyntaxReport(ok=True, message=f"{lang.label} syntax OK", line=None)
+        unknown = undefined_names(code) if lang.id == "python" else []
+        if not unknown:
+            return SyntaxReport(ok=True, message=f"{lang.label} syntax OK", line=None)
+        # Valid syntax that fails on its first run is no "OK": a misspelt or never imported name.
+        line, name = unknown[0]
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        problem = f"undefined name {name!r}{more}"
     where = f"line {line}: " if line is not None else ""
     return SyntaxReport(ok=False, message=f"{where}{problem} ({lang.label})", line=line)
+
+
+# Names every module has without defining them.
+_MODULE_NAMES = frozenset(dir(builtins)) | {
+    "__file__", "__name__", "__doc__", "__builtins__", "__spec__", "__loader__", "__package__", "__path__",
+    "__annotations__", "__dict__", "__module__", "__qualname__", "__class__",
+}  # fmt: skip
+
+
+def undefined_names(code: str) -> list[tuple[int | None, str]]:
+    """(line, name) of each name Python code reads but never defines, in order: the pyflakes check that
+    catches most "runs, then fails" answers. From the compiler's symbol table; nothing is run.
+
+    A star import defines unknown names, so code that has one is not checked."""
+    try:
+        table = symtable.symtable(code, "<answer>", "exec")
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    defined = {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
+    if any(isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names) for n in ast.walk(tree)):
+        return []
+    read: set[str] = set()
+    pending = [table]
+    while pending:
+        scope = pending.pop()
+        pending.extend(scope.get_children())
+        for symbol in scope.get_symbols():
+            # Module-level names are implicit globals in functions, plain locals at the top.
+            implicit = symbol.is_global() if scope.get_type() != "module" else not symbol.is_assigned()
+            if symbol.is_referenced() and implicit and not symbol.is_declared_global():
+                read.add(symbol.get_name())
+    missing = read - defined - _MODULE_NAMES
+    lines: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in missing:
+            lines[node.id] = min(lines.get(node.id, node.lineno), node.lineno)
+    return sorted(((lines.get(name), name) for name in missing), key=lambda item: (item[0] or 0, item[1]))

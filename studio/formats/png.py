@@ -286,3 +286,82 @@ def media_generation_id(name: str) -> int | None:
     """The generation id a media file name starts with, or None for a name `media_name` did not make."""
     match = _MEDIA_NAME.match(name)
     return int(match.group(1)) if match else None
+
+
+# PNG Info --------------------------------------------------------------------------------------------
+# A1111/Forge sampler names (also the older "DPM++ 2M Karras" style with the schedule in the name) that
+# match one of our schedulers; any other sampler keeps the model's default.
+_SAMPLER_IDS = {name.lower(): sid for sid, name in SAMPLER_NAMES.items()} | {
+    "euler ancestral": "euler_a",
+    "dpm++ 2m karras": "dpmpp_2m",
+    "dpm++ 2m sde": "dpmpp_2m",
+    "dpm++ 2m sde karras": "dpmpp_2m",
+}
+# The settings png_info names itself; every other `Key: value` pair is kept in "extra" as it was written.
+_KNOWN = {"Steps", "Sampler", "CFG scale", "Seed", "Size", "Model", "Denoising strength", "Studio generation"}
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(str(value).strip()) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(str(value).strip()) if value is not None else None
+    except ValueError:
+        return None
+
+
+def png_info(path: Path) -> dict[str, object]:
+    """What a PNG says about how it was made: prompt, negative prompt, steps, sampler, CFG scale, seed,
+    size, model, denoising strength, LoRAs, every other `Key: value` pair ("extra") and the raw text.
+
+    Reads the studio's PNGs and AUTOMATIC1111/Forge's (both keep an A1111 "parameters" text chunk).
+    `source` is "studio", "a1111" or None (a picture with no parameters). ValueError: not an image."""
+    chunks = read_png_parameters(path)
+    text = chunks.get("parameters", "")
+    studio_id = _int(chunks.get("studio_generation_id"))
+    info: dict[str, object] = {"source": None, "parameters": text, "extra": {}}
+    if not text.strip():
+        return info
+    fields = parse_parameters(text)
+    prompt, loras = split_lora_tags(fields["prompt"])
+    width, _, height = fields.get("Size", "").partition("x")
+    generation = studio_id if studio_id is not None else _int(fields.get("Studio generation"))
+    info.update(
+        source="studio" if generation is not None else "a1111",
+        prompt=prompt,
+        negative_prompt=fields["negative_prompt"],
+        steps=_int(fields.get("Steps")),
+        sampler=fields.get("Sampler"),
+        cfg_scale=_float(fields.get("CFG scale")),
+        seed=_int(fields.get("Seed")),
+        width=_int(width),
+        height=_int(height),
+        model=fields.get("Model"),
+        denoising_strength=_float(fields.get("Denoising strength")),
+        loras=[{"id": name, "scale": scale} for name, scale in loras],
+        studio_generation_id=generation,
+        extra={k: v for k, v in fields.items() if k not in _KNOWN and k not in ("prompt", "negative_prompt")},
+    )
+    return info
+
+
+def image_settings(info: dict[str, object]) -> dict[str, object]:
+    """`png_info()`'s reading as the Image tab's parameters (ImageParams names), for "apply"; only what
+    the picture states: a missing setting is left out, an unknown sampler becomes the model's default."""
+    settings: dict[str, object] = {}
+    names = {"negative_prompt": "negative_prompt", "steps": "steps", "cfg_scale": "guidance", "seed": "seed"}
+    names |= {"width": "width", "height": "height", "denoising_strength": "strength"}
+    for key, name in names.items():
+        if info.get(key) is not None:
+            settings[name] = info[key]
+    if info.get("sampler"):
+        settings["scheduler"] = _SAMPLER_IDS.get(str(info["sampler"]).strip().lower(), "default")
+    loras = info.get("loras")
+    if isinstance(loras, list) and loras:
+        settings["lora"], settings["lora_scale"] = loras[0]["id"], loras[0]["scale"]
+    return settings

@@ -27,7 +27,7 @@ from studio import storage
 from studio.backends import AudioOutput, Progress, Request
 from studio.errors import StudioError
 from studio.formats import wav
-from studio.service.checks import model_for, params_for
+from studio.service.checks import model_for, params_for, require_weights
 from studio.service.core import StudioCore
 from studio.service.runs import Loading, Run, Waiting
 from studio.service.types import AudioUpdate, GenerationResult, Status
@@ -87,6 +87,7 @@ class AudioTab(StudioCore):
         if tab not in AUDIO_TABS:
             raise StudioError(f"unknown audio tab {tab!r}; use speech or music")
         spec = model_for(self.config, model_id, tab)
+        require_weights(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
         audio_text(text, tab)
         return params_for(spec, params, tab)
 

@@ -18,13 +18,34 @@ from sqlmodel import Session
 from studio import storage
 from studio.backends import Message, Request, TextDelta, Usage
 from studio.errors import StudioError
-from studio.service.checks import model_for, params_for, prompt_text
+from studio.service.checks import model_for, params_for, prompt_text, require_weights
 from studio.service.records import Records
 from studio.service.runs import Loading, Run, Waiting
 from studio.service.types import ChatUpdate, Status
 
 Action = Literal["send", "regenerate", "edit", "continue"]
 ACTIONS: tuple[str, ...] = ("send", "regenerate", "edit", "continue")
+TITLE_CHARS = 80
+
+
+def limit_notice(limit: int) -> str:
+    return (
+        f"The answer stopped at the limit of {limit} new tokens (max_new_tokens): Continue goes on from here."
+    )
+
+
+def conversation_title(typed: str) -> str:
+    """A new conversation's title: the first message on one line, cut at a word (with "…") when longer than
+    TITLE_CHARS, so that the list shows whole words."""
+    line = " ".join(typed.split())
+    if len(line) <= TITLE_CHARS:
+        return line
+    cut = (
+        line[: TITLE_CHARS - 1].rsplit(" ", 1)[0]
+        if " " in line[: TITLE_CHARS - 1]
+        else line[: TITLE_CHARS - 1]
+    )
+    return cut.rstrip(" ,.;:") + "…"
 
 
 class ChatTab(Records):
@@ -46,6 +67,7 @@ class ChatTab(Records):
     ) -> Iterator[ChatUpdate]:
         """Run one chat turn and stream its text. Validation errors raise StudioError before any row."""
         spec = model_for(self.config, model_id, tab)
+        require_weights(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
         validated = params_for(spec, params, tab)
         uid = self.user_id(user)
         turns = self._turns_for(conversation_id, uid)
@@ -124,6 +146,10 @@ class ChatTab(Records):
                         yield ChatUpdate(text, conversation_id=row.conversation_id, notices=run.notices)
                 elif isinstance(event, Usage):
                     row.prompt_tokens, row.completion_tokens = event.prompt_tokens, event.completion_tokens
+                    limit = getattr(request.params, "max_new_tokens", None)
+                    if not run.stopped and limit and (event.completion_tokens or 0) >= limit:
+                        # Otherwise a cut-off answer reads as the model's whole answer.
+                        run.notices.append(limit_notice(limit))
         saved = run.result
         assert saved is not None
         yield ChatUpdate(
@@ -141,7 +167,7 @@ class ChatTab(Records):
             if row.conversation_id is None and row.tab in ("chat", "code"):
                 # Titled by what the user typed (a code turn's prompt is the filled-in template).
                 typed = (row.params.get("code") or {}).get("input") or row.prompt
-                title = " ".join(typed.split())[:60]
+                title = conversation_title(typed)
                 conv = storage.create_conversation(
                     session, user_id=row.user_id, title=title, model_id=row.model_id, tab=row.tab
                 )

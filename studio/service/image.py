@@ -3,7 +3,8 @@
 Owns: validating an image request (prompt, parameters, LoRA, init image), streaming progress, saving each
 picture as a PNG under the media folder with its parameters embedded (A1111 `parameters` chunk + the
 studio's generation id), and writing one generation row per picture (so each can be rated, reused and
-exported on its own) in one transaction when the job ends: failures and stops get one row with the reason.
+exported on its own) in one transaction when the job ends: failures and stops get one row with the reason;
+PNG Info (the settings any PNG carries, for the tab's drop zone).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from studio import storage
 from studio.backends import ImageOutput, Progress, Request
 from studio.errors import StudioError
 from studio.formats import png
-from studio.service.checks import model_for, params_for, prompt_text
+from studio.service.checks import model_for, params_for, prompt_text, require_weights
 from studio.service.core import StudioCore
 from studio.service.runs import Loading, Run, Waiting
 from studio.service.types import GenerationResult, ImageUpdate, Status
@@ -50,6 +51,7 @@ class ImageTab(StudioCore):
     ) -> Iterator[ImageUpdate]:
         """Generate pictures. Bad input raises StudioError before anything runs or is stored."""
         spec = model_for(self.config, model_id, "image")
+        require_weights(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
         validated: Any = params_for(spec, params, "image")
         text = prompt_text(prompt)
         lora = getattr(validated, "lora", None)
@@ -203,6 +205,17 @@ class ImageTab(StudioCore):
             if row is None or row.user_id != self.user_id(user) or not row.files:
                 raise StudioError(f"picture {generation_id} does not exist")
             return self.media_path(row.files[0])
+
+    def image_info(self, file: str | Path) -> dict[str, Any]:
+        """PNG Info: the generation settings a picture carries (the studio's or A1111/Forge's, see
+        `png.png_info`), plus "settings": them as Image parameters, for the tab's one-click apply."""
+        try:
+            info = png.png_info(Path(file))
+        except (OSError, ValueError) as exc:
+            raise StudioError(
+                f"the picture could not be read: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
+        return {**info, "settings": png.image_settings(info)}
 
     def generate_image_result(
         self, *, model_id: str, prompt: str, params: dict[str, Any] | None, user: str | None

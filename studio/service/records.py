@@ -1,7 +1,9 @@
 """The user's own stored work, as the tabs and the CLI read it: conversations, votes and recent generations.
 
-Owns: listing, reopening, renaming and deleting conversations; casting and reading a vote (with its optional
-reason and comment); the recent-generations listing. Every read and write checks the requesting user.
+Owns: listing (and searching), reopening, renaming and deleting conversations; a turn's kept answers (which
+one is shown, browsing to another and making it active) and its numbers (seed, tokens, speed, the token
+limit); casting and reading a vote (with its optional reason and comment); the recent-generations listing.
+Every read and write checks the requesting user.
 Ignores: running models (the service's tab parts) and the Library's search and exports.
 """
 
@@ -31,10 +33,13 @@ class Records(StudioCore):
             return storage.active_turns(session, conversation_id=conversation_id)
 
     def conversation(self, conversation_id: int, *, user: str | None = None) -> list[ChatTurn]:
+        """The active turns, each with its vote, its numbers (seed, tokens, speed) and its place among the
+        turn's kept answers (see `browse_answer`)."""
         uid = self.user_id(user)
         turns = self._turns_for(conversation_id, uid)
         with Session(self.engine) as session:
             votes = storage.ratings_for(session, generation_ids=[t.id for t in turns if t.id], user_id=uid)
+            kept = storage.kept_turns(session, conversation_id=conversation_id) if turns else []
         return [
             ChatTurn(
                 t.id or 0,
@@ -45,13 +50,64 @@ class Records(StudioCore):
                 t.error,
                 list(t.notices),
                 dict(t.params),
+                seed=t.seed,
+                completion_tokens=t.completion_tokens,
+                tokens_per_second=tokens_per_second(t),
+                hit_limit=hit_limit(t),
+                answer=[a.id for a in answers].index(t.id) + 1,
+                answers=len(answers),
             )
-            for t in turns
+            for t, answers in ((t, answers_of(kept, turns, t)) for t in turns)
         ]
 
-    def conversations(self, *, user: str | None = None, tab: str = "chat") -> list[tuple[int, str]]:
+    def browse_answer(
+        self, conversation_id: int, turn_index: int, step: int, *, user: str | None = None
+    ) -> list[ChatTurn]:
+        """Show the turn's kept answer `step` places before (-1) or after (+1) the shown one, and make it the
+        active turn: the next message follows it, and exports see it as the chosen answer. The later turns
+        that followed it before come back with it; those that followed the other answer stay stored."""
+        if isinstance(step, bool) or not isinstance(step, int) or isinstance(turn_index, bool):
+            raise StudioError("browse an answer by a whole step, such as -1 or +1")
+        uid = self.user_id(user)
+        turns = self._turns_for(conversation_id, uid)
+        if not isinstance(turn_index, int) or not 0 <= turn_index < len(turns):
+            raise StudioError(f"turn {turn_index} does not exist; the conversation has {len(turns)} turn(s)")
         with Session(self.engine) as session:
-            rows = storage.list_conversations(session, user_id=self.user_id(user), tab=tab)
+            kept = storage.kept_turns(session, conversation_id=conversation_id)
+        answers = answers_of(kept, turns, turns[turn_index])
+        here = [a.id for a in answers].index(turns[turn_index].id)
+        chosen = answers[min(max(here + step, 0), len(answers) - 1)]
+        if chosen.id != turns[turn_index].id:
+            self._activate(conversation_id, [*turns[:turn_index], chosen], kept)
+        return self.conversation(conversation_id, user=user)
+
+    def _activate(
+        self, conversation_id: int, path: list[storage.Generation], kept: list[storage.Generation]
+    ) -> None:
+        """Make `path` (the turns up to the chosen answer) active, with the newest later turns that were
+        asked after exactly that path, turn by turn."""
+        start = len(path) - 1
+        while later := [g for g in kept if g.turn_index == len(path) and g.history == messages_of(path)]:
+            path.append(later[-1])
+        with Session(self.engine) as session:
+            storage.activate_turns(
+                session,
+                conversation_id=conversation_id,
+                from_index=start,
+                generation_ids=[g.id for g in path[start:] if g.id],
+            )
+
+    def conversations(
+        self, *, user: str | None = None, tab: str = "chat", query: str = ""
+    ) -> list[tuple[int, str]]:
+        """(id, title) of the user's conversations in a tab, newest first; with `query`, only those whose
+        title or turns contain it (ignoring case)."""
+        if not isinstance(query, str):
+            raise StudioError("a conversation search is text")
+        with Session(self.engine) as session:
+            rows = storage.list_conversations(
+                session, user_id=self.user_id(user), tab=tab, containing=query[:200]
+            )
             return [(c.id or 0, c.title) for c in rows]
 
     def rename_conversation(self, conversation_id: int, title: str, *, user: str | None = None) -> None:
@@ -130,3 +186,42 @@ class Records(StudioCore):
                 }
                 for r in rows
             ]
+
+
+def messages_of(turns: list[storage.Generation]) -> list[dict[str, str]]:
+    """The history a turn after `turns` was sent (as `Generation.history` stores it)."""
+    return [
+        m
+        for t in turns
+        for m in ({"role": "user", "content": t.prompt}, {"role": "assistant", "content": t.output_text})
+    ]
+
+
+def answers_of(
+    kept: list[storage.Generation], active: list[storage.Generation], turn: storage.Generation
+) -> list[storage.Generation]:
+    """The kept answers of an active turn, oldest first: the turns at its index that were asked after the same
+    conversation (an edit's answer counts, with its own message; one asked after another branch does not)."""
+    before = messages_of(active[: turn.turn_index or 0])
+    same = [g for g in kept if g.turn_index == turn.turn_index and (g.id == turn.id or g.history == before)]
+    return same or [turn]
+
+
+def tokens_per_second(turn: storage.Generation) -> float | None:
+    """Decoding speed: the tokens after the first over the time after it (waiting, loading and the prompt's
+    prefill come before the first token)."""
+    tokens, total, first = turn.completion_tokens, turn.duration_ms, turn.first_token_ms
+    if not tokens or tokens < 2 or total is None or first is None or total <= first:
+        return None
+    return (tokens - 1) / ((total - first) / 1000)
+
+
+def hit_limit(turn: storage.Generation) -> bool:
+    """Whether the answer stopped because it reached max_new_tokens (not because the model finished)."""
+    limit = turn.params.get("max_new_tokens")
+    return (
+        turn.status == "ok"
+        and isinstance(limit, int)
+        and limit > 0
+        and (turn.completion_tokens or 0) >= limit
+    )

@@ -122,6 +122,12 @@ class ChatTurn:
     error: str | None
     notices: list[str]
     params: dict[str, Any] = field(default_factory=dict)  # everything the turn ran with (reuse settings)
+    seed: int | None = None
+    completion_tokens: int | None = None
+    tokens_per_second: float | None = None  # decoding speed, after the first token
+    hit_limit: bool = False  # the answer stopped at max_new_tokens
+    answer: int = 1  # which of the turn's kept answers this is (1-based)...
+    answers: int = 1  # ...of how many (a regenerate, an edit or a continue keeps the one it replaced)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from studio.storage.preferences import (
     set_preference,
 )
 from studio.storage.records import (
+    activate_turns,
     active_turns,
     begin_generation,
     count_generations,
@@ -27,6 +28,7 @@ from studio.storage.records import (
     get_conversation,
     get_generation,
     get_or_create_user,
+    kept_turns,
     list_conversations,
     list_generations,
     mark_interrupted,
@@ -71,6 +73,7 @@ __all__ = [
     "TrainRun",
     "User",
     "Variant",
+    "activate_turns",
     "active_turns",
     "begin_generation",
     "begin_train_run",
@@ -89,6 +92,7 @@ __all__ = [
     "get_train_run",
     "get_variant",
     "install_index",
+    "kept_turns",
     "list_conversations",
     "list_generations",
     "list_train_runs",

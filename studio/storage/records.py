@@ -51,14 +51,26 @@ def get_conversation(session: Session, *, conversation_id: int, user_id: int) ->
 
 
 def list_conversations(
-    session: Session, *, user_id: int, tab: str = "chat", limit: int = 100
+    session: Session, *, user_id: int, tab: str = "chat", limit: int = 100, containing: str = ""
 ) -> list[Conversation]:
+    """Newest first; with `containing`, only those whose title or active turns (prompt or answer) contain it,
+    ignoring case (a LIKE scan over one user's conversations, small enough not to need the FTS index)."""
     query = (
         select(Conversation)
         .where(Conversation.user_id == user_id, Conversation.tab == tab)
         .order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc())
         .limit(limit)
     )
+    if containing.strip():
+        pattern = "%" + containing.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        in_turns = select(Generation.conversation_id).where(
+            col(Generation.active),
+            col(Generation.prompt).ilike(pattern, escape="\\")
+            | col(Generation.output_text).ilike(pattern, escape="\\"),
+        )
+        query = query.where(
+            col(Conversation.title).ilike(pattern, escape="\\") | col(Conversation.id).in_(in_turns)
+        )
     return list(session.exec(query))
 
 
@@ -113,6 +125,44 @@ def active_turns(session: Session, *, conversation_id: int) -> list[Generation]:
         .order_by(col(Generation.turn_index))
     )
     return list(session.exec(query))
+
+
+def kept_turns(session: Session, *, conversation_id: int) -> list[Generation]:
+    """Every finished turn of a conversation, active or not (regenerated, edited away, continued), by turn
+    index then age: the answers a user can browse back to."""
+    query = (
+        select(Generation)
+        .where(
+            Generation.conversation_id == conversation_id,
+            col(Generation.status) != Status.RUNNING.value,
+            col(Generation.turn_index).is_not(None),
+        )
+        .order_by(col(Generation.turn_index), col(Generation.id))
+    )
+    return list(session.exec(query))
+
+
+def activate_turns(
+    session: Session, *, conversation_id: int, from_index: int, generation_ids: list[int]
+) -> None:
+    """Make `generation_ids` the conversation's active turns from `from_index` on, in one commit: the active
+    turns at or after it stop being active (they stay stored, as a regenerate leaves them)."""
+    session.exec(
+        update(Generation)
+        .where(
+            col(Generation.conversation_id) == conversation_id,
+            col(Generation.active),
+            col(Generation.turn_index) >= from_index,
+        )
+        .values(active=False)
+    )
+    if generation_ids:
+        session.exec(
+            update(Generation)
+            .where(col(Generation.conversation_id) == conversation_id, col(Generation.id).in_(generation_ids))
+            .values(active=True)
+        )
+    session.commit()
 
 
 # -- generations -----------------------------------------------------------------------------------

@@ -2,20 +2,29 @@
 
 Owns: wiring the mode/language/template controls and the answer panes to `Studio.code`. The answer streams
 into a conversation (refinement turns keep it), while the code view shows the extracted code for the
-chosen language with its syntax check. Ignores: prompt building, extraction and checks (the service's),
-and what Code shares with Chat (studio/ui/conversation.py, turns.py).
+chosen language with its syntax check; the latest session reopens when the page loads. Ignores: prompt
+building, extraction and checks (the service's), the controls that follow the mode (code_controls.py), and
+what Code shares with Chat (studio/ui/conversation.py, turns.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 
-from studio.service import Action, ChatTurn, Studio, StudioError
-from studio.service.code import LANGUAGES, MODES, code_prompt, code_settings
+from studio.service import Action, Studio, StudioError
+from studio.service.code import MODES, code_prompt, code_settings
+from studio.ui.code_controls import (
+    LANGUAGE_CHOICES,
+    MODE_CHOICES,
+    as_typed,
+    check_text,
+    input_box,
+    mode_controls,
+    run_settings,
+)
 from studio.ui.compare import compare_panel
 from studio.ui.conversation import (
     GENERATION_QUEUE,
@@ -24,6 +33,7 @@ from studio.ui.conversation import (
     conversation_choices,
     model_choices,
     params_from,
+    refused,
     render,
     sampling_panel,
     tab_models,
@@ -31,41 +41,17 @@ from studio.ui.conversation import (
 )
 from studio.ui.feedback import feedback_panel
 from studio.ui.session import StopOnClose, run_key_state, stop_button
-from studio.ui.turns import Streamed, closing_notes, follow_model_defaults, send_handler, wire_new, wire_redo
-
-LANGUAGE_CHOICES = [(lang.label, lang.id) for lang in LANGUAGES.values()]
-MODE_CHOICES = [(mode.label, mode.id) for mode in MODES.values()]
-
-
-def mode_controls(mode: str) -> tuple[Any, Any, Any, Any]:
-    """Input label, error box, source-language box and template for a mode."""
-    spec = MODES[mode]
-    return (
-        gr.Textbox(label=spec.input_label),
-        gr.Textbox(visible=mode == "fix"),
-        gr.Dropdown(visible=mode == "translate"),
-        spec.template,
-    )
-
-
-def run_settings(mode_id: str, lang: str, source: str, error_text: str, template_text: str) -> dict[str, Any]:
-    """The Code settings the controls show, for `Studio.code`."""
-    return {
-        "mode": mode_id,
-        "language": lang,
-        "source_language": source if mode_id == "translate" else None,
-        "error": error_text or "",
-        # Blank or unchanged means the mode's own template (API callers may send "").
-        "template": template_text
-        if (template_text or "").strip() and template_text != MODES.get(mode_id, MODES["write"]).template
-        else None,
-    }
-
-
-def check_text(result: Any) -> str:
-    if result.check is None:
-        return ""
-    return ("✅ " if result.check.ok else "❌ ") + result.check.message
+from studio.ui.turns import (
+    Streamed,
+    closing_notes,
+    follow_model_defaults,
+    send_handler,
+    stop_active,
+    stop_follows,
+    trash_deletes,
+    wire_new,
+    wire_redo,
+)
 
 
 def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
@@ -100,7 +86,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
                     value=default,
                     elem_id="code-model",
                 )
-            text = gr.Textbox(label=MODES["write"].input_label, lines=6, elem_id="code-input")
+            text = gr.Textbox(label=MODES["write"].input_label, **input_box("write"), elem_id="code-input")
             error = gr.Textbox(
                 label="Error message or wrong behaviour (optional)",
                 lines=3,
@@ -113,7 +99,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
                 )
             with gr.Row():
                 run_btn = gr.Button("Run", variant="primary", elem_id="code-run")
-                stop_btn = gr.Button("Stop", variant="stop", elem_id="code-stop")
+                stop_btn = gr.Button("Stop", variant="stop", interactive=False, elem_id="code-stop")
                 regen_btn = gr.Button("Regenerate", elem_id="code-regenerate")
                 continue_btn = gr.Button("Continue", elem_id="code-continue")
             notice = gr.Markdown(elem_id="code-notice")
@@ -130,7 +116,9 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
                     )
                     check = gr.Markdown(elem_id="code-check")
                     download = gr.DownloadButton("Download", visible=False, elem_id="code-download")
-                with gr.Column():
+                # The conversation above shows the whole answer, explanation included: a second pane with the
+                # same prose showed it twice. The output stays (hidden) for API callers of `code`.
+                with gr.Column(visible=False):
                     explanation = gr.Markdown(label="Explanation", elem_id="code-explanation")
             sampling = sampling_panel(defaults, "code")
             compare_panel(studio, "code")
@@ -171,7 +159,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
         request: gr.Request | None = None,
     ) -> Iterator[Any]:
         user = user_of(request)
-        turns = studio.conversation(conv, user=user) if conv else []
+        turns = [as_typed(t) for t in studio.conversation(conv, user=user)] if conv else []
         index = len(turns) if action == "send" else len(turns) - 1
         shown = turns[:index]
         settings = run_settings(mode_id, lang, source, error_text, template_text)
@@ -187,14 +175,14 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
                 user=user,
                 run_key=key,
             )
-            prompt = text_value if action == "send" else (as_typed(turns[index]).prompt if turns else "")
+            prompt = text_value if action == "send" else (turns[index].prompt if turns else "")
             stream = Streamed(updates, model_id, shown, prompt)
             for update, chat, note in stream:
                 partial = studio.code_result(update.text, lang, final=False)
                 # in run_outputs order; skip leaves an output as it is
                 yield chat, skip, skip, note, partial.code, skip, partial.explanation, skip, skip, skip
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise refused(exc) from None
         final = stream.final
         assert final is not None and final.generation_id is not None
         stored = [as_typed(t) for t in studio.conversation(final.conversation_id or 0, user=user)]
@@ -219,22 +207,31 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
     # user needs to fix it. API callers call the runs directly and still get the service's errors.
     def check_send(
         text_value: Any, mode_id: str, lang: str, source: str, error_text: str, template_text: str
-    ) -> None:
+    ) -> Any:
         try:
             code_prompt(
                 text_value, code_settings(run_settings(mode_id, lang, source, error_text, template_text))
             )
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise refused(exc) from None
+        return stop_active()
 
     send_checks = [text, mode, language, source_language, error, template]
     io = (run_inputs, run_outputs)
-    runs = [
-        run_btn.click(check_send, send_checks, None, **PRIVATE).success(
+    redo = wire_redo(
+        studio, run, stop_btn, (regen_btn, continue_btn), chatbot, conversation, io, "session", "code_"
+    )
+    sends = [
+        run_btn.click(check_send, send_checks, stop_btn, **PRIVATE).success(
             send_handler(run), [text, *run_inputs], run_outputs, api_name="code", **GENERATION_QUEUE
         ),
-        *wire_redo(studio, run, (regen_btn, continue_btn), chatbot, conversation, io, "session", "code_"),
+        # The input box's key (Enter in Follow-up, Shift+Enter elsewhere: see input_box) runs as Run does.
+        text.submit(check_send, send_checks, stop_btn, **PRIVATE).success(
+            send_handler(run), [text, *run_inputs], run_outputs, **PRIVATE, **GENERATION_QUEUE
+        ),
     ]
+    stop_follows(stop_btn, sends)
+    runs = [*sends, *redo]
     for ran in runs:  # the answer switched the mode to Follow-up: show that mode's controls
         ran.success(mode_controls, mode, mode_outputs, **PRIVATE)
     feedback.chatbot_votes(chatbot, conversation, notice)
@@ -276,7 +273,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
     def new_session() -> tuple[Any, ...]:
         return (gr.Dropdown(value=None), *emptied(), "write", *mode_controls("write"))
 
-    wire_new(new_btn, chatbot, new_session, [conversation, *panes, mode, *mode_outputs])
+    wire_new(new_btn, new_session, [conversation, *panes, mode, *mode_outputs])
 
     def delete(conv: int | None, request: gr.Request) -> tuple[Any, ...]:
         """Delete a session and clear every pane that showed it."""
@@ -286,15 +283,13 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
         return (gr.Dropdown(choices=choices, value=None), *emptied())
 
     delete_btn.click(delete, conversation, [conversation, *panes], api_name="code_delete")
+    trash_deletes(chatbot, delete, conversation, [conversation, *panes])
 
-    def on_load(request: gr.Request) -> tuple[Any, None]:
-        # None blanks the seed (blank = random): Gradio's Number would otherwise start at 0.
-        return gr.Dropdown(choices=conversation_choices(studio, user_of(request), "code")), None
+    def on_load(request: gr.Request) -> tuple[Any, ...]:
+        """Reopen the most recent session, as the Chat tab does, when the page (re)loads."""
+        choices = conversation_choices(studio, user_of(request), "code")
+        latest = choices[0][1] if choices else None
+        # The last value is the seed: None blanks it (blank = random), as a fresh page has it.
+        return (gr.Dropdown(choices=choices, value=latest), *open_session(latest, request)[:-1], None)
 
-    app.load(on_load, None, [conversation, sampling[-1]], **PRIVATE)
-
-
-def as_typed(turn: ChatTurn) -> ChatTurn:
-    """Show a turn's user message as typed; the model saw it inside the mode's template."""
-    typed = (turn.params.get("code") or {}).get("input")
-    return dataclasses.replace(turn, prompt=typed) if typed else turn
+    app.load(on_load, None, [conversation, *panes, mode, *mode_outputs, language, *sampling], **PRIVATE)

@@ -1,19 +1,23 @@
 """Pieces the conversational tabs (Chat, Code) share, and the few every tab does.
 
-Owns: turning stored turns into chatbot messages with their votes, the Sampling panel (and any slider that
-starts at a model's default) and reading it back into parameters, the conversation list's choices, and for
-every tab: who the user is, its models and defaults, the shared generation queue, private events.
+Owns: turning stored turns into chatbot messages with their votes and the footer under each answer, the
+Sampling panel (and any slider that starts at a model's default) and reading it back into parameters, the
+conversation list's choices, and for every tab: who the user is, its models and defaults, the shared
+generation queue, private events, and refusals as toasts without a traceback.
 Ignores: the events and run loop of a conversation (studio/ui/turns.py) and everything the service
 decides (validation, storage, models).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import gradio as gr
 
-from studio.service import ChatTurn, ModelInfo, Studio
+from studio.service import ChatTurn, ModelInfo, Studio, StudioError
+
+log = logging.getLogger(__name__)
 
 FEEDBACK = {1: "Like", -1: "Dislike"}
 PARAM_NAMES = (
@@ -39,18 +43,42 @@ PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 
 
 def messages(turns: list[ChatTurn], pending: tuple[str, str] | None = None) -> list[dict[str, str]]:
-    """Stored turns (plus an in-flight one) as chatbot messages."""
+    """Stored turns (plus an in-flight one) as chatbot messages, each answer with its footer."""
     out: list[dict[str, str]] = []
     for turn in turns:
-        reply = turn.reply
+        reply = closed_fences(turn.reply)
         if turn.status == "error":
             reply = f"{reply}\n\n**Error:** {turn.error}".strip()
-        elif turn.status == "stopped":
-            reply = f"{reply} *[stopped]*"
+        elif turn.status == "stopped":  # after a code block it cut off, on a line of its own
+            reply = f"{reply}{' ' if reply == turn.reply else chr(10) * 2}*[stopped]*"
+        if note := footer(turn):
+            reply = f"{reply}\n\n{note}"
         out += [{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": reply}]
     if pending is not None:
         out += [{"role": "user", "content": pending[0]}, {"role": "assistant", "content": pending[1] or "…"}]
     return out
+
+
+def footer(turn: ChatTurn) -> str:
+    """The line under an answer: which of the turn's kept answers it is (`‹ 2/3 ›`, browsed with the
+    Previous / Next answer buttons), its token count and speed, its seed, and whether it hit the limit."""
+    parts = [f"‹ {turn.answer}/{turn.answers} ›"] if turn.answers > 1 else []
+    if turn.completion_tokens is not None:
+        parts.append(f"{turn.completion_tokens} tokens")
+    if turn.tokens_per_second:
+        parts.append(f"{turn.tokens_per_second:.1f} tokens/s")
+    if turn.seed is not None:
+        parts.append(f"seed {turn.seed}")
+    if turn.hit_limit:
+        parts.append("stopped at max_new_tokens")
+    return f"<sub>{' · '.join(parts)}</sub>" if parts else ""
+
+
+def closed_fences(text: str) -> str:
+    """`text` with an unclosed code fence (an answer cut off inside a code block) closed, so that what follows
+    it (the footer, "[stopped]") is not shown as code."""
+    fences = sum(1 for line in text.splitlines() if line.lstrip().startswith("```"))
+    return f"{text}\n```" if fences % 2 else text
 
 
 def render(turns: list[ChatTurn]) -> gr.Chatbot:
@@ -80,8 +108,19 @@ def tab_models(studio: Studio, tab: str) -> tuple[list[ModelInfo], str, dict[str
     return models, default, studio.default_params(default, tab=tab)
 
 
-def conversation_choices(studio: Studio, user: str | None, tab: str = "chat") -> list[tuple[str, int]]:
-    return [(f"{title} (#{cid})", cid) for cid, title in studio.conversations(user=user, tab=tab)]
+def conversation_choices(
+    studio: Studio, user: str | None, tab: str = "chat", query: str = ""
+) -> list[tuple[str, int]]:
+    """The conversation list, newest first, labelled by title alone (the id is the value, not for reading);
+    with `query`, only conversations whose title or turns contain it."""
+    return [(title, cid) for cid, title in studio.conversations(user=user, tab=tab, query=query)]
+
+
+def refused(exc: StudioError) -> gr.Error:
+    """A refusal (an empty message, a bad setting) as a toast. Gradio prints the traceback of every gr.Error
+    unless told not to; a refusal is no fault of the server, so the log gets one line."""
+    log.info("refused: %s", exc)
+    return gr.Error(str(exc), print_exception=False)
 
 
 def user_of(request: gr.Request | None) -> str | None:

@@ -43,6 +43,22 @@ def model_note(studio: Studio, model_id: str) -> str:
     return f"**{model_id} is not downloaded.** Run `studio models pull {model_id}` once, with the internet."
 
 
+def png_info_text(info: dict[str, Any]) -> str:
+    """PNG Info as Markdown: every setting the picture states, one line each."""
+    if not info.get("source"):
+        return "This picture carries no generation settings."
+    where = "this studio" if info["source"] == "studio" else "AUTOMATIC1111 / Forge"
+    lines = [f"**Made with {where}.**", f"Prompt: {info.get('prompt') or '(empty)'}"]
+    labels = {"negative_prompt": "Negative prompt", "steps": "Steps", "sampler": "Sampler"}
+    labels |= {"cfg_scale": "CFG scale", "seed": "Seed", "model": "Model", "denoising_strength": "Denoising"}
+    lines += [f"{label}: {info[key]}" for key, label in labels.items() if info.get(key) not in (None, "")]
+    if info.get("width"):
+        lines.append(f"Size: {info['width']}x{info['height']}")
+    lines += [f"LoRA: {lora['id']} ({lora['scale']})" for lora in info.get("loras") or []]
+    lines += [f"{key}: {value}" for key, value in (info.get("extra") or {}).items()]
+    return "\n\n".join(lines)
+
+
 def lora_choices(studio: Studio, model_id: str) -> list[tuple[str, str]]:
     spec = studio.config.model(model_id)
     return [("None", "")] + [(lora.id, lora.id) for lora in spec.loras]
@@ -92,13 +108,30 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
             with gr.Accordion("Image to image", open=False):
                 init_image = gr.Image(label="Init image", type="filepath", format="png", elem_id="image-init")
                 strength = slider(defaults, "strength", (0.05, 1.0), 0.05, "Strength", "image-strength")
+            with gr.Accordion("PNG Info: read a picture's settings", open=False):
+                # gr.File, not gr.Image: an image component may re-encode the upload and drop its text chunks.
+                png_file = gr.File(
+                    label="Drop a PNG (the studio's, AUTOMATIC1111's or Forge's)",
+                    file_types=[".png"],
+                    type="filepath",
+                    elem_id="image-png-info-file",
+                )
+                png_info = gr.Markdown(elem_id="image-png-info")
+                apply_btn = gr.Button(
+                    "Apply to the controls", size="sm", interactive=False, elem_id="image-png-apply"
+                )
             with gr.Accordion("LoRA", open=False):
                 lora = gr.Dropdown(
                     label="LoRA", choices=lora_choices(studio, default), value="", elem_id="image-lora"
                 )
                 lora_scale = slider(defaults, "lora_scale", (0, 2), 0.05, "LoRA scale")
             with gr.Row():
-                generate_btn = gr.Button("Generate", variant="primary", elem_id="image-generate")
+                generate_btn = gr.Button(
+                    "Generate",
+                    variant="primary",
+                    interactive=studio.can_run(default),  # off for a model that is not downloaded
+                    elem_id="image-generate",
+                )
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="image-stop")
             notice = gr.Markdown(elem_id="image-notice")
         with gr.Column(scale=3):
@@ -150,7 +183,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
                     final = update
                     break
                 if update.status == "loading":
-                    yield gr.skip(), gr.skip(), f"Loading {model_id}…"
+                    yield gr.skip(), gr.skip(), studio.load_note(model_id)
                 else:
                     progress((update.step, update.total), desc="Denoising", unit="steps")
                     yield gr.skip(), gr.skip(), f"Step {update.step}/{update.total}"
@@ -174,6 +207,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
         text: Any, model_id: str, strength_value: float, lora_id: str, scale: float, *values: Any
     ) -> None:
         try:
+            studio.check_weights(model_id)
             studio.check_prompt(text)
             params_for(
                 model_for(studio.config, model_id, "image"),
@@ -194,15 +228,40 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
 
     stop_button(studio, stop_btn, run_key)
 
+    def read_png(file: str | None) -> tuple[str, Any]:
+        if not file:
+            return "", gr.Button(interactive=False)
+        try:
+            info = studio.image_info(file)
+        except StudioError as exc:
+            return f"**Error:** {exc}", gr.Button(interactive=False)
+        return png_info_text(info), gr.Button(interactive=bool(info["settings"]) or bool(info.get("prompt")))
+
+    def apply_png(file: str | None, model_id: str) -> list[Any]:
+        info = studio.image_info(file) if file else {"settings": {}}
+        settings = info["settings"]
+        known_loras = {lora.id for lora in studio.config.model(model_id).loras}
+        if settings.get("lora") not in known_loras:  # a LoRA this model does not have stays unset
+            settings.pop("lora", None)
+            settings.pop("lora_scale", None)
+        prompt_value = info.get("prompt")
+        names = [*IMAGE_PARAMS, "strength", "lora", "lora_scale"]
+        values = [settings[name] if name in settings else gr.skip() for name in names]
+        return [gr.skip() if prompt_value is None else prompt_value, *values]
+
+    png_file.change(read_png, png_file, [png_info, apply_btn], **PRIVATE)
+    apply_btn.click(apply_png, [png_file, model], [prompt, *controls, strength, lora, lora_scale], **PRIVATE)
+
     def model_changed(model_id: str) -> list[Any]:
         params = studio.default_params(model_id, tab="image")
         return [
             *[params[name] if name != "seed" else gr.skip() for name in IMAGE_PARAMS],
             gr.Dropdown(choices=lora_choices(studio, model_id), value=""),
             model_note(studio, model_id),
+            gr.Button(interactive=studio.can_run(model_id)),
         ]
 
-    model.input(model_changed, model, [*controls, lora, note], **PRIVATE)
+    model.input(model_changed, model, [*controls, lora, note, generate_btn], **PRIVATE)
 
     def describe(gid: int | None, user: str | None) -> str:
         if gid is None:
@@ -242,6 +301,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
         pictures, ids = refreshed_gallery(user_of(request))
         fresh = model_choices(studio.models("image"))
         # None blanks the seed: Gradio's Number starts at 0 whatever its value (so every picture got seed 0).
-        return pictures, ids, gr.Dropdown(choices=fresh), model_note(studio, model_id), None
+        runnable = gr.Button(interactive=studio.can_run(model_id))
+        return pictures, ids, gr.Dropdown(choices=fresh), model_note(studio, model_id), None, runnable
 
-    app.load(on_load, model, [gallery, gallery_ids, model, note, seed], **PRIVATE)
+    app.load(on_load, model, [gallery, gallery_ids, model, note, seed, generate_btn], **PRIVATE)

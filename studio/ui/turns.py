@@ -2,9 +2,10 @@
 
 Owns: a run's updates while it streams (throttled, as chatbot messages with a notice) and the notes that
 close it, the Send / Regenerate / Continue handlers over a tab's `run` generator (Regenerate also on the
-chatbot's retry icon; Regenerate and Continue checked before queueing), New (also the chatbot's trash
-icon), and the Sampling panel following the chosen model's defaults. Ignores: what a tab's run shows in
-its own panes, and everything the service decides (validation, storage, models).
+chatbot's retry icon; Regenerate and Continue checked before queueing), the Stop button's state (active
+only while a run goes), New and Delete (the chatbot's trash icon deletes, as its picture says), and the
+Sampling panel following the chosen model's defaults. Ignores: what a tab's run shows in its own panes,
+and everything the service decides (validation, storage, models).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import Any
 import gradio as gr
 
 from studio.service import ChatTurn, Studio, StudioError
-from studio.ui.conversation import GENERATION_QUEUE, PARAM_NAMES, PRIVATE, messages, user_of
+from studio.ui.conversation import GENERATION_QUEUE, PARAM_NAMES, PRIVATE, messages, refused, render, user_of
+
+# What a one-line message box does (Gradio 6 sends on Enter only when `lines=1`; see ui/chat.py).
+ENTER_SENDS = "Message (Enter to send, Shift+Enter for a new line)"
 
 # While streaming, send at most this many chatbot updates a second: each one costs Gradio a few
 # milliseconds (benchmarks/chat_overhead.py), more than a token of a small model takes.
@@ -82,7 +86,7 @@ def follow_model_defaults(studio: Studio, model: Any, sampling: list[Any], tab: 
         try:
             params = studio.default_params(model_id, tab=tab)
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise refused(exc) from None
         return [params[name] for name in PARAM_NAMES]
 
     model.input(model_defaults, model, sampling, **PRIVATE)
@@ -97,9 +101,32 @@ def send_handler(run: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[An
     return send
 
 
+def stop_active() -> Any:
+    """The Stop button while a run is queued or going."""
+    return gr.Button(interactive=True)
+
+
+def stop_idle() -> Any:
+    """The Stop button with nothing to stop: inactive, so that it does not look like it would do something."""
+    return gr.Button(interactive=False)
+
+
+def stop_follows(stop: Any, runs: list[Any]) -> None:
+    """Make `stop` inactive again when each of `runs` ends (done, stopped or failed). What starts a run makes
+    it active: the check before the run (which outputs `stop_active()`), or `stop_on` for unchecked events."""
+    for ran in runs:
+        ran.then(stop_idle, None, stop, queue=False, **PRIVATE)
+
+
+def stop_on(stop: Any, trigger: Any) -> None:
+    """Activate `stop` at once on `trigger` (a bound event method such as `chatbot.retry`), beside its run."""
+    trigger(stop_active, None, stop, queue=False, **PRIVATE)
+
+
 def wire_redo(
     studio: Studio,
     run: Callable[..., Iterator[Any]],
+    stop: Any,
     buttons: tuple[Any, Any],
     chatbot: Any,
     conversation: Any,
@@ -108,9 +135,10 @@ def wire_redo(
     api_prefix: str = "",
 ) -> list[Any]:
     """Regenerate (its button and the chatbot's retry icon) and Continue (buttons: regenerate, continue)
-    over `run`, with `io` its inputs and outputs; returns the three run events. A button first checks that
-    there is a turn to redo: a toast before queueing, where a failed run would put Gradio's error overlay
-    over every output. API callers call `<api_prefix>regenerate` / `continue` and get the service's errors."""
+    over `run`, with `io` its inputs and outputs; returns the three run events, after which `stop` goes
+    inactive. A button first checks that there is a turn to redo: a toast before queueing, where a failed run
+    would put Gradio's error overlay over every output; the check activates `stop`. API callers call
+    `<api_prefix>regenerate` / `continue` and get the service's errors."""
     inputs, outputs = io
 
     def regenerate(request: gr.Request, *args: Any) -> Iterator[Any]:
@@ -120,24 +148,90 @@ def wire_redo(
         yield from run("continue", None, *args, request=request)
 
     def checked(button: Any, action: str, handler: Callable[..., Iterator[Any]]) -> Any:
-        def check(conv: int | None, request: gr.Request) -> None:
+        def check(conv: int | None, request: gr.Request) -> Any:
             if not conv or not studio.conversation(conv, user=user_of(request)):
-                raise gr.Error(f"nothing to {action}: the {noun} has no turns yet")
+                raise gr.Error(f"nothing to {action}: the {noun} has no turns yet", print_exception=False)
+            return stop_active()
 
-        return button.click(check, conversation, None, **PRIVATE).success(
+        return button.click(check, conversation, stop, **PRIVATE).success(
             handler, inputs, outputs, api_name=f"{api_prefix}{action}", **GENERATION_QUEUE
         )
 
     regen_btn, continue_btn = buttons
-    return [
+    stop_on(stop, chatbot.retry)
+    runs = [
         checked(regen_btn, "regenerate", regenerate),
         chatbot.retry(regenerate, inputs, outputs, **PRIVATE, **GENERATION_QUEUE),
         checked(continue_btn, "continue", keep_going),
     ]
+    stop_follows(stop, runs)
+    return runs
 
 
-def wire_new(button: Any, chatbot: Any, new: Callable[[], Any], outputs: list[Any]) -> None:
-    """The New button and the chatbot's trash icon both run `new`. The icon alone only empties the view:
-    the next run would silently continue the hidden conversation (and send its history to the model)."""
+def wire_new(button: Any, new: Callable[[], Any], outputs: list[Any]) -> None:
     button.click(new, None, outputs, **PRIVATE)
-    chatbot.clear(new, None, outputs, **PRIVATE)
+
+
+def trash_deletes(chatbot: Any, delete: Callable[..., Any], conversation: Any, outputs: list[Any]) -> Any:
+    """The chatbot's trash icon runs the tab's Delete (`delete(conversation)` into `outputs`). By itself the
+    icon only empties the view, and the next run would silently continue the hidden conversation; as
+    "new chat" it belied its picture, so it does what it shows."""
+    return chatbot.clear(delete, conversation, outputs, **PRIVATE)
+
+
+def wire_answer_pager(studio: Studio, chatbot: Any, conversation: Any, buttons: tuple[Any, Any]) -> gr.State:
+    """Previous / Next answer (buttons) show another kept answer of a turn and make it the active one (see
+    `Studio.browse_answer`). They act on the answer last clicked in the chatbot, else on the last turn;
+    returns the state holding that turn's index (None for the last), which the tab resets after a run."""
+    browsed = gr.State(None)
+
+    def pick(data: gr.SelectData) -> int:
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        return int(index) // 2  # a user message and its answer share a turn
+
+    chatbot.select(pick, None, browsed, queue=False, **PRIVATE)
+
+    def browse(step: int) -> Callable[..., Any]:
+        def handler(conv: int | None, turn: int | None, request: gr.Request) -> Any:
+            user = user_of(request)
+            turns = studio.conversation(conv, user=user) if conv else []
+            if not turns:
+                raise gr.Error("no answer to browse yet", print_exception=False)
+            index = turn if turn is not None and 0 <= turn < len(turns) else len(turns) - 1
+            if turns[index].answers < 2:
+                raise gr.Error(
+                    "this answer has no other kept answer: Regenerate makes one", print_exception=False
+                )
+            try:
+                shown = studio.browse_answer(conv or 0, index, step, user=user)
+            except StudioError as exc:
+                raise refused(exc) from None
+            return render(shown)
+
+        return handler
+
+    previous, following = buttons
+    previous.click(browse(-1), [conversation, browsed], chatbot, **PRIVATE)
+    following.click(browse(+1), [conversation, browsed], chatbot, **PRIVATE)
+    return browsed
+
+
+def browse_api(studio: Studio) -> Callable[..., list[dict[str, Any]]]:
+    """The `/browse_answer` endpoint: show the kept answer `step` places from the shown one of turn
+    `turn_index` and make it active, as Previous / Next answer do; returns each active turn's generation id
+    and its place among the turn's kept answers."""
+
+    def browse_answer(
+        conversation_id: float, turn_index: float, step: float, request: gr.Request
+    ) -> list[dict[str, Any]]:
+        try:
+            numbers = [float(conversation_id), float(turn_index), float(step)]
+            if not all(n.is_integer() for n in numbers):
+                raise StudioError("the conversation id, the turn index and the step are whole numbers")
+            conv, turn, by = (int(n) for n in numbers)
+            turns = studio.browse_answer(conv, turn, by, user=user_of(request))
+        except (StudioError, ValueError, TypeError) as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        return [{"generation_id": t.generation_id, "answer": t.answer, "answers": t.answers} for t in turns]
+
+    return browse_answer

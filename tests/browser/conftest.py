@@ -27,6 +27,7 @@ import pytest
 
 from studio.backends import Backend, Request, TextDelta, Usage, register, unregister
 from studio.backends.params import ChatParams
+from tests.helpers.fakes import fake_weights
 from tests.helpers.net import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -86,6 +87,7 @@ class ScriptedChat(Backend):
     kind = "scripted-chat"
     tabs = frozenset({"chat", "code"})
     Params = ChatParams
+    weights_status = classmethod(fake_weights)
     gate: ClassVar[threading.Event | None] = None
     PAUSE_AFTER = "fizzbuzz("  # the first piece of the code block
 
@@ -245,8 +247,7 @@ class ChatPage:
         self.page.locator("#message textarea").wait_for()
         latest = self.studio.conversations()
         if latest:  # a deterministic sign that the load event has finished
-            selected = re.compile(rf"\(#{latest[0][0]}\)$")
-            expect(self.page.locator("#conversation input")).to_have_value(selected)
+            expect(self.page.locator("#conversation input")).to_have_value(latest[0][1])
         self.page.wait_for_function(_IDLE_JS, timeout=TIMEOUT_MS)  # the Chat tab's, also from CodePage
 
     def wait_idle(self) -> None:
@@ -274,9 +275,12 @@ class ChatPage:
         return bars.last if index == -1 else bars.nth(index)
 
     def conversation_id(self) -> int | None:
-        label = self.page.locator("#conversation input").input_value()
-        match = re.search(r"\(#(\d+)\)$", label)
-        return int(match.group(1)) if match else None
+        """The id of the conversation the list shows: the newest one with the shown title (the list shows
+        titles only, so a test that reopens an older conversation gives it a title of its own)."""
+        return self._conversation_titled(self.page.locator("#conversation input").input_value(), "chat")
+
+    def _conversation_titled(self, title: str, tab: str) -> int | None:
+        return next((cid for cid, shown in self.studio.conversations(tab=tab) if shown == title), None)
 
     # -- actions -----------------------------------------------------------------------------------
     def new_chat(self) -> None:
@@ -374,6 +378,11 @@ class CodePage(ChatPage):
         super()._loaded()  # the Chat tab's load event, which also fills the Code sessions list
         self.page.get_by_role("tab", name="Code", exact=True).click()
         self.page.locator("#code-input textarea").wait_for()
+        latest = self.studio.conversations(tab="code")
+        if latest:  # the Code tab's load event reopens its latest session too
+            from playwright.sync_api import expect
+
+            expect(self.page.locator("#code-conversation input")).to_have_value(latest[0][1])
         self.wait_idle()
 
     def wait_idle(self) -> None:
@@ -392,9 +401,7 @@ class CodePage(ChatPage):
         return bars.last if index == -1 else bars.nth(index)
 
     def conversation_id(self) -> int | None:
-        label = self.page.locator("#code-conversation input").input_value()
-        match = re.search(r"\(#(\d+)\)$", label)
-        return int(match.group(1)) if match else None
+        return self._conversation_titled(self.page.locator("#code-conversation input").input_value(), "code")
 
     def code_text(self) -> str:
         """The code view's text, line by line as CodeMirror shows it."""

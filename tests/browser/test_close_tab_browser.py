@@ -110,7 +110,9 @@ def test_closing_the_tab_ends_the_generation_and_the_next_job_runs(
         assert done.status == "ok", (done.status, done.error)
         assert done.model_id == "tiny" and done.output_text
         expect(other.bot_messages).to_have_count(1)
-        expect(other.bot_messages.first).to_have_text(" ".join(done.output_text.split()))
+        # The answer, then its footer line (tokens, speed, seed).
+        expect(other.bot_messages.first).to_contain_text(" ".join(done.output_text.split()))
+        expect(other.bot_messages.first.locator("sub")).to_contain_text(f"seed {done.seed}")
         assert not _running(server), "nothing is left running"
     finally:
         other.page.close()

@@ -1,7 +1,7 @@
 """The Code tab in a real browser: what a user clicks, checked against what the studio stored.
 
 Most tests run the `scripted` model (see conftest.py): it streams a fixed answer with a fenced Python block,
-so extraction, the syntax check, the explanation pane and the download are checked exactly. One test runs
+so extraction, the syntax check, the explanation and the download are checked exactly. One test runs
 the real tiny transformers model in the Code tab and checks structure only.
 """
 
@@ -64,7 +64,6 @@ def test_write_streams_extracts_checks_and_downloads(code: CodePage) -> None:
         expect(code.bot_messages.first).to_contain_text("def fizzbuzz(n):")
         expect(code.bot_messages.first).not_to_contain_text("return out")
         expect(page.locator("#code-view .cm-content")).to_contain_text("def fizzbuzz(n):")
-        expect(page.locator("#code-explanation")).to_contain_text("Here is the function:")
         expect(page.locator("#code-download")).to_be_hidden()
         assert code.generation_count() == before, "nothing is stored while the answer streams"
     finally:
@@ -93,8 +92,9 @@ def test_write_streams_extracts_checks_and_downloads(code: CodePage) -> None:
     assert code.code_text() == SCRIPTED_CODE
     assert page.locator("#code-view .cm-line span").count() > 0, "keywords are highlighted (token spans)"
     expect(page.locator("#code-check")).to_have_text("✅ Python syntax OK")
-    expect(page.locator("#code-explanation")).to_contain_text(SCRIPTED_EXPLANATION)
-    expect(page.locator("#code-explanation")).not_to_contain_text("fizzbuzz(")
+    # The explanation shows once, in the conversation: no second pane repeats it.
+    expect(page.get_by_text(SCRIPTED_EXPLANATION)).to_have_count(1)
+    expect(page.locator("#code-explanation")).to_be_hidden()
     expect(page.locator("#code-notice")).not_to_contain_text("no code block")
 
     # Download: a .py file holding exactly the extracted code.
@@ -118,6 +118,7 @@ def test_stop_keeps_the_partial_answer(code: CodePage) -> None:
     page.locator("#code-input textarea").fill(TASK)
     page.locator("#code-run").click()
     expect(page.locator("#code-view .cm-content")).to_contain_text("def fizzbuzz(n):")
+    expect(page.locator("#code-stop")).to_be_enabled()
     page.locator("#code-stop").click()
     code.wait_until(lambda: code.generation_count() > before, "the stopped generation row")
     code.wait_idle()
@@ -201,7 +202,7 @@ def test_follow_up_continues_the_session_and_votes(code: CodePage) -> None:
     expect(code.user_messages.nth(1)).to_have_text("add type hints")
     expect(code.bot_messages).to_have_count(2)
     assert code.code_text() == SCRIPTED_HINTED_CODE, "the code view follows the latest answer"
-    expect(code.page.locator("#code-explanation")).to_contain_text(SCRIPTED_HINTED_EXPLANATION)
+    expect(code.page.get_by_text(SCRIPTED_HINTED_EXPLANATION)).to_have_count(1)
     name, content = code.download()
     assert name.endswith(".py") and content == SCRIPTED_HINTED_CODE + "\n"
 
@@ -238,13 +239,13 @@ def test_empty_input_shows_an_error_and_stores_nothing(code: CodePage) -> None:
 @pytest.mark.browser
 def test_new_session_and_reopening_an_earlier_one(code: CodePage) -> None:
     page = code.page
-    first = code.send(TASK)
+    first = code.send(f"{TASK}, the first session")  # a title of its own, to pick it from the list
     expect(page.locator("#code-download")).to_be_visible()
 
     code.new_session()  # asserts the chat is empty and no session is selected
     assert code.code_text() == ""
     expect(page.locator("#code-check")).to_have_text("")
-    expect(page.locator("#code-explanation")).to_have_text("")
+    expect(code.bot_messages).to_have_count(0)
     expect(page.locator("#code-download")).to_be_hidden()
     expect(page.locator("#code-mode input")).to_have_value("Write code")
 
@@ -261,25 +262,25 @@ def test_new_session_and_reopening_an_earlier_one(code: CodePage) -> None:
     code.choose("code-mode", "Debug / fix")
     template = _open_template(code)
     expect(template).to_have_value(MODES["fix"].template)
-    code.choose("code-conversation", re.compile(rf"\(#{first.conversation_id}\)$"))
+    code.choose("code-conversation", f"{TASK}, the first session", exact=True)
     code.wait_idle()
     assert code.conversation_id() == first.conversation_id
     expect(code.user_messages).to_have_count(1)
-    expect(code.user_messages.first).to_have_text(TASK)
+    expect(code.user_messages.first).to_have_text(f"{TASK}, the first session")
     expect(page.locator("#code-language input")).to_have_value("Python")
     expect(page.locator("#code-mode input")).to_have_value("Follow-up")
     expect(template).to_have_value(MODES["follow-up"].template)
     expect(_label(code, "code-input")).to_have_text(MODES["follow-up"].input_label)
     expect(page.locator("#code-error textarea")).to_be_hidden()
     expect(page.locator("#code-check")).to_have_text("✅ Python syntax OK")
-    expect(page.locator("#code-explanation")).to_contain_text(SCRIPTED_EXPLANATION)
+    expect(code.bot_messages.first).to_contain_text(SCRIPTED_EXPLANATION)
     expect(page.locator("#code-view .cm-content")).to_have_attribute("data-language", "python")
     assert code.code_text() == SCRIPTED_CODE
     name, content = code.download()
     assert name == f"studio-{first.id}.py" and content == SCRIPTED_CODE + "\n"
 
     # And the second one: its language comes back too.
-    code.choose("code-conversation", re.compile(rf"\(#{second.conversation_id}\)$"))
+    code.choose("code-conversation", "function add(a, b) { return a + b; }", exact=True)
     code.wait_idle()
     expect(code.user_messages.first).to_have_text("function add(a, b) { return a + b; }")
     expect(page.locator("#code-language input")).to_have_value("JavaScript")
@@ -290,12 +291,14 @@ def test_new_session_and_reopening_an_earlier_one(code: CodePage) -> None:
     third = code.send("add type hints")
     assert third.conversation_id == second.conversation_id and third.turn_index == 1
 
-    # The chatbot's own Clear (trash) icon starts a new session, rather than hiding the open one.
+    # The chatbot's own Clear (trash) icon deletes the open session (it used to mean "new session").
     page.locator("#code-chatbot").get_by_role("button", name="Clear").click()
     expect(page.locator("#code-chatbot .message-row")).to_have_count(0)
     expect(page.locator("#code-conversation input")).to_have_value("")
+    code.wait_until(lambda: second.conversation_id not in code.code_conversations(), "the session's deletion")
+    assert first.conversation_id in code.code_conversations()
     fourth = code.send(TASK)
-    assert fourth.conversation_id not in (first.conversation_id, second.conversation_id)
+    assert fourth.conversation_id != first.conversation_id  # SQLite may give it the deleted session's id
     assert fourth.turn_index == 0 and fourth.history == []
 
 
@@ -321,3 +324,51 @@ def test_the_real_tiny_model_in_the_code_tab(code: CodePage) -> None:
     if not result.blocks:  # random weights rarely write fences: the answer is shown as text
         expect(page.locator("#code-notice")).to_contain_text("no code block")
         expect(page.locator("#code-download")).to_be_hidden()
+
+
+@pytest.mark.browser
+def test_keys_in_the_input_box_and_the_latest_session_on_reload(code: CodePage) -> None:
+    page = code.page
+    box = page.locator("#code-input textarea")
+    expect(page.locator("#code-stop")).to_be_disabled()  # nothing to stop yet
+    # Writing code (pasted or typed): Enter adds a line and runs nothing; Shift+Enter runs.
+    before = code.generation_count()
+    box.click()
+    box.type("a function that returns FizzBuzz")
+    box.press("Enter")
+    box.type("from 1 to n, with a reload")
+    expect(box).to_have_value("a function that returns FizzBuzz\nfrom 1 to n, with a reload")
+    page.wait_for_timeout(500)  # a run would have queued by now
+    assert code.generation_count() == before, "Enter adds a line while writing code"
+    first = code.run(lambda: box.press("Shift+Enter"))
+    assert first.params["code"]["input"] == "a function that returns FizzBuzz\nfrom 1 to n, with a reload"
+
+    # A follow-up is a chat message: Shift+Enter adds a line, Enter sends (as its placeholder says).
+    expect(page.locator("#code-mode input")).to_have_value("Follow-up")
+    expect(box).to_have_attribute("placeholder", "Message (Enter to send, Shift+Enter for a new line)")
+    box.click()
+    box.type("add type hints")
+    box.press("Shift+Enter")
+    box.type("and keep the docstring")
+    page.wait_for_timeout(500)
+    assert code.generation_count() == before + 1, "Shift+Enter adds a line in a follow-up"
+    second = code.run(lambda: box.press("Enter"))
+    assert second.params["code"]["input"] == "add type hints\nand keep the docstring"
+    assert second.conversation_id == first.conversation_id and second.turn_index == 1
+    assert code.code_text() == SCRIPTED_HINTED_CODE
+    expect(page.locator("#code-stop")).to_be_disabled()  # the run is over
+
+    # Reloading the page reopens this session in the Code tab, as the Chat tab reopens its conversation.
+    code.reload()  # waits for the Code tab's load event to select the latest session
+    assert code.conversation_id() == first.conversation_id
+    expect(code.user_messages).to_have_count(2)
+    expect(code.user_messages.last).to_contain_text("and keep the docstring")
+    assert code.code_text() == SCRIPTED_HINTED_CODE
+    expect(page.locator("#code-mode input")).to_have_value("Follow-up")
+    expect(page.locator("#code-download")).to_be_visible()
+
+    # Regenerate keeps the old answer, but this tab has no pager: the footer gives the numbers, no "‹ 2/2 ›".
+    again = code.run(lambda: page.locator("#code-regenerate").click())
+    assert again.action == "regenerate" and code.studio.conversation(again.conversation_id)[-1].answers == 2
+    expect(code.bot_messages.last.locator("sub")).to_contain_text(f"seed {again.seed}")
+    expect(code.bot_messages.last).not_to_contain_text("‹")

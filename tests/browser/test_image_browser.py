@@ -251,3 +251,34 @@ def test_reload_keeps_the_gallery_newest_first(image: ImagePage) -> None:
     # The reloaded gallery still knows which generation each picture is.
     image.select(rows[0].id)
     expect(image.page.locator("#image-info")).to_contain_text("Prompt: a stack of pancakes")
+
+
+def test_png_info_reads_an_a1111_picture_and_applies_it(image: ImagePage, tmp_path: Path) -> None:
+    """Issue 14, item 9: drop an AUTOMATIC1111 PNG on PNG Info, read its settings, apply them in one click."""
+    from PIL import PngImagePlugin
+
+    text = (
+        "a lighthouse at dusk\nNegative prompt: blurry, lowres\n"
+        "Steps: 28, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 4242, Size: 96x80, "
+        "Model hash: 6ce0161689, Version: v1.10.1"
+    )
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", text)
+    picture = tmp_path / "a1111.png"
+    Image.new("RGB", (8, 8), "blue").save(picture, format="PNG", pnginfo=info)
+    page = image.page
+    page.get_by_text("PNG Info: read a picture's settings").click()
+    expect(page.locator("#image-png-apply")).to_be_disabled()
+    page.locator("#image-png-info-file input[type=file]").set_input_files(str(picture))
+    shown = page.locator("#image-png-info")
+    expect(shown).to_contain_text("Made with AUTOMATIC1111 / Forge.")
+    expect(shown).to_contain_text("Schedule type: Karras")
+    expect(page.locator("#image-png-apply")).to_be_enabled()
+    page.locator("#image-png-apply").click()
+    expect(page.locator("#image-prompt textarea")).to_have_value("a lighthouse at dusk")
+    expect(page.locator("#image-negative textarea")).to_have_value("blurry, lowres")
+    expect(page.locator("#image-seed input")).to_have_value("4242")
+    expect(image.slider("Steps")).to_have_value("28")
+    expect(image.slider("Width")).to_have_value("96")
+    expect(image.slider("Height")).to_have_value("80")
+    expect(image.slider("Guidance")).to_have_value("6.5")

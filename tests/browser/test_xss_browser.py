@@ -16,6 +16,7 @@ import pytest
 from studio.backends import Backend, Request, TextDelta, register, unregister
 from studio.backends.params import ChatParams
 from tests.browser.shared import BROWSER
+from tests.helpers.fakes import fake_weights
 
 pytestmark = BROWSER
 
@@ -35,6 +36,7 @@ class HostileChat(Backend):
     kind = "hostile-chat"
     tabs = frozenset({"chat", "code"})
     Params = ChatParams
+    weights_status = classmethod(fake_weights)
 
     def load(self) -> None:
         pass

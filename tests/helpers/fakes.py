@@ -17,6 +17,13 @@ from studio.backends import (
     register,
 )
 from studio.backends.params import ChatParams, ImageParams
+from studio.config import ModelSpec
+
+
+def fake_weights(cls: type, spec: ModelSpec) -> str:
+    """A test double's weights status (it has no weight files): 'missing' in its source plays a model
+    that is not downloaded, anything else is ready. Use as `weights_status = classmethod(fake_weights)`."""
+    return "not downloaded" if "missing" in spec.source else "ready"
 
 
 @register
@@ -26,6 +33,7 @@ class FakeChat(Backend):
     kind = "fake-chat"
     tabs = frozenset({"chat", "code"})
     Params = ChatParams
+    weights_status = classmethod(fake_weights)
     loads = 0
     unloads = 0
 
@@ -34,6 +42,8 @@ class FakeChat(Backend):
             raise BackendError(
                 f"model {self.spec.id!r} is not downloaded; run `studio models pull {self.spec.id}`"
             )
+        if "broken" in self.spec.source:  # weights that are here but fail to load: a run that ends in error
+            raise BackendError(f"model {self.spec.id!r}: the fake weights are broken on purpose")
         type(self).loads += 1
         self.loaded = True
 
@@ -68,6 +78,7 @@ class FakeImage(Backend):
     kind = "fake-image"
     tabs = frozenset({"image"})
     Params = ImageParams
+    weights_status = classmethod(fake_weights)
 
     def load(self) -> None:
         pass

@@ -28,6 +28,7 @@ from studio.backends import Backend, Request, TextDelta, register
 from studio.backends.params import ChatParams
 from studio.service import Studio
 from tests.helpers import fakes  # noqa: F401  (registers the fake backends)
+from tests.helpers.fakes import fake_weights
 
 
 class AcceleratorError(RuntimeError):
@@ -39,6 +40,7 @@ class FatalChat(Backend):
     kind = "fatal-chat"
     tabs = frozenset({"chat"})
     Params = ChatParams
+    weights_status = classmethod(fake_weights)
 
     def load(self) -> None:
         pass
