@@ -21,7 +21,13 @@ from studio.backends.loading import (
 from studio.config import ModelSpec
 
 BACKENDS = Path(__file__).resolve().parent.parent / "studio" / "backends"
-SHARED = {"studio.backends", "studio.backends.params", "studio.backends.worker", "studio.backends.loading"}
+SHARED = {
+    "studio.backends",
+    "studio.backends.params",
+    "studio.backends.worker",
+    "studio.backends.loading",
+    "studio.backends.adapters",
+}
 
 
 def spec(source: str = "nobody/absent-model", **fields: str) -> ModelSpec:

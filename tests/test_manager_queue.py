@@ -399,8 +399,9 @@ def test_every_model_running_event_shares_the_generation_queue(make_studio) -> N
 
 
 def reply(chatbot: dict) -> str:
-    """The last assistant message of a chatbot output from the API."""
-    return str(chatbot["value"][-1]["content"][0]["text"])
+    """The last assistant message of a chatbot output from the API, without the line under it (seed,
+    tokens)."""
+    return str(chatbot["value"][-1]["content"][0]["text"]).split("\n\n<sub>")[0]
 
 
 def test_through_the_app_a_remote_answer_overtakes_a_slow_local_one(served) -> None:

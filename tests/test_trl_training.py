@@ -37,7 +37,7 @@ def exports(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> d
             params={"system_prompt": "Be brief."},  # the tab sends it with every turn
         )
         studio.rate(first.generation_id, "up")
-        studio.rate(second.generation_id, "up", reason="inaccurate", comment="fine")
+        studio.rate(second.generation_id, "up", reason="accurate", comment="fine")
         a, b = studio.compare(
             tab="chat",
             prompt="Write a function that adds two numbers.",
