@@ -123,7 +123,8 @@ def test_chat_tab_screenshot(browser_context: Any, shot_server: Server, server: 
             expect(answer).to_contain_text("Paris")
             shot = SCREENSHOT
         page.mouse.move(0, 0)  # no hover highlight in the picture
-        png = page.screenshot(animations="disabled")  # CSS transitions finished, not caught half-way
+        # The whole page (title to buttons), whatever the window's height; transitions finished, not half-way.
+        png = page.screenshot(full_page=True, animations="disabled")
         assert len(png) > 10_000, "the screenshot is (nearly) empty"
         if looks_different(png, shot):
             shot.parent.mkdir(parents=True, exist_ok=True)
