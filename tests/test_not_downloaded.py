@@ -105,12 +105,21 @@ def test_generate_and_load_are_disabled_and_pull_offered_for_such_a_model(tmp_pa
     try:
         app = build_app(studio)
         assert _component(app, "image-generate").interactive is False
+        for elem_id in ("send", "regenerate", "continue", "code-run", "code-regenerate", "code-continue"):
+            assert _component(app, elem_id).interactive is False, elem_id
+        assert _component(app, "music-generate").interactive is False
+        assert _component(app, "speech-generate").interactive is False
         assert _component(app, "models-load").interactive is False
         assert _component(app, "models-pull").visible is True
         # Choosing another model updates both buttons; Pull offline reports the Hub's refusal in the progress.
         handlers = {getattr(b.fn, "__name__", ""): b.fn for b in app.fns.values()}
         load, pull = handlers["buttons"]("absent-chat")
         assert load.interactive is False and pull.visible is True
+        *_, send, regenerate, cont = handlers["model_defaults"]("absent-chat")  # Chat or Code picker
+        assert send.interactive is False and regenerate.interactive is False and cont.interactive is False
+        # Send's check before the queue refuses with the pull command, as a toast (no run, no row).
+        with pytest.raises(Exception, match=PULL.format("absent-chat")):
+            handlers["check_message"]("hello", "absent-chat")
         *_, (progress, *_rest) = list(handlers["pull"]("absent-chat"))
         assert progress.startswith("**Error:** could not pull absent-chat: could not download")
     finally:

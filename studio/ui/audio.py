@@ -118,7 +118,12 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
                         label="Melody clip", sources=["upload"], type="filepath", elem_id="music-melody"
                     )
             with gr.Row():
-                generate_btn = gr.Button("Generate", variant="primary", elem_id=f"{tab}-generate")
+                generate_btn = gr.Button(  # off for a model that is not downloaded
+                    "Generate",
+                    variant="primary",
+                    interactive=studio.can_run(default),
+                    elem_id=f"{tab}-generate",
+                )
                 stop_btn = gr.Button("Stop", variant="stop", elem_id=f"{tab}-stop")
             notice = gr.Markdown(elem_id=f"{tab}-notice")
         with gr.Column(scale=3):
@@ -171,7 +176,7 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
                 if update.done:
                     final = update
                 elif update.status == "loading":
-                    yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), f"Loading {model_id}…"
+                    yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), studio.load_note(model_id)
                 elif update.total:
                     progress((update.step, update.total), desc="Generating", unit="steps")
                     yield (
@@ -223,9 +228,9 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
                 values.append(gr.Textbox(value=params.get(n) or "", visible=uses(studio, tab, model_id, n)))
             else:
                 values.append(params.get(n))
-        return [*values, model_note(studio, model_id)]
+        return [*values, model_note(studio, model_id), gr.Button(interactive=studio.can_run(model_id))]
 
-    model.input(model_changed, model, [*controls, note], **PRIVATE)
+    model.input(model_changed, model, [*controls, note, generate_btn], **PRIVATE)
 
     def show(gid: int | None, request: gr.Request) -> tuple[Any, ...]:
         if gid is None:

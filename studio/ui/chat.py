@@ -100,14 +100,16 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
                 elem_id="message",
             )
             with gr.Row():
-                send_btn = gr.Button("Send", variant="primary", elem_id="send")
+                # Off for a model that is not downloaded (the Models tab pulls it).
+                runnable = studio.can_run(default)
+                send_btn = gr.Button("Send", variant="primary", interactive=runnable, elem_id="send")
                 stop_btn = gr.Button("Stop", variant="stop", interactive=False, elem_id="stop")
-                regen_btn = gr.Button("Regenerate", elem_id="regenerate")
-                continue_btn = gr.Button("Continue", elem_id="continue")
+                regen_btn = gr.Button("Regenerate", interactive=runnable, elem_id="regenerate")
+                continue_btn = gr.Button("Continue", interactive=runnable, elem_id="continue")
             sampling = sampling_panel(defaults, "chat")
             compare_panel(studio, "chat")
 
-    follow_model_defaults(studio, model, sampling, "chat")
+    follow_model_defaults(studio, model, sampling, "chat", [send_btn, regen_btn, continue_btn])
     run_inputs = [conversation, model, system_prompt, run_key, *sampling]
     run_outputs = [chatbot, conversation, message, notice]
     closing = StopOnClose(studio, app)  # a closed tab stops its run at once
@@ -142,7 +144,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
                 user=user,
                 run_key=key,
             )
-            stream, last_status = Streamed(updates, model_id, shown, prompt), None
+            stream, last_status = Streamed(updates, model_id, shown, prompt, studio.load_note(model_id)), None
             for _, pending, status in stream:
                 yield pending, gr.skip(), gr.skip(), status if status != last_status else gr.skip()
                 last_status = status
@@ -170,8 +172,9 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
     # In the browser, refuse what the service would refuse before the run starts: a run that fails puts
     # Gradio's "Error" overlay over the chatbot, the conversation list and the message box (the toast alone
     # is enough). API callers call the runs directly and still get the service's errors.
-    def check_message(text: Any) -> Any:
+    def check_message(text: Any, model_id: str) -> Any:
         try:
+            studio.check_weights(model_id)
             studio.check_prompt(text)
         except StudioError as exc:
             raise refused(exc) from None
@@ -180,10 +183,10 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
     gpu = GENERATION_QUEUE
     send = send_handler(run)
     sends = [
-        send_btn.click(check_message, message, stop_btn, **PRIVATE).success(
+        send_btn.click(check_message, [message, model], stop_btn, **PRIVATE).success(
             send, [message, *run_inputs], run_outputs, api_name="chat", **gpu
         ),
-        message.submit(check_message, message, stop_btn, **PRIVATE).success(
+        message.submit(check_message, [message, model], stop_btn, **PRIVATE).success(
             send, [message, *run_inputs], run_outputs, **PRIVATE, **gpu
         ),
     ]

@@ -98,10 +98,11 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
                     value=MODES["write"].template, lines=6, show_label=False, elem_id="code-template"
                 )
             with gr.Row():
-                run_btn = gr.Button("Run", variant="primary", elem_id="code-run")
+                runnable = studio.can_run(default)  # off for a model that is not downloaded
+                run_btn = gr.Button("Run", variant="primary", interactive=runnable, elem_id="code-run")
                 stop_btn = gr.Button("Stop", variant="stop", interactive=False, elem_id="code-stop")
-                regen_btn = gr.Button("Regenerate", elem_id="code-regenerate")
-                continue_btn = gr.Button("Continue", elem_id="code-continue")
+                regen_btn = gr.Button("Regenerate", interactive=runnable, elem_id="code-regenerate")
+                continue_btn = gr.Button("Continue", interactive=runnable, elem_id="code-continue")
             notice = gr.Markdown(elem_id="code-notice")
             chatbot = gr.Chatbot(label="Conversation", height=360, elem_id="code-chatbot", buttons=["copy"])
             feedback = feedback_panel(studio, "code")
@@ -126,7 +127,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
     mode_outputs = [text, error, source_language, template]  # what mode_controls sets
     panes = [chatbot, code_view, check, explanation, download, notice]  # what shows a session's answer
     mode.input(mode_controls, mode, mode_outputs, **PRIVATE)
-    follow_model_defaults(studio, model, sampling, "code")
+    follow_model_defaults(studio, model, sampling, "code", [run_btn, regen_btn, continue_btn])
 
     run_inputs = [conversation, model, mode, language, source_language, error, template, run_key, *sampling]
     run_outputs = [
@@ -176,7 +177,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
                 run_key=key,
             )
             prompt = text_value if action == "send" else (turns[index].prompt if turns else "")
-            stream = Streamed(updates, model_id, shown, prompt)
+            stream = Streamed(updates, model_id, shown, prompt, studio.load_note(model_id))
             for update, chat, note in stream:
                 partial = studio.code_result(update.text, lang, final=False)
                 # in run_outputs order; skip leaves an output as it is
@@ -206,9 +207,16 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
     # run that fails puts Gradio's "Error" overlay over the panes, the input box and the Mode dropdown the
     # user needs to fix it. API callers call the runs directly and still get the service's errors.
     def check_send(
-        text_value: Any, mode_id: str, lang: str, source: str, error_text: str, template_text: str
+        text_value: Any,
+        mode_id: str,
+        lang: str,
+        source: str,
+        error_text: str,
+        template_text: str,
+        model_id: str,
     ) -> Any:
         try:
+            studio.check_weights(model_id)
             code_prompt(
                 text_value, code_settings(run_settings(mode_id, lang, source, error_text, template_text))
             )
@@ -216,7 +224,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
             raise refused(exc) from None
         return stop_active()
 
-    send_checks = [text, mode, language, source_language, error, template]
+    send_checks = [text, mode, language, source_language, error, template, model]
     io = (run_inputs, run_outputs)
     redo = wire_redo(
         studio, run, stop_btn, (regen_btn, continue_btn), chatbot, conversation, io, "session", "code_"

@@ -11,7 +11,7 @@ and everything the service decides (validation, storage, models).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import gradio as gr
@@ -54,8 +54,16 @@ class Streamed:
     """A run's updates while it streams, each with the chatbot messages and the notice to show for it;
     `final` holds the last update (`done`) once iteration ends."""
 
-    def __init__(self, updates: Iterator[Any], model_id: str, shown: list[ChatTurn], prompt: str | None):
+    def __init__(
+        self,
+        updates: Iterator[Any],
+        model_id: str,
+        shown: list[ChatTurn],
+        prompt: str | None,
+        loading: str | None = None,
+    ):
         self.updates, self.model_id, self.shown, self.prompt = updates, model_id, shown, prompt or ""
+        self.loading = loading or f"Loading {model_id}…"  # `Studio.load_note`: a first GGUF load converts
         self.final: Any = None
 
     def __iter__(self) -> Iterator[tuple[Any, list[dict[str, str]], str]]:
@@ -63,7 +71,7 @@ class Streamed:
             if update.done:
                 self.final = update
                 return
-            note = f"Loading {self.model_id}…" if update.status == "loading" else " ".join(update.notices)
+            note = self.loading if update.status == "loading" else " ".join(update.notices)
             yield update, messages(self.shown, (self.prompt, update.text)), note
 
 
@@ -78,18 +86,22 @@ def closing_notes(final: Any, *more: str) -> list[str]:
     return notes
 
 
-def follow_model_defaults(studio: Studio, model: Any, sampling: list[Any], tab: str) -> None:
+def follow_model_defaults(
+    studio: Studio, model: Any, sampling: list[Any], tab: str, run_buttons: Sequence[Any] = ()
+) -> None:
     """Choosing a model shows its defaults for the tab in the Sampling panel, or its first answer would
-    use the previous model's."""
+    use the previous model's; `run_buttons` are usable only for a model whose weights are here (the service
+    refuses the others anyway, with the pull command)."""
 
     def model_defaults(model_id: str) -> list[Any]:
         try:
             params = studio.default_params(model_id, tab=tab)
         except StudioError as exc:
             raise refused(exc) from None
-        return [params[name] for name in PARAM_NAMES]
+        runnable = gr.Button(interactive=studio.can_run(model_id))
+        return [params[name] for name in PARAM_NAMES] + [runnable] * len(run_buttons)
 
-    model.input(model_defaults, model, sampling, **PRIVATE)
+    model.input(model_defaults, model, [*sampling, *run_buttons], **PRIVATE)
 
 
 # A tab's `run(action, text, conversation, ..., key, *sampling, request=...)` generator as event handlers.
