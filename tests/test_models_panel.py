@@ -87,3 +87,17 @@ def test_preload_loads_in_order_and_warns_on_failure(make_studio, capsys) -> Non
     assert preload(studio, ["fake-2", "gone", "fake"]) == 0
     assert studio.manager.loaded() == ["fake-2", "fake"]
     assert "warning: could not preload gone: model 'gone' is not downloaded" in capsys.readouterr().err
+
+
+def test_every_tabs_model_picker_shows_the_status_of_now_when_it_opens(fake_studio: Studio) -> None:
+    from studio.ui import build_app
+
+    fake_studio.manager.unload_all()
+    app = build_app(fake_studio)
+    pickers = [b for b in app.fns.values() if getattr(b.fn, "__name__", "") == "current"]
+    assert len(pickers) == 2  # the fake models serve Chat and Code; each picker refreshes on focus
+    picker = pickers[0].fn
+    assert ("fake (ready)", "fake") in picker("fake").choices
+    fake_studio.manager.preload("fake")  # another tab (or the Models tab) loads it meanwhile
+    update = picker("fake")
+    assert ("fake (loaded)", "fake") in update.choices and update.value == "fake"

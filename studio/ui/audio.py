@@ -18,7 +18,15 @@ import gradio as gr
 
 from studio.service import Studio, StudioError
 from studio.ui.compare import compare_panel
-from studio.ui.conversation import GENERATION_QUEUE, PRIVATE, model_choices, slider, tab_models, user_of
+from studio.ui.conversation import (
+    GENERATION_QUEUE,
+    PRIVATE,
+    live_model_labels,
+    model_choices,
+    slider,
+    tab_models,
+    user_of,
+)
 from studio.ui.feedback import feedback_panel
 from studio.ui.image import model_note
 from studio.ui.selection import Selection, stored, thumb_buttons, vote_mark
@@ -150,6 +158,7 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
             feedback = feedback_panel(studio, tab)
             clips = gr.Dropdown(label="Recent clips", choices=[], value=None, elem_id=f"{tab}-clips")
 
+    live_model_labels(studio, model, tab)
     closing = StopOnClose(studio, app)  # a closed tab stops its run at once
 
     @closing.track

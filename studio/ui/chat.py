@@ -19,6 +19,7 @@ from studio.ui.conversation import (
     GENERATION_QUEUE,
     PRIVATE,
     conversation_choices,
+    live_model_labels,
     model_choices,
     params_from,
     refused,
@@ -110,6 +111,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
             compare_panel(studio, "chat")
 
     follow_model_defaults(studio, model, sampling, "chat", [send_btn, regen_btn, continue_btn])
+    live_model_labels(studio, model, "chat")
     run_inputs = [conversation, model, system_prompt, run_key, *sampling]
     run_outputs = [chatbot, conversation, message, notice]
     closing = StopOnClose(studio, app)  # a closed tab stops its run at once

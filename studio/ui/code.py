@@ -31,6 +31,7 @@ from studio.ui.conversation import (
     PARAM_NAMES,
     PRIVATE,
     conversation_choices,
+    live_model_labels,
     model_choices,
     params_from,
     refused,
@@ -128,6 +129,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
     panes = [chatbot, code_view, check, explanation, download, notice]  # what shows a session's answer
     mode.input(mode_controls, mode, mode_outputs, **PRIVATE)
     follow_model_defaults(studio, model, sampling, "code", [run_btn, regen_btn, continue_btn])
+    live_model_labels(studio, model, "code")
 
     run_inputs = [conversation, model, mode, language, source_language, error, template, run_key, *sampling]
     run_outputs = [

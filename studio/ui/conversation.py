@@ -92,6 +92,16 @@ def model_choices(models: list[ModelInfo]) -> list[tuple[str, str]]:
     return [(f"{m.id} ({m.status})", m.id) for m in models]
 
 
+def live_model_labels(studio: Studio, model: Any, tab: str) -> None:
+    """Keep a model picker's status labels current: each time it opens it asks again (loaded, loading,
+    converting for the first time, ready, not downloaded), since models load and unload from every tab."""
+
+    def current(model_id: str | None) -> Any:
+        return gr.Dropdown(choices=model_choices(studio.models(tab)), value=model_id)
+
+    model.focus(current, model, model, queue=False, **PRIVATE)
+
+
 def default_model(models: list[ModelInfo]) -> str:
     """The first model that can run now, else the first listed (its status says why it cannot)."""
     return next((m.id for m in models if m.status in ("ready", "loaded")), models[0].id)

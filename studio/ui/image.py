@@ -15,7 +15,15 @@ import gradio as gr
 from studio.service import Studio, StudioError
 from studio.service.checks import model_for, params_for
 from studio.ui.compare import compare_panel
-from studio.ui.conversation import GENERATION_QUEUE, PRIVATE, model_choices, slider, tab_models, user_of
+from studio.ui.conversation import (
+    GENERATION_QUEUE,
+    PRIVATE,
+    live_model_labels,
+    model_choices,
+    slider,
+    tab_models,
+    user_of,
+)
 from studio.ui.feedback import feedback_panel
 from studio.ui.selection import Selection, stored, thumb_buttons, vote_mark
 from studio.ui.session import StopOnClose, run_key_state, stop_button
@@ -143,6 +151,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
                 init_btn = gr.Button("Use as init image", size="sm", elem_id="image-use-init")
             feedback = feedback_panel(studio, "image")
 
+    live_model_labels(studio, model, "image")
     compare_panel(studio, "image")
     controls = [negative, steps, guidance, width, height, num_images, seed, scheduler]
 
