@@ -22,11 +22,12 @@ from studio.export import Dataset, split
 
 log = logging.getLogger(__name__)
 
+_PAIRS = "A/B votes with a winner, or a liked and a disliked answer to the same prompt"
 _NEEDS = {
     "sft": "liked answers in the Chat or Code tab",
     "kto": "thumbs up or down on text answers",
-    "dpo": "A/B votes with a winner, or a liked and a disliked answer to the same prompt",
-    "reward": "A/B votes with a winner, or a liked and a disliked answer to the same prompt",
+    "dpo": _PAIRS,
+    "reward": _PAIRS,
     "pickapic": "A/B votes (or a liked and a disliked picture or clip of the same prompt) in a media tab",
 }
 _COLUMNS = {

@@ -101,6 +101,12 @@ def _assistant(content: Any) -> list[dict[str, str]]:
     return content if isinstance(content, list) else [{"role": "assistant", "content": str(content)}]
 
 
+_COLUMNS: dict[str, dict[str, Any]] = {
+    "dpo": {"prompt": _user, "chosen": _assistant, "rejected": _assistant},
+    "kto": {"prompt": _user, "completion": _assistant, "label": bool},
+}
+
+
 def for_trainer(method: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The export's records in the conversational shape the trainers apply the chat template to."""
     if method == "sft":
@@ -109,22 +115,7 @@ def for_trainer(method: str, records: list[dict[str, Any]]) -> list[dict[str, An
             for r in records
             if len(r["messages"]) >= 2
         ]
-    if method == "dpo":
-        return [
-            {
-                "prompt": _user(r["prompt"]),
-                "chosen": _assistant(r["chosen"]),
-                "rejected": _assistant(r["rejected"]),
-            }
-            for r in records
-        ]
-    if method == "kto":
-        return [
-            {
-                "prompt": _user(r["prompt"]),
-                "completion": _assistant(r["completion"]),
-                "label": bool(r["label"]),
-            }
-            for r in records
-        ]
+    if method in _COLUMNS:  # dpo, kto: each column turned into the shape the trainer expects
+        columns = _COLUMNS[method]
+        return [{name: shape(r[name]) for name, shape in columns.items()} for r in records]
     raise StudioError(f"unknown training method {method!r}")

@@ -21,8 +21,8 @@ from studio.ui.compare import compare_panel
 from studio.ui.conversation import (
     GENERATION_QUEUE,
     PRIVATE,
-    live_model_labels,
     model_choices,
+    model_picker,
     slider,
     tab_models,
     user_of,
@@ -109,9 +109,7 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
     selection = Selection(studio, "Generate or choose a clip first.")  # the clip in the player
     with gr.Row():
         with gr.Column(scale=2):
-            model = gr.Dropdown(
-                label="Model", choices=model_choices(models), value=default, elem_id=f"{tab}-model"
-            )
+            model = model_picker(studio, tab, models, default, f"{tab}-model")
             note = gr.Markdown(model_note(studio, default), elem_id=f"{tab}-model-note")
             label = "Text to speak" if tab == "speech" else "Describe the music"
             prompt = gr.Textbox(label=label, lines=4, elem_id=f"{tab}-prompt")
@@ -158,7 +156,6 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
             feedback = feedback_panel(studio, tab)
             clips = gr.Dropdown(label="Recent clips", choices=[], value=None, elem_id=f"{tab}-clips")
 
-    live_model_labels(studio, model, tab)
     closing = StopOnClose(studio, app)  # a closed tab stops its run at once
 
     @closing.track

@@ -19,8 +19,8 @@ from studio.ui.conversation import (
     GENERATION_QUEUE,
     PRIVATE,
     conversation_choices,
-    live_model_labels,
     model_choices,
+    model_picker,
     params_from,
     refused,
     render,
@@ -70,7 +70,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
                 rename_btn = gr.Button("Rename", size="sm", elem_id="rename")
                 delete_btn = gr.Button("Delete", size="sm", variant="stop", elem_id="delete")
         with gr.Column(scale=4):
-            model = gr.Dropdown(label="Model", choices=model_choices(models), value=default, elem_id="model")
+            model = model_picker(studio, "chat", models, default, "model")
             with gr.Accordion("System prompt", open=False):
                 system_prompt = gr.Textbox(
                     value=defaults.get("system_prompt", ""),
@@ -111,7 +111,6 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
             compare_panel(studio, "chat")
 
     follow_model_defaults(studio, model, sampling, "chat", [send_btn, regen_btn, continue_btn])
-    live_model_labels(studio, model, "chat")
     run_inputs = [conversation, model, system_prompt, run_key, *sampling]
     run_outputs = [chatbot, conversation, message, notice]
     closing = StopOnClose(studio, app)  # a closed tab stops its run at once

@@ -31,8 +31,7 @@ from studio.ui.conversation import (
     PARAM_NAMES,
     PRIVATE,
     conversation_choices,
-    live_model_labels,
-    model_choices,
+    model_picker,
     params_from,
     refused,
     render,
@@ -81,12 +80,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
                     visible=False,
                     elem_id="code-source-language",
                 )
-                model = gr.Dropdown(
-                    label="Model",
-                    choices=model_choices(models),
-                    value=default,
-                    elem_id="code-model",
-                )
+                model = model_picker(studio, "code", models, default, "code-model")
             text = gr.Textbox(label=MODES["write"].input_label, **input_box("write"), elem_id="code-input")
             error = gr.Textbox(
                 label="Error message or wrong behaviour (optional)",
@@ -129,7 +123,6 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
     panes = [chatbot, code_view, check, explanation, download, notice]  # what shows a session's answer
     mode.input(mode_controls, mode, mode_outputs, **PRIVATE)
     follow_model_defaults(studio, model, sampling, "code", [run_btn, regen_btn, continue_btn])
-    live_model_labels(studio, model, "code")
 
     run_inputs = [conversation, model, mode, language, source_language, error, template, run_key, *sampling]
     run_outputs = [

@@ -92,14 +92,17 @@ def model_choices(models: list[ModelInfo]) -> list[tuple[str, str]]:
     return [(f"{m.id} ({m.status})", m.id) for m in models]
 
 
-def live_model_labels(studio: Studio, model: Any, tab: str) -> None:
-    """Keep a model picker's status labels current: each time it opens it asks again (loaded, loading,
-    converting for the first time, ready, not downloaded), since models load and unload from every tab."""
+def model_picker(studio: Studio, tab: str, models: list[ModelInfo], default: str, elem_id: str) -> Any:
+    """A tab's model dropdown, its labels showing each model's status. They stay current: each time it
+    opens it asks again (loaded, loading, converting for the first time, ready, not downloaded), since
+    models load and unload from every tab."""
+    model = gr.Dropdown(label="Model", choices=model_choices(models), value=default, elem_id=elem_id)
 
     def current(model_id: str | None) -> Any:
         return gr.Dropdown(choices=model_choices(studio.models(tab)), value=model_id)
 
     model.focus(current, model, model, queue=False, **PRIVATE)
+    return model
 
 
 def default_model(models: list[ModelInfo]) -> str:

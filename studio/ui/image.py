@@ -18,8 +18,8 @@ from studio.ui.compare import compare_panel
 from studio.ui.conversation import (
     GENERATION_QUEUE,
     PRIVATE,
-    live_model_labels,
     model_choices,
+    model_picker,
     slider,
     tab_models,
     user_of,
@@ -83,12 +83,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
     with gr.Row():
         with gr.Column(scale=2):
             with gr.Row():
-                model = gr.Dropdown(
-                    label="Model",
-                    choices=model_choices(models),
-                    value=default,
-                    elem_id="image-model",
-                )
+                model = model_picker(studio, "image", models, default, "image-model")
                 scheduler = gr.Dropdown(
                     label="Scheduler",
                     choices=SCHEDULERS,
@@ -151,7 +146,6 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
                 init_btn = gr.Button("Use as init image", size="sm", elem_id="image-use-init")
             feedback = feedback_panel(studio, "image")
 
-    live_model_labels(studio, model, "image")
     compare_panel(studio, "image")
     controls = [negative, steps, guidance, width, height, num_images, seed, scheduler]
 
