@@ -54,14 +54,16 @@ def test_vote_compare_search_rerun_and_export(chat, image) -> None:
     page.locator("#chat-compare-seed-a input").fill("1")
     page.locator("#chat-compare-seed-b input").fill("2")
     before = chat.generation_count()
+    with Session(studio.engine) as s:  # other browser tests on this server may have voted A/B already
+        votes_before = len(s.exec(select(storage.Preference)).all())
     page.locator("#chat-compare-run").click()
     chat.wait_until(lambda: chat.generation_count() == before + 2, "both candidates")
     expect(page.locator("#chat-compare-status")).to_contain_text("Which is better?")
     page.locator("#chat-compare-vote-b").click()
     expect(page.locator("#chat-compare-status")).to_contain_text("Recorded: b is better")
     with Session(studio.engine) as s:
-        [vote] = s.exec(select(storage.Preference)).all()
-    assert vote.choice == "b" and vote.tab == "chat"
+        *_, vote = votes = s.exec(select(storage.Preference).order_by(storage.Preference.id)).all()
+    assert len(votes) == votes_before + 1 and vote.choice == "b" and vote.tab == "chat"
 
     # 4. The Library: search finds the chat turn; vote it down with a reason and a comment.
     page.get_by_role("tab", name="Library", exact=True).click()
