@@ -19,7 +19,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from studio import sources
 from studio.backends import Backend, BackendError
@@ -27,33 +26,11 @@ from studio.config import ModelSpec, Settings, StudioConfig
 from studio.manager import memory
 from studio.manager.memory import GB, Pool, format_bytes
 from studio.manager.queue import DeviceLine, Skipped, Turn
+from studio.manager.state import ModelState, _Slot
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class _Slot:
-    backend: Backend
-    pool: Pool | None  # None: a remote backend, costs nothing here
-    size: int  # bytes, measured after load
-    in_use: int = 0
-    load_seconds: float = 0.0
-    base: _Slot | None = None  # a trained variant's base: kept loaded (in use) while the variant is
-
-
-@dataclass(frozen=True)
-class ModelState:
-    """One model as the Models panel and `studio models list` show it."""
-
-    id: str
-    loaded: bool
-    loading: bool
-    in_use: int
-    memory_bytes: int  # measured when loaded, else the estimate (0: unknown or remote)
-    measured: bool
-    pool: str | None
-    load_seconds: float | None  # how long the last load took
-    loading_for: float | None  # seconds since a running load began
+__all__ = ["ModelManager", "ModelState"]
 
 
 class ModelManager:
@@ -76,7 +53,7 @@ class ModelManager:
         self._max_loaded = max_loaded  # an optional cap on the count, on top of the memory budget
         if settings is None:
             settings = Settings.from_env()
-        self._configured = dict(budget) if budget else self._configured_budget(config, settings)
+        self._configured = dict(budget) if budget else memory.configured_budget(config, settings)
         self._budget = dict(self._configured)
         self._slots: OrderedDict[str, _Slot] = OrderedDict()  # order = least recently used first
         self._loading: dict[str, tuple[float, Pool | None, int]] = {}  # id -> (start, pool, reserved)
@@ -87,17 +64,6 @@ class ModelManager:
         self._jobs = jobs_per_device or settings.jobs_per_device or config.jobs_per_device
         self._lines: dict[Pool, DeviceLine] = {}
         self._pools: dict[str, Pool | None] = {}  # model id -> its pool (None: remote), asked once
-
-    @staticmethod
-    def _configured_budget(config: StudioConfig, settings: Settings) -> dict[Pool, int]:
-        if settings.memory_budget:
-            return dict(settings.memory_budget)
-        value = config.memory_budget_gb
-        if value is None:
-            return {}
-        if isinstance(value, dict):
-            return {pool: int(gb * GB) for pool, gb in value.items()}
-        return {"cpu": int(value * GB), "cuda": int(value * GB)}
 
     # -- what is loaded ----------------------------------------------------------------------------
     def loaded(self) -> list[str]:
@@ -365,8 +331,8 @@ class ModelManager:
     def _make_room(self, model_id: str, pool: Pool | None, need: int) -> None:
         if pool is not None and need > self.budget(pool):
             raise BackendError(
-                f"model {model_id!r} needs about {format_bytes(need)} of {_pool_name(pool)} but the whole "
-                f"memory budget is {format_bytes(self.budget(pool))}; raise memory_budget_gb in models.yaml "
+                f"model {model_id!r} needs about {format_bytes(need)} of {memory.pool_name(pool)} but the "
+                f"whole memory budget is {format_bytes(self.budget(pool))}; raise memory_budget_gb in models.yaml "
                 "or STUDIO_MEMORY_BUDGET, or choose a smaller model"
             )
         with self._lock:
@@ -427,7 +393,3 @@ class ModelManager:
         with self.use(model_id, turn=turn):
             pass
         return self.load_seconds(model_id) or 0.0
-
-
-def _pool_name(pool: Pool) -> str:
-    return "GPU memory" if pool == "cuda" else "RAM"

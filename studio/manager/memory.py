@@ -21,6 +21,7 @@ from studio.backends import release_accelerator_memory
 from studio.config import GB as GB
 from studio.config import MB as MB
 from studio.config import Pool as Pool
+from studio.config import Settings, StudioConfig
 
 log = logging.getLogger(__name__)
 
@@ -130,3 +131,20 @@ def release_memory() -> None:
             _libc.malloc_trim(0)
         except (OSError, AttributeError):  # musl or another libc without malloc_trim
             log.debug("malloc_trim is not available")
+
+
+def configured_budget(config: StudioConfig, settings: Settings) -> dict[Pool, int]:
+    """The budget set by STUDIO_MEMORY_BUDGET, else models.yaml's `memory_budget_gb`; {} for the default."""
+    if settings.memory_budget:
+        return dict(settings.memory_budget)
+    value = config.memory_budget_gb
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {pool: int(gb * GB) for pool, gb in value.items()}
+    return {"cpu": int(value * GB), "cuda": int(value * GB)}
+
+
+def pool_name(pool: Pool) -> str:
+    """How a person calls a memory pool."""
+    return "GPU memory" if pool == "cuda" else "RAM"
