@@ -332,8 +332,8 @@ class ModelManager:
         if pool is not None and need > self.budget(pool):
             raise BackendError(
                 f"model {model_id!r} needs about {format_bytes(need)} of {memory.pool_name(pool)} but the "
-                f"whole memory budget is {format_bytes(self.budget(pool))}; raise memory_budget_gb in models.yaml "
-                "or STUDIO_MEMORY_BUDGET, or choose a smaller model"
+                f"whole memory budget is {format_bytes(self.budget(pool))}; raise memory_budget_gb in "
+                "models.yaml or STUDIO_MEMORY_BUDGET, or choose a smaller model"
             )
         with self._lock:
             victims: list[str] = []
