@@ -115,7 +115,7 @@ def test_generate_and_load_are_disabled_and_pull_offered_for_such_a_model(tmp_pa
         handlers = {getattr(b.fn, "__name__", ""): b.fn for b in app.fns.values()}
         load, pull = handlers["buttons"]("absent-chat")
         assert load.interactive is False and pull.visible is True
-        *_, send, regenerate, cont = handlers["model_defaults"]("absent-chat")  # Chat or Code picker
+        send, regenerate, cont = handlers["runnable"]("absent-chat")  # Chat or Code picker
         assert send.interactive is False and regenerate.interactive is False and cont.interactive is False
         # Send's check before the queue refuses with the pull command, as a toast (no run, no row).
         with pytest.raises(Exception, match=PULL.format("absent-chat")):

@@ -98,10 +98,16 @@ def follow_model_defaults(
             params = studio.default_params(model_id, tab=tab)
         except StudioError as exc:
             raise refused(exc) from None
-        runnable = gr.Button(interactive=studio.can_run(model_id))
-        return [params[name] for name in PARAM_NAMES] + [runnable] * len(run_buttons)
+        return [params[name] for name in PARAM_NAMES]
 
-    model.input(model_defaults, model, [*sampling, *run_buttons], **PRIVATE)
+    def runnable(model_id: str) -> list[Any]:
+        return [gr.Button(interactive=studio.can_run(model_id))] * len(run_buttons)
+
+    model.input(model_defaults, model, sampling, **PRIVATE)
+    # Apart from the defaults: the weights check reads the disk, and a slower handler that also set the
+    # Sampling panel could land after the user's first edit of it and undo that edit.
+    if run_buttons:
+        model.input(runnable, model, list(run_buttons), **PRIVATE)
 
 
 # A tab's `run(action, text, conversation, ..., key, *sampling, request=...)` generator as event handlers.
