@@ -29,7 +29,14 @@ def test_a_tiny_run_from_the_train_tab_then_a_chat_with_the_variant(chat: ChatPa
         page.get_by_role("tab", name="Train", exact=True).click()
         page.locator("#train-method").get_by_text("SFT: liked answers").click()
         page.locator("#train-settings").get_by_text("Settings").click()
-        page.locator("#train-max-steps input").fill(str(STEPS))
+        max_steps = page.locator("#train-max-steps input")
+        for _ in range(20):  # the accordion's first opening may mount the box again, at 0, after a fill
+            max_steps.fill(str(STEPS))
+            max_steps.press("Tab")  # commit the number before Start reads it
+            page.wait_for_timeout(250)
+            if max_steps.input_value() == str(STEPS):
+                break
+        expect(max_steps).to_have_value(str(STEPS))
         page.locator("#train-start").click()
         progress = page.locator("#train-progress")
         expect(progress).to_contain_text(STEP)
