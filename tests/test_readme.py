@@ -1,4 +1,7 @@
-"""The README stays short, starts with the two commands, and its layout map matches studio/ both ways.
+"""The README stays short and starts with the two commands; the layout maps match studio/ both ways.
+
+The README's map names studio/'s folders and top-level modules; docs/design.md's module map names every
+module and folder.
 
 Also: every relative link in README.md, docs/*.md and benchmarks/README.md points to a file that exists
 (and, with a `#fragment`, to a heading in it). Fast, no network.
@@ -13,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+DESIGN = ROOT / "docs" / "design.md"
 STUDIO = ROOT / "studio"
 MAX_CHARS = 15_000
 
@@ -31,16 +35,16 @@ def readme() -> str:
     return README.read_text(encoding="utf-8")
 
 
-def layout_map() -> list[str]:
-    """Paths the README's layout map names, relative to the repository root ('studio/backends/' for folders).
+def layout_map(doc: Path = README, heading: str = "Layout") -> list[str]:
+    """Paths a layout map names, relative to the repository root ('studio/backends/' for folders).
 
-    The map is the first fenced block after the `## Layout` heading: one entry per line, its name first, then
-    its purpose; two spaces of indent per level under the folder above it.
+    The map is the first fenced block after the `## <heading>` heading: one entry per line, its name first,
+    then its purpose; two spaces of indent per level under the folder above it.
     """
-    parts = re.split(r"^## Layout[ \t]*$", readme(), maxsplit=1, flags=re.M)
-    assert len(parts) == 2, "README.md has no '## Layout' section"
+    parts = re.split(rf"^## {heading}[ \t]*$", doc.read_text(encoding="utf-8"), maxsplit=1, flags=re.M)
+    assert len(parts) == 2, f"{doc.name} has no '## {heading}' section"
     block = FENCE.search(parts[1])
-    assert block, "the '## Layout' section has no fenced block"
+    assert block, f"the '## {heading}' section of {doc.name} has no fenced block"
     paths: list[str] = []
     folders: list[str] = []
     for number, line in enumerate(block.group(1).splitlines(), start=1):
@@ -89,21 +93,35 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert (ROOT / ".ci" / "run").is_file()
 
 
-def test_layout_map_names_only_paths_that_exist() -> None:
+MAPS = {"README": (README, "Layout"), "design": (DESIGN, "Module map")}
+
+
+@pytest.mark.parametrize("which", MAPS)
+def test_layout_map_names_only_paths_that_exist(which: str) -> None:
     missing = [
-        p for p in layout_map() if not (ROOT / p).exists() or (p.endswith("/") and not (ROOT / p).is_dir())
+        p
+        for p in layout_map(*MAPS[which])
+        if not (ROOT / p).exists() or (p.endswith("/") and not (ROOT / p).is_dir())
     ]
-    assert not missing, f"the README's layout map names paths that do not exist: {missing}"
+    assert not missing, f"the {which} layout map names paths that do not exist: {missing}"
 
 
-def test_layout_map_names_every_module_and_folder_of_studio() -> None:
+def test_readme_layout_map_names_every_folder_and_top_level_module_of_studio() -> None:
     named = {p for p in layout_map() if p.startswith("studio/")}
-    unnamed = sorted(studio_tree() - named)
+    top = {p for p in studio_tree() if p.count("/") == 1 or (p.count("/") == 2 and p.endswith("/"))}
+    unnamed = sorted(top - named)
     assert not unnamed, f"add these to the README's layout map (## Layout): {unnamed}"
 
 
-def test_layout_map_names_nothing_twice() -> None:
-    paths = layout_map()
+def test_design_module_map_names_every_module_and_folder_of_studio() -> None:
+    named = {p for p in layout_map(DESIGN, "Module map") if p.startswith("studio/")}
+    unnamed = sorted(studio_tree() - named)
+    assert not unnamed, f"add these to the module map of docs/design.md (## Module map): {unnamed}"
+
+
+@pytest.mark.parametrize("which", MAPS)
+def test_layout_map_names_nothing_twice(which: str) -> None:
+    paths = layout_map(*MAPS[which])
     assert len(paths) == len(set(paths)), sorted(p for p in paths if paths.count(p) > 1)
 
 
