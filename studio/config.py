@@ -191,7 +191,14 @@ ENV_FORMS: dict[str, str] = {
     "STUDIO_MEMORY_BUDGET": "a size such as 12GB or 512MB, or one per pool such as cpu=12GB,cuda=20GB",
     "STUDIO_RATE_LIMIT": "a whole number of events a minute (0 turns the limit off)",
     "STUDIO_ALLOWED_ORIGINS": "comma-separated origins such as https://example.com,http://10.0.0.7:7860",
+    "STUDIO_ALLOWED_HOSTS": "comma-separated host names such as studio.example.com,10.0.0.7",
+    "STUDIO_TRUSTED_PROXIES": "comma-separated proxy addresses such as 127.0.0.1,10.0.0.2 (or *)",
+    "STUDIO_SESSION_IDLE": "a duration such as 30m, 12h or 2d (at least 10s)",
+    "STUDIO_SESSION_MAX": "a duration such as 12h or 7d (at least 10s)",
 }
+_DURATION = re.compile(r"^([0-9]+)\s*([smhd]?)$", re.IGNORECASE)
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_HOST_NAME = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^\[?[0-9A-Fa-f:]+\]?$")
 _WHOLE = re.compile(r"[0-9]+")
 
 
@@ -232,6 +239,46 @@ def _origins(raw: str) -> frozenset[str]:
     return frozenset(found)
 
 
+def parse_duration(text: str) -> float:
+    """'90' or '90s' / '30m' / '12h' / '7d' -> seconds (at least 10); ValueError for anything else."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError("write it like 30m, 12h or 7d")
+    seconds = int(match.group(1)) * _SECONDS[match.group(2).lower()]
+    if seconds < 10:
+        raise ValueError("shorter than 10 seconds")
+    return float(seconds)
+
+
+def _hosts(raw: str) -> frozenset[str]:
+    """Host names (a leading '*.' allows every subdomain), lower-cased, without ports."""
+    found = set()
+    for item in (part.strip().lower() for part in raw.split(",")):
+        if not item:
+            continue
+        if not _HOST_NAME.match(item):
+            raise ValueError(f"{item!r} is not a host name (no scheme, no port)")
+        found.add(item.strip("[]"))
+    return frozenset(found)
+
+
+def _proxies(raw: str) -> tuple[str, ...]:
+    """Proxy addresses (IPs or networks such as 10.0.0.0/8, or '*') whose forwarded headers are trusted."""
+    import ipaddress
+
+    found = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        if item != "*":
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        found.append(item)
+    return tuple(found)
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "studio"
@@ -256,6 +303,10 @@ class Settings:
     memory_budget: dict[Pool, int] | None = field(default=None, hash=False)
     rate_limit: int | None = None  # STUDIO_RATE_LIMIT, events a minute (0: off); None: the guard's default
     allowed_origins: frozenset[str] = frozenset()  # STUDIO_ALLOWED_ORIGINS, as "host:port"
+    allowed_hosts: frozenset[str] = frozenset()  # STUDIO_ALLOWED_HOSTS: Host names beyond loopback's
+    trusted_proxies: tuple[str, ...] = ()  # STUDIO_TRUSTED_PROXIES: whose X-Forwarded-For is believed
+    session_idle: float = 12 * 3600.0  # STUDIO_SESSION_IDLE, seconds: a login unused this long ends
+    session_max: float = 7 * 86400.0  # STUDIO_SESSION_MAX, seconds: a login ends this long after it began
 
     @classmethod
     def from_env(
@@ -291,6 +342,10 @@ class Settings:
             memory_budget=read("STUDIO_MEMORY_BUDGET", parse_budget),
             rate_limit=read("STUDIO_RATE_LIMIT", lambda raw: _whole(raw, 0)),
             allowed_origins=read("STUDIO_ALLOWED_ORIGINS", _origins) or frozenset(),
+            allowed_hosts=read("STUDIO_ALLOWED_HOSTS", _hosts) or frozenset(),
+            trusted_proxies=read("STUDIO_TRUSTED_PROXIES", _proxies) or (),
+            session_idle=read("STUDIO_SESSION_IDLE", parse_duration) or 12 * 3600.0,
+            session_max=read("STUDIO_SESSION_MAX", parse_duration) or 7 * 86400.0,
         )
         if errors:
             raise ConfigError("\n".join(errors))

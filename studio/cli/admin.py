@@ -1,4 +1,5 @@
-"""Administration commands: `studio users add|list`, `studio backup PATH` and `studio serve`'s safety flags.
+"""Administration commands: `studio users add|list|remove|logout`, `studio backup PATH` and `studio serve`'s
+safety flags.
 
 Owns: their argument parsing and output; refusing --share/--listen without logins and printing the
 share link with its expiry. The users file format is `studio.security.accounts`'s; the backup uses
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sqlite3
 import sys
 import time
@@ -37,6 +39,14 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     add.add_argument("--file", help=FILE_HELP)
     listing = users_sub.add_parser("list", help="the accounts of a users file", parents=[common])
     listing.add_argument("--file", help=FILE_HELP)
+    remove = users_sub.add_parser("remove", help="delete an account (its sessions end)", parents=[common])
+    remove.add_argument("name")
+    remove.add_argument("--file", help=FILE_HELP)
+    logout = users_sub.add_parser(
+        "logout", help="end every session of an account now (a running server notices)", parents=[common]
+    )
+    logout.add_argument("name")
+    logout.add_argument("--file", help=FILE_HELP)
 
     backup = sub.add_parser(
         "backup", help="a consistent copy of the SQLite database (safe while serving)", parents=[common]
@@ -140,13 +150,25 @@ def _read_password() -> str:
 
 
 def _users(args: argparse.Namespace, settings: Settings) -> int:
-    from studio.security.accounts import UsersError, add_user, load_users, users_file
+    from studio.security.accounts import (
+        UsersError,
+        add_user,
+        load_users,
+        logout_user,
+        remove_user,
+        users_file,
+    )
 
     path = users_file(settings, args.file)
     try:
         if args.users_command == "list":
             for account in load_users(path).values():
                 print(f"{account.name}{' (admin)' if account.admin else ''}")
+            return 0
+        if args.users_command in ("remove", "logout"):
+            (remove_user if args.users_command == "remove" else logout_user)(path, args.name)
+            done = "removed; its sessions end" if args.users_command == "remove" else "logged out everywhere"
+            print(f"user {args.name} {done} ({path})")
             return 0
         password = _read_password()
         add_user(path, args.name, password, admin=args.admin, replace=args.replace)
@@ -171,6 +193,7 @@ def backup(settings: Settings, target: Path) -> int:
         print(f"error: {target} already exists; choose a new file", file=sys.stderr)
         return 2
     target.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # everyone's data: owner only
     started = time.perf_counter()
     src = sqlite3.connect(source, timeout=30)
     dst = sqlite3.connect(target)

@@ -168,10 +168,10 @@ def save_png(image: Image.Image, path: Path, *, parameters: str, generation_id: 
     if generation_id is not None:
         info.add_text("studio_generation_id", str(generation_id))
     # A hidden temp name in the same folder, so os.replace is a rename on one file system: readers see
-    # the old file or the whole new one, never a half-written PNG under the final name. O_EXCL with mode
-    # 0o666 creates it as any file would be (the umask applies), unlike mkstemp's 0o600.
+    # the old file or the whole new one, never a half-written PNG under the final name. Mode 0o600: a
+    # user's pictures are theirs, not every local account's.
     temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     try:
         with os.fdopen(fd, "wb") as file:
             # Level 1: about 5x faster than Pillow's default 6 for ~16% bigger files (345 -> 65 ms at

@@ -135,7 +135,7 @@ def write_wav(audio: Any, sample_rate: int, path: Path) -> Path:
     pcm = np.rint(np.clip(data, -1.0, 1.0) * 32767.0).astype(np.int16)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "xb") as file:
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:  # owner only
         sf.write(file, pcm, int(sample_rate), format="WAV", subtype="PCM_16")
         file.flush()
         os.fsync(file.fileno())
@@ -177,6 +177,7 @@ def waveform_png(audio: Any, path: Path, *, width: int = 800, height: int = 120)
     temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         temp.write_bytes(encoded.getbuffer())
+        os.chmod(temp, 0o600)  # a user's media are theirs, not every local account's
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)

@@ -1,12 +1,14 @@
 """The web server's guard: who may reach which route, whose files they may fetch, and how often.
 
-Owns: an ASGI middleware in front of Gradio's routes that (1) with auth on, refuses anonymous requests
-on every route but the login page and its static assets; (2) refuses cross-origin requests (strict
+Owns: an ASGI middleware in front of Gradio's routes that (0) refuses a Host header that is not this
+server's (DNS rebinding; `headers.HostCheck`) and adds anti-framing headers to every answer; (1) with
+auth on, refuses anonymous requests on every route but the login page and its static assets, and a
+Gradio session hash used by another user than its first; (2) refuses cross-origin requests (strict
 CORS: only the page's own origin and `STUDIO_ALLOWED_ORIGINS`); (3) on the file routes, refuses URLs
 (no fetching for the caller), anything in the data dir outside media/ (database, users file, model
-cache) and any generated media file that is not the requesting user's; (4) rate-limits each user's
-(or, anonymous, each address's) event submissions, uploads and logins; (5) closes routes the studio
-never uses (monitoring, proxy, run history, vibe editing).
+cache) and any generated media, upload or export that is not the requesting user's; (4) rate-limits
+each user's (or, anonymous, each address's) event submissions and uploads, and passes logins through
+`limits.LoginGate`; (5) closes routes the studio never uses (monitoring, proxy, run history, vibe).
 Ignores: logins themselves (Gradio checks the password through `accounts`) and what a user sees in
 the tabs (the service checks ownership of every row).
 """
@@ -15,11 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import re
-import threading
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,14 +27,16 @@ from urllib.parse import unquote, urlsplit
 import anyio.to_thread
 from starlette.requests import HTTPConnection
 
-from studio.config import Settings
+from studio.security.headers import HostCheck, with_safe_headers, without_api_info
+from studio.security.limits import DEFAULT_RATE, LOGIN_RATE, LoginGate, LoginPass, RateLimiter, too_many
+from studio.security.limits import rate_for as rate_for
+from studio.security.sessions import SessionOwners, claiming_uploads, session_in_url
 
 log = logging.getLogger(__name__)
-
-DEFAULT_RATE = 120  # a busy person clicks a few times a minute; each click is 1-3 events
-LOGIN_RATE = 20  # failed logins a minute per address (scrypt makes each one cost ~40 ms as well)
+__all__ = ["DEFAULT_RATE", "LOGIN_RATE", "Guard", "GuardPolicy", "RateLimiter", "policy_for", "rate_for"]
 
 Scope = dict[str, Any]
+Refusal = tuple[int, str, dict[str, str]]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 
 # Reachable without logging in: the login page and what it loads. Everything else needs a session.
@@ -67,6 +67,15 @@ _CLOSED_PREFIXES = (
     "/gradio_api/dev/",
 )
 _FILE_PREFIXES = ("/gradio_api/file=", "/gradio_api/file/")
+# POSTs whose JSON body names a Gradio session hash; read whole (at most MAX_EVENT_BODY) to check it.
+_SESSION_BODIES = (
+    "/gradio_api/queue/join",
+    "/gradio_api/cancel",
+    "/gradio_api/call/",
+    "/gradio_api/run/",
+    "/gradio_api/api/",
+)
+MAX_EVENT_BODY = 32 * 2**20
 _LIMITED_PREFIXES = (
     "/gradio_api/queue/join",
     "/gradio_api/call/",
@@ -74,28 +83,6 @@ _LIMITED_PREFIXES = (
     "/gradio_api/api/",
     "/gradio_api/upload",
 )
-
-
-class RateLimiter:
-    """A token bucket per key: `per_minute` a minute on average, bursts of up to `burst`."""
-
-    def __init__(self, per_minute: float, burst: int | None = None) -> None:
-        self.rate = per_minute / 60.0
-        self.burst = float(burst if burst is not None else max(1, int(per_minute // 2)))
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, key: str, *, count: bool = True) -> float:
-        """0 when allowed (and counted, unless `count` is False), else the seconds to wait."""
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens >= 1:
-                self._buckets[key] = (tokens - 1 if count else tokens, now)
-                return 0.0
-            self._buckets[key] = (tokens, now)
-            return (1 - tokens) / self.rate if self.rate else math.inf
 
 
 @dataclass
@@ -109,17 +96,12 @@ class GuardPolicy:
     # (requesting user name or None, file path) -> may this user fetch it? Runs in a worker thread.
     media_allowed: Callable[[str | None, Path], bool] = lambda user, path: True
     rate: RateLimiter | None = None
-    logins: RateLimiter | None = field(default_factory=lambda: RateLimiter(LOGIN_RATE, burst=10))
+    logins: LoginGate | None = field(default_factory=LoginGate)
     origins: set[str] = field(default_factory=set)  # extra allowed origins, as "host:port"
-
-
-def rate_for(settings: Settings, on_by_default: bool) -> RateLimiter | None:
-    """The per-user limit: the settings' STUDIO_RATE_LIMIT events a minute (0 = off); unset, the default
-    when `on_by_default` (logins or an exposed server), else none."""
-    per_minute = settings.rate_limit
-    if per_minute is None:
-        per_minute = DEFAULT_RATE if on_by_default else 0
-    return RateLimiter(per_minute) if per_minute > 0 else None
+    hosts: HostCheck | None = None  # None: any Host header (tests of the guard alone)
+    sessions: SessionOwners = field(default_factory=SessionOwners)
+    # (user, path) of each file a user uploaded: from then on it is served only to them.
+    claim_file: Callable[[str | None, Path], None] = lambda user, path: None
 
 
 class Guard:
@@ -133,18 +115,32 @@ class Guard:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        if scope["type"] == "http":
+            send = with_safe_headers(send)
         refusal = await self._check(scope)
+        login: LoginPass | None = None
+        if refusal is None and scope["type"] == "http":
+            refusal, receive = await self._check_body(scope, receive)
         if refusal is None and self._is_login(scope) and self.policy.logins is not None:
-            send = _counting_failures(send, self.policy.logins, self._login_key(scope))
+            admitted = await self.policy.logins.admit(scope, receive)
+            if isinstance(admitted, LoginPass):
+                login, receive = admitted, admitted.receive
+                send = _on_status(send, login.finish)
+            else:
+                refusal = admitted
         if refusal is None:
-            if (
-                self.policy.auth
-                and scope.get("method") == "GET"
-                and scope.get("path") == "/"
-                and self._user(scope, HTTPConnection(scope)) is None
-            ):
-                send = _without_api_info(send)  # Gradio's login page embeds the whole API description
-            await self.app(scope, receive, send)
+            conn = HTTPConnection(scope)
+            user = self._user(scope, conn)
+            method = scope.get("method")
+            if self.policy.auth and method == "GET" and scope.get("path") == "/" and user is None:
+                send = without_api_info(send)  # Gradio's login page embeds the whole API description
+            if user is not None and method == "POST" and self._path(scope) == "/gradio_api/upload":
+                send = claiming_uploads(send, user, self.policy.claim_file)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                if login is not None:
+                    login.finish(None)  # no answer began (an error): free the slot all the same
             return
         status, message, headers = refusal
         if scope["type"] == "websocket":
@@ -156,13 +152,20 @@ class Guard:
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _check(self, scope: Scope) -> tuple[int, str, dict[str, str]] | None:
-        policy = self.policy
-        conn = HTTPConnection(scope)
+    @staticmethod
+    def _path(scope: Scope) -> str:
         path = scope.get("path", "")
         root = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :] or "/"
+        return str(path)
+
+    async def _check(self, scope: Scope) -> tuple[int, str, dict[str, str]] | None:
+        policy = self.policy
+        conn = HTTPConnection(scope)
+        if policy.hosts is not None and not policy.hosts.allows(conn.headers.get("host")):
+            return 400, "unknown host: this server answers only to its own names", {}
+        path = self._path(scope)
         if path.startswith(_CLOSED_PREFIXES):
             return 404, "not found", {}
         origin = conn.headers.get("origin")
@@ -170,12 +173,12 @@ class Guard:
             return 403, "cross-origin requests are refused", {}
         user = self._user(scope, conn)
         client = conn.client.host if conn.client else "unknown"
-        if self._is_login(scope) and policy.logins is not None:
-            wait = policy.logins.take(self._login_key(scope), count=False)  # failures are counted after
-            if wait:
-                return _too_many(wait, "failed logins")
         if policy.auth and user is None and not _public(path):
             return 401, "not authenticated: log in first", {}
+        if user is not None and policy.auth:
+            claimed = session_in_url(path, scope.get("query_string", b""))
+            if claimed and not policy.sessions.claim(claimed, user):
+                return 403, "this session belongs to another user", {}
         if path.startswith(_FILE_PREFIXES):
             refusal = await self._check_file(path, user)
             if refusal:
@@ -183,17 +186,50 @@ class Guard:
         if policy.rate is not None and scope.get("method") == "POST" and path.startswith(_LIMITED_PREFIXES):
             wait = policy.rate.take(f"user:{user}" if user else f"addr:{client}")
             if wait:
-                return _too_many(wait, "requests")
+                return too_many(wait, "requests")
         return None
+
+    async def _check_body(self, scope: Scope, receive: Any) -> tuple[Refusal | None, Any]:
+        """With logins, an event's JSON body names its Gradio session: it must be the user's own."""
+        path = self._path(scope)
+        if not self.policy.auth or scope.get("method") != "POST" or not path.startswith(_SESSION_BODIES):
+            return None, receive
+        user = self._user(scope, HTTPConnection(scope))
+        if user is None:
+            return None, receive
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > MAX_EVENT_BODY:
+                return (413, f"request body over {MAX_EVENT_BODY // 2**20} MB", {}), receive
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        try:
+            session = json.loads(body).get("session_hash") if body else None
+        except (ValueError, AttributeError):
+            session = None  # not a JSON object: Gradio refuses it itself
+        if isinstance(session, str) and not self.policy.sessions.claim(session, user):
+            return (403, "this session belongs to another user", {}), receive
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return dict(await receive())
+
+        return None, replay
 
     @staticmethod
     def _is_login(scope: Scope) -> bool:
         return scope.get("method") == "POST" and scope.get("path", "").rstrip("/") == "/login"
-
-    @staticmethod
-    def _login_key(scope: Scope) -> str:
-        client = scope.get("client")
-        return f"login:{client[0] if client else 'unknown'}"
 
     def _same_origin(self, origin: str, host: str) -> bool:
         netloc = urlsplit(origin).netloc
@@ -230,38 +266,10 @@ class Guard:
         return None if allowed else "file not allowed"
 
 
-_API_INFO = re.compile(rb"window\.gradio_api_info = .*?;</script>", re.S)
-_NO_API_INFO = b'window.gradio_api_info = {"named_endpoints": {}, "unnamed_endpoints": {}};</script>'
-
-
-def _without_api_info(send: Any) -> Any:
-    """Wrap `send` so the page's embedded API description (endpoint names, parameters) is emptied."""
-    start: dict[str, Any] = {}
-    chunks: list[bytes] = []
-
+def _on_status(send: Any, callback: Callable[[int | None], None]) -> Any:
     async def wrapped(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
-            start.update(message)
-            return
-        if message["type"] != "http.response.body":
-            await send(message)
-            return
-        chunks.append(message.get("body", b""))
-        if message.get("more_body"):
-            return
-        body = _API_INFO.sub(lambda _: _NO_API_INFO, b"".join(chunks))
-        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({**start, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    return wrapped
-
-
-def _counting_failures(send: Any, limiter: RateLimiter, key: str) -> Any:
-    async def wrapped(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start" and message.get("status") != 200:
-            limiter.take(key)
+            callback(message.get("status"))
         await send(message)
 
     return wrapped
@@ -269,11 +277,6 @@ def _counting_failures(send: Any, limiter: RateLimiter, key: str) -> Any:
 
 def _public(path: str) -> bool:
     return path in _PUBLIC_EXACT or path.startswith(_PUBLIC_PREFIXES)
-
-
-def _too_many(wait: float, what: str) -> tuple[int, str, dict[str, str]]:
-    seconds = max(1, math.ceil(wait))
-    return 429, f"too many {what}: slow down and retry in {seconds} s", {"retry-after": str(seconds)}
 
 
 def blocked_paths(studio: Any) -> list[str]:
@@ -287,10 +290,19 @@ def blocked_paths(studio: Any) -> list[str]:
     return blocked
 
 
-def policy_for(studio: Any, *, auth: bool, exposed: bool = False, rate_limit: Any = "env") -> GuardPolicy:
-    """The guard's rules for this studio; the rate limit ("env": the settings' STUDIO_RATE_LIMIT) is on by
-    default with logins or when exposed (a share link or a non-loopback address), keyed by user, or by
-    address for anonymous callers. Extra origins are the settings' STUDIO_ALLOWED_ORIGINS."""
+def policy_for(
+    studio: Any,
+    *,
+    auth: bool,
+    exposed: bool = False,
+    rate_limit: Any = "env",
+    host: str = "127.0.0.1",
+    logins: Any = "default",
+) -> GuardPolicy:
+    """The guard's rules for this studio served on `host`; the rate limit ("env": the settings'
+    STUDIO_RATE_LIMIT) is on by default with logins or when exposed (a share link or a non-loopback
+    address), keyed by user, or by address for anonymous callers; `logins` is a `LoginGate` ("default":
+    the built-in limits). Extra origins and hosts are the settings' STUDIO_ALLOWED_ORIGINS / _HOSTS."""
     settings = studio.settings
     settings.media_dir.mkdir(parents=True, exist_ok=True)
     return GuardPolicy(
@@ -300,5 +312,8 @@ def policy_for(studio: Any, *, auth: bool, exposed: bool = False, rate_limit: An
         protected=[Path(p).resolve() for p in blocked_paths(studio)],
         media_allowed=studio.media_access,
         rate=rate_for(settings, auth or exposed) if rate_limit == "env" else rate_limit,
+        logins=LoginGate() if logins == "default" else logins,
         origins=set(settings.allowed_origins),
+        hosts=HostCheck.for_server(host, settings.allowed_hosts, settings.allowed_origins),
+        claim_file=studio.claim_file,
     )

@@ -11,6 +11,7 @@ run lifecycle itself (runs.py).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,6 +49,9 @@ class StudioCore:
         self.config = config
         self.settings = settings
         self.engine = engine or storage.make_engine(settings.database_url)
+        # Media are their users' alone: no other local account may list or read the folder.
+        settings.media_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(settings.media_dir, 0o700)
         context = BackendContext(model_cache=settings.model_cache, base_dir=config.path.parent)
         self.manager = ModelManager(
             config,
@@ -60,6 +64,9 @@ class StudioCore:
         self._stop_reasons: dict[str, str] = {}  # why a run was cancelled, when not the Stop button
         # Set by `studio serve --auth`: who is an admin. Without accounts the one local user owns everything.
         self.accounts: Accounts | None = None
+        # Files served to one user only, beyond generated media: uploads (by path) and export zips (by their
+        # random name, kept when Gradio copies them into its cache). In memory: both are temporary.
+        self._file_owners: dict[str, str] = {}
 
     # -- users -------------------------------------------------------------------------------------
     def user_id(self, name: str | None) -> int:
@@ -68,6 +75,18 @@ class StudioCore:
             with Session(self.engine) as session:
                 self._user_ids[name] = storage.get_or_create_user(session, name=name).id or 0
         return self._user_ids[name]
+
+    def claim_file(self, user: str | None, path: Path | str) -> None:
+        """From now on only `user` may fetch this file (an upload's path, or an export's unique name)."""
+        self._file_owners[str(path)] = user or "local"
+
+    def file_owner(self, path: Path) -> str | None:
+        """Who claimed this file (by its path, or its name for copies Gradio made), or None."""
+        return self._file_owners.get(str(path)) or self._file_owners.get(path.name)
+
+    def require_admin(self, user: str | None, what: str) -> None:
+        if not self.is_admin(user):
+            raise StudioError(f"only an admin may {what}")
 
     def is_admin(self, user: str | None) -> bool:
         """May this user read every user's data (exports)? The single local user may."""

@@ -174,8 +174,12 @@ class ImageTab(StudioCore):
 
         A generated media file (its name starts with its generation id) only by its owner, wherever it
         lies (the media folder or Gradio's cache of outputs); other files in the media folder by nobody;
-        anything else is left to Gradio's checks (uploads and outputs under hash-named folders).
+        uploads and export zips (`claim_file`) only by whoever made them; anything else is left to Gradio's
+        checks (outputs under hash-named folders).
         """
+        owner = self.file_owner(path)
+        if owner is not None:  # an upload or an export: its owner's alone
+            return owner == (user or "local")
         in_media = path.is_relative_to(self.settings.media_dir.resolve())
         generation_id = png.media_generation_id(path.name)
         if generation_id is None:

@@ -10,6 +10,7 @@ into export files (studio/export/). Ignores: Gradio, SQL (storage) and models.
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -300,6 +301,9 @@ class LibraryTab(Comparisons):
         """Export into a fresh temporary folder and zip it, for a browser download: (zip file, summary)."""
         folder = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"studio-{fmt}"
         result = self.export(fmt, folder, **options)
-        archive = shutil.make_archive(str(folder), "zip", root_dir=folder)
+        # A name nobody can guess, by which only its maker may fetch it (also from Gradio's cached copy).
+        name = folder.parent / f"studio-{fmt}-{secrets.token_hex(8)}"
+        archive = shutil.make_archive(str(name), "zip", root_dir=folder)
         shutil.rmtree(folder, ignore_errors=True)  # the zip holds it all; the folder would pile up in /tmp
+        self.claim_file(options.get("user"), Path(archive).name)
         return Path(archive), result.summary().replace(str(folder), f"studio-{fmt}.zip")

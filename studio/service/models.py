@@ -170,8 +170,10 @@ class ModelsPanel(StudioCore):
             for p in pools
         )
 
-    def load_model(self, model_id: str, *, interval: float = 0.25) -> Iterator[str]:
-        """Load a model, yielding progress lines while it loads; StudioError when it cannot load."""
+    def load_model(self, model_id: str, *, interval: float = 0.25, user: str | None = None) -> Iterator[str]:
+        """Load a model, yielding progress lines while it loads; StudioError when it cannot load, or when
+        logins are on and `user` is no admin (loading and unloading change what everyone waits for)."""
+        self.require_admin(user, "load or unload models")
         self._known(model_id)
         if model_id in self.manager.loaded():
             yield f"{model_id} is already loaded"
@@ -217,7 +219,8 @@ class ModelsPanel(StudioCore):
             raise StudioError(f"could not load {model_id}: {failure[0]}") from failure[0]
         yield f"{model_id} loaded in {self.manager.load_seconds(model_id) or 0.0:.1f} s"
 
-    def unload_model(self, model_id: str) -> str:
+    def unload_model(self, model_id: str, *, user: str | None = None) -> str:
+        self.require_admin(user, "load or unload models")
         self._known(model_id)
         if model_id not in self.manager.loaded():
             return f"{model_id} is not loaded"

@@ -5,7 +5,7 @@ Owns: the schema, engine set-up and every read and write the studio makes; `tabl
 Ignores: models, torch and the UI.
 """
 
-from studio.storage.engine import make_engine
+from studio.storage.engine import DatabaseFull, make_engine
 from studio.storage.preferences import (
     CHOICES,
     delete_generations,
@@ -65,6 +65,7 @@ __all__ = [
     "CHOICES",
     "COUNT_CAP",
     "Conversation",
+    "DatabaseFull",
     "Filters",
     "Generation",
     "Preference",

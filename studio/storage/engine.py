@@ -2,12 +2,14 @@
 
 Owns: engine set-up for SQLite (WAL, busy timeout, foreign keys) and PostgreSQL (psycopg 3: a plain
 `postgresql://` URL is read as `postgresql+psycopg://`), any other SQLAlchemy URL as given, and running the
-migrations (`studio.storage.migrations`) when the engine is made.
+migrations (`studio.storage.migrations`) when the engine is made, a SQLite file readable by its owner
+only (0600, its folder 0700), and a full disk reported in one short sentence (`DatabaseFull`).
 Ignores: tables' contents and queries.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,40 @@ def normalize_url(url: str) -> str:
     return url
 
 
+class DatabaseFull(RuntimeError):
+    """The database's disk (or SQLite's size cap) is full; worded for the person at the page."""
+
+    def __init__(self) -> None:
+        super().__init__("the database's disk is full, so this was not saved: free some space and try again")
+
+
+def _full_disk(context: Any) -> None:
+    """SQLAlchemy's error hook: a full disk becomes `DatabaseFull` instead of a page of driver text."""
+    original = context.original_exception
+    text = str(original).lower()
+    sqlstate = getattr(original, "sqlstate", None)  # psycopg: 53100 disk_full
+    if "database or disk is full" in text or "no space left on device" in text or sqlstate == "53100":
+        raise DatabaseFull() from original
+
+
+def private_sqlite_file(path: Path) -> None:
+    """The database file and its WAL/SHM readable by their owner only; the folder 0700 when made here.
+    SQLite gives its WAL and SHM files the database file's mode, so creating that one 0600 covers them."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        if file.exists():
+            os.chmod(file, 0o600)
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine and migrate the schema; SQLite gets WAL, a busy timeout and foreign keys."""
     url = normalize_url(url)
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        if url != "sqlite:///:memory:":
+            private_sqlite_file(Path(url.removeprefix("sqlite:///")))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
 
         @event.listens_for(engine, "connect")
@@ -48,5 +79,6 @@ def make_engine(url: str) -> Engine:
     else:
         # pre_ping: a server restarted under a running studio costs one reconnect, not an error page.
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    event.listen(engine, "handle_error", _full_disk)
     migrate(engine)
     return engine

@@ -9,12 +9,14 @@ translate between Gradio values and `Studio` calls.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import gradio as gr
 from starlette.middleware import Middleware
 
 from studio.security import guard
+from studio.security.sessions import SessionTokens
 from studio.service import Studio
 from studio.ui.audio import build_audio_tab
 from studio.ui.chat import build_chat_tab
@@ -65,23 +67,32 @@ def launch(
     share: bool = False,
     queue_size: int | None = None,
     rate_limit: Any = "env",
+    logins: Any = "default",
 ) -> Any:
     """Serve the app; returns (fastapi app, local url, share url or None) when not blocking.
 
     `accounts` (a `security.accounts.UserStore`) turns on logins; `share` asks Gradio for a public link;
-    `rate_limit` is a `studio.security.guard.RateLimiter`, None for none, or "env" for $STUDIO_RATE_LIMIT.
+    `rate_limit` is a `studio.security.guard.RateLimiter`, None for none, or "env" for $STUDIO_RATE_LIMIT;
+    `logins` a `studio.security.limits.LoginGate` ("default": the built-in login limits).
     """
     studio.accounts = accounts
     studio.recover_interrupted()
     if queue_size is not None:
         app.queue(default_concurrency_limit=1, max_size=queue_size)
     exposed = share or host not in ("127.0.0.1", "localhost", "::1")
-    policy = guard.policy_for(studio, auth=accounts is not None, exposed=exposed, rate_limit=rate_limit)
+    policy = guard.policy_for(
+        studio, auth=accounts is not None, exposed=exposed, rate_limit=rate_limit, host=host, logins=logins
+    )
+    settings = studio.settings
+    # uvicorn believes X-Forwarded-For from the addresses in FORWARDED_ALLOW_IPS (127.0.0.1 unless set), so
+    # any local process, or a proxy that passes the header on, could pick the address the login limits
+    # count. Only STUDIO_TRUSTED_PROXIES are believed; Gradio makes uvicorn's Config without the option.
+    os.environ["FORWARDED_ALLOW_IPS"] = ",".join(settings.trusted_proxies)
     result = app.launch(
         server_name=host,
         server_port=port,
         prevent_thread_lock=True,
-        auth=accounts,
+        auth=accounts.login if accounts is not None else None,  # hashes in a worker pool, off the event loop
         auth_message="Log in with the account an admin made for you (`studio users add NAME`).",
         share=share,
         enable_monitoring=False,
@@ -97,6 +108,11 @@ def launch(
         quiet=True,
         footer_links=["api"],
     )
+    fastapi, _, share_url = result
+    if policy.hosts is not None:
+        policy.hosts.add_url(share_url)  # the share link's host reaches us through Gradio's tunnel
+    if accounts is not None:  # sessions end with their account, password, logout or lifetimes
+        fastapi.tokens = SessionTokens(accounts, idle=settings.session_idle, absolute=settings.session_max)
     if block:
         log.info("serving on %s", result[1])
         app.block_thread()

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
-from studio.ui.conversation import GENERATION_QUEUE
+from studio.ui.conversation import GENERATION_QUEUE, user_of
 
 COLUMNS = ["Model", "Tabs", "Backend", "Status", "Memory", "In use", "Last load (s)"]
 
@@ -63,9 +63,9 @@ def build_models_tab(studio: Studio, app: gr.Blocks, tab: gr.Tab | None = None) 
     def refresh() -> tuple[list[list[Any]], str]:
         return table(studio), studio.memory_summary()
 
-    def load(model_id: str) -> Iterator[tuple[str, list[list[Any]], str]]:
+    def load(model_id: str, request: gr.Request) -> Iterator[tuple[str, list[list[Any]], str]]:
         try:
-            for line in studio.load_model(model_id):
+            for line in studio.load_model(model_id, user=user_of(request)):
                 yield line, table(studio), studio.memory_summary()
         except StudioError as exc:
             yield f"**Error:** {exc}", table(studio), studio.memory_summary()
@@ -85,9 +85,9 @@ def build_models_tab(studio: Studio, app: gr.Blocks, tab: gr.Tab | None = None) 
         pullable = studio.model_status(model_id) == "not downloaded"
         return gr.Button(interactive=runnable), gr.Button(visible=pullable)
 
-    def unload(model_id: str) -> tuple[str, list[list[Any]], str]:
+    def unload(model_id: str, request: gr.Request) -> tuple[str, list[list[Any]], str]:
         try:
-            text = studio.unload_model(model_id)
+            text = studio.unload_model(model_id, user=user_of(request))
         except StudioError as exc:
             text = f"**Error:** {exc}"
         return text, table(studio), studio.memory_summary()
