@@ -84,9 +84,9 @@ def load_users(path: Path) -> dict[str, Account]:
         raise UsersError(f'users file {path}: expected {{"users": {{name: account}}}}')
     accounts = {}
     for name, entry in data["users"].items():
+        if name.lower() in RESERVED_NAMES:
+            raise UsersError(f"users file {path}: the name {name!r} is reserved; rename that account")
         try:
-            if name.lower() in RESERVED_NAMES:
-                raise UsersError(f"users file {path}: the name {name!r} is reserved; rename that account")
             accounts[name] = Account(
                 name=name,
                 admin=bool(entry.get("admin", False)),
