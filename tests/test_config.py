@@ -125,6 +125,10 @@ ENV_VARS = (
     "STUDIO_MEMORY_BUDGET",
     "STUDIO_RATE_LIMIT",
     "STUDIO_ALLOWED_ORIGINS",
+    "STUDIO_ALLOWED_HOSTS",
+    "STUDIO_TRUSTED_PROXIES",
+    "STUDIO_SESSION_IDLE",
+    "STUDIO_SESSION_MAX",
 )
 
 
@@ -139,6 +143,12 @@ def test_unset_or_empty_variables_keep_the_defaults(clean_env: pytest.MonkeyPatc
     s = Settings.from_env(data_dir=tmp_path)
     assert (s.port, s.users_file, s.jobs_per_device, s.memory_budget) == (7860, None, None, None)
     assert (s.rate_limit, s.allowed_origins) == (None, frozenset())
+    assert (s.allowed_hosts, s.trusted_proxies, s.session_idle, s.session_max) == (
+        frozenset(),
+        (),
+        12 * 3600,
+        7 * 86400,
+    )
     for name in ENV_VARS:
         clean_env.setenv(name, "  ")
     assert Settings.from_env(data_dir=tmp_path) == s
@@ -260,7 +270,26 @@ BAD_VALUES = [
     ("STUDIO_ALLOWED_ORIGINS", "https://", "has no host"),
     ("STUDIO_ALLOWED_ORIGINS", "https://ok.example,example.com/app", "'example.com/app' is not a host"),
     ("STUDIO_ALLOWED_ORIGINS", "http://example.com:port", "bad port"),
+    ("STUDIO_ALLOWED_HOSTS", "https://studio.example.com", "comma-separated host names"),
+    ("STUDIO_ALLOWED_HOSTS", "studio.example.com:8080", "not a host name"),
+    ("STUDIO_TRUSTED_PROXIES", "my-proxy", "not an IP address or network"),
+    ("STUDIO_SESSION_IDLE", "soon", "a duration such as 30m"),
+    ("STUDIO_SESSION_IDLE", "5s", "shorter than 10 seconds"),
+    ("STUDIO_SESSION_MAX", "1w", "a duration such as 12h or 7d"),
 ]
+
+
+def test_hosts_proxies_and_session_lifetimes_come_from_the_environment(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clean_env.setenv("STUDIO_ALLOWED_HOSTS", "Studio.Example.com, *.corp.example,,10.0.0.7")
+    clean_env.setenv("STUDIO_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")
+    clean_env.setenv("STUDIO_SESSION_IDLE", "30m")
+    clean_env.setenv("STUDIO_SESSION_MAX", "2d")
+    s = Settings.from_env(data_dir=tmp_path)
+    assert s.allowed_hosts == {"studio.example.com", "*.corp.example", "10.0.0.7"}
+    assert s.trusted_proxies == ("127.0.0.1", "10.0.0.0/8")
+    assert (s.session_idle, s.session_max) == (1800, 2 * 86400)
 
 
 @pytest.mark.parametrize(("name", "value", "form"), BAD_VALUES, ids=[f"{n}={v}" for n, v, _ in BAD_VALUES])
