@@ -134,3 +134,19 @@ def test_an_exposed_server_has_the_default_rate_limit(tmp_path: Path) -> None:
     finally:
         app.close()
         studio.close()
+
+
+def test_a_server_on_every_interface_answers_its_addresses_and_name_not_other_names() -> None:
+    import socket
+
+    from studio.security.headers import HostCheck
+
+    listen = HostCheck.for_server("0.0.0.0", frozenset(), frozenset())
+    for host in ["10.0.0.7:7860", "[fe80::1]:7860", "127.0.0.1", f"{socket.gethostname()}:7860", "localhost"]:
+        assert listen.allows(host), host
+    for host in ["evil.example", "10.0.0.7.nip.io", "", None, "a@b", "host:notaport"]:
+        assert not listen.allows(host), host
+    local = HostCheck.for_server("127.0.0.1", frozenset(), frozenset())
+    assert not local.allows("10.0.0.7:7860") and local.allows("127.0.0.5:7860")  # loopback only
+    local.add_url("https://0123abcd.gradio.live")  # the share link, once Gradio made it
+    assert local.allows("0123abcd.gradio.live") and not local.allows("other.gradio.live")
