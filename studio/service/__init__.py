@@ -51,8 +51,8 @@ __all__ = [
 class Studio(CodeTab, ImageTab, AudioTab, TrainTab, ModelsPanel, LibraryTab):
     """The service. Its public methods, by the file that holds them (all under studio/service/):
 
-    - core.py: `user_id`, `is_admin`, `cancel` (Stop, closed tabs), `recover_interrupted`, `media_path`,
-      `generation_settings`, `close`
+    - core.py: `user_id`, `is_admin`, `require_admin`, `claim_file` / `file_owner` (uploads, export zips),
+      `cancel` (Stop, closed tabs), `recover_interrupted`, `media_path`, `generation_settings`, `close`
     - chat.py: `chat` (send, regenerate, edit, continue)
     - records.py: `conversation`, `conversations`, `rename_conversation`, `delete_conversation`, `rate`,
       `rating`, `history`
