@@ -1,6 +1,7 @@
 """The typed state every part of the service shares, and the few operations all of them use.
 
-Owns: `StudioCore`: the model configuration and settings, the database engine, the model manager, who is
+Owns: `StudioCore`: the model configuration and settings, the database engine, the model manager, the
+safety stage (service/safety.py), who is
 an admin (`accounts`), the user-id cache, the registry of running jobs (what Stop and a closed tab cancel)
 and the short commits that begin and finish a generation row; media paths and the stored settings of a
 past generation, which the Image, Audio and Library parts all read.
@@ -23,6 +24,7 @@ from studio.backends import BackendContext, backend_class, check_models
 from studio.config import Settings, StudioConfig
 from studio.errors import StudioError
 from studio.manager import ModelManager
+from studio.service.safety import SafetyStage
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class StudioCore:
         self._stop_reasons: dict[str, str] = {}  # why a run was cancelled, when not the Stop button
         # Set by `studio serve --auth`: who is an admin. Without accounts the one local user owns everything.
         self.accounts: Accounts | None = None
+        # Checks on prompts and outputs (service/safety.py); runs.py calls it at its hooks.
+        self.safety = SafetyStage(config, settings, self.engine)
 
     # -- users -------------------------------------------------------------------------------------
     def user_id(self, name: str | None) -> int:
@@ -119,4 +123,5 @@ class StudioCore:
 
     def close(self) -> None:
         self.manager.unload_all()
+        self.safety.unload()
         self.engine.dispose()
