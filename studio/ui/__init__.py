@@ -76,6 +76,7 @@ def launch(
     if queue_size is not None:
         app.queue(default_concurrency_limit=1, max_size=queue_size)
     exposed = share or host not in ("127.0.0.1", "localhost", "::1")
+    studio.set_exposed(exposed)  # the safety policy's default: block when exposed, flag for one local user
     policy = guard.policy_for(studio, auth=accounts is not None, exposed=exposed, rate_limit=rate_limit)
     result = app.launch(
         server_name=host,
