@@ -133,6 +133,14 @@ class SafetyConfig(BaseModel):
     policy: dict[GeneratingTab, SafetyMode] = Field(default_factory=dict)
     thresholds: dict[SafetyCategory, Threshold] = Field(default_factory=dict)
 
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _off_is_not_false(cls, value: Any) -> Any:
+        # YAML reads a bare `off` as false: `chat: off` means the policy "off".
+        if isinstance(value, dict):
+            return {tab: "off" if mode is False else mode for tab, mode in value.items()}
+        return value
+
     def threshold(self, category: str) -> float:
         return self.thresholds.get(category, 0.5)  # type: ignore[call-overload]
 

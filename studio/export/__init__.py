@@ -290,6 +290,11 @@ def safety(rated: Iterable[Row], blocked: Iterable[Row]) -> Dataset:
     """Unsafe examples: text answers voted down with the reason "unsafe", and blocked text outputs (their
     withheld text, `storage.blocked_outputs`). Every label is false; `category` says why."""
     data = Dataset("safety", [], [])
+
+    def naive(row: Row) -> Row:  # times from two queries: one may carry a zone, the other not (SQLite)
+        when = row["created_at"]
+        return {**row, "created_at": when.replace(tzinfo=None) if when.tzinfo else when}
+
     votes = [r for r in rated if r["rating"] < 0 and r.get("reason") == "unsafe" and not r["files"]]
     for r in votes:
         if r["output_text"]:
@@ -302,13 +307,13 @@ def safety(rated: Iterable[Row], blocked: Iterable[Row]) -> Dataset:
                 }
             )
             data.keys.append(f"v{r['id']}u{r['user_id']}")
-            data.saw(r)
+            data.saw(naive(r))
     for b in blocked:
         data.records.append(
             {"prompt": b["prompt"], "completion": b["completion"], "label": False, "category": b["category"]}
         )
         data.keys.append(f"b{b['generation_id']}")
-        data.saw(b)
+        data.saw(naive(b))
     return data
 
 
