@@ -227,7 +227,9 @@ def test_a_blocked_picture_is_withheld_and_kept_for_admins_only(make_studio) -> 
     kept = [studio.media_path(row(studio, g).files[0]) for g in ids]
     assert all(p.is_file() for p in kept)  # the files stay, for the audit
     assert [(e.generation_id, e.action) for e in events(studio)] == [(g, "block") for g in ids]
-    assert studio.recent_images() == []
+    assert [(i, p.name) for i, p, _ in studio.recent_images()] == [
+        (g, "studio-withheld.png") for g in ids[::-1]
+    ]
 
     class Accounts:
         def is_admin(self, user: str | None) -> bool:

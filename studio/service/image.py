@@ -103,8 +103,11 @@ class ImageTab(StudioCore):
             withheld_placeholder() if run.moderation.picture_blocked(out.index) else path
             for (_, path), out in zip(saved, outputs, strict=False)
         ]
-        if saved and all(run.moderation.picture_blocked(out.index) for out in outputs):
+        withheld = sum(run.moderation.picture_blocked(out.index) for out in outputs[: len(saved)])
+        if saved and withheld == len(saved):
             run.status, run.error = Status.BLOCKED, run.error or self._withheld_message(run)
+        elif withheld:
+            run.notices.append(f"{withheld} of {len(saved)} pictures withheld: {self._withheld_message(run)}")
         yield ImageUpdate(
             status=run.status,
             done=True,
@@ -227,12 +230,19 @@ class ImageTab(StudioCore):
         """(generation id, file, caption) of the user's latest pictures, newest first, for the gallery."""
         with Session(self.engine) as session:
             rows = storage.list_generations(session, user_id=self.user_id(user), tab="image", limit=limit)
+            ids = [row.id for row in rows if row.id is not None]
+            flags = storage.moderated_generations(session, generation_ids=ids) if ids else {}
             found = []
             for row in rows:
-                if row.files and row.status == Status.OK:
+                if row.files and row.status == Status.BLOCKED:  # withheld: a blurred placeholder instead
+                    found.append(
+                        (row.id or 0, withheld_placeholder(), f"#{row.id} withheld by the safety check")
+                    )
+                elif row.files and row.status == Status.OK:
                     path = self.media_path(row.files[0])
+                    flag = "⚑ flagged by the safety check, " if flags.get(row.id or 0) == "flag" else ""
                     if path.exists():
-                        found.append((row.id or 0, path, f"#{row.id} seed {row.seed}"))
+                        found.append((row.id or 0, path, f"{flag}#{row.id} seed {row.seed}"))
             return found
 
     def generation_file(self, generation_id: int, *, user: str | None = None) -> Path:

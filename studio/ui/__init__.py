@@ -22,6 +22,7 @@ from studio.ui.code import build_code_tab
 from studio.ui.image import build_image_tab
 from studio.ui.library import build_library_tab
 from studio.ui.models import build_models_tab
+from studio.ui.safety import build_safety_panel
 from studio.ui.train import build_train_tab
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 build_audio_tab(studio, app)
             with gr.Tab("Models", id="models") as models_tab:
                 build_models_tab(studio, app, models_tab)
+                build_safety_panel(studio, app)
             with gr.Tab("Train", id="train"):  # after Chat and Code: it refreshes their model lists
                 build_train_tab(studio, app)
             # Last: it fills the other tabs' controls (found by elem id) for re-runs and switches tabs.
