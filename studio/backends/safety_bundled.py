@@ -61,7 +61,10 @@ class ProfanityChecker(SafetyChecker):
         model_file = _local_file(self, "the package's model.joblib")
         vectorizer_file = model_file.with_name("vectorizer.joblib")
         if not vectorizer_file.is_file():
-            raise BackendError(f"model {self.spec.id!r}: no vectorizer.joblib beside {model_file}")
+            raise BackendError(  # `studio models pull` extracts one file: the installed package has both
+                f"model {self.spec.id!r}: no vectorizer.joblib beside {model_file}; install the package "
+                "(`pip install alt-profanity-check==1.9.1`, a dependency of Studio) or put it there"
+            )
         try:
             import joblib
         except ImportError:
