@@ -381,3 +381,13 @@ def test_a_bad_safety_section_fails_at_start_up_with_file_line_and_field(
         load_config(path)
     message = str(caught.value)
     assert f"{path} line {line}" in message and field in message, message
+
+
+def test_training_records_leave_out_flagged_answers(make_studio) -> None:
+    studio = studio_with(make_studio, policy={"chat": "flag"})
+    for prompt in (BENIGN, ABUSE):
+        result = studio.generate(tab="chat", model_id="fake", prompt=prompt)
+        assert result.generation_id is not None
+        studio.rate(result.generation_id, "up")
+    records, _ = studio._records("sft", studio.user_id(None), None, None)
+    assert [r["messages"][0]["content"] for r in records] == [BENIGN]

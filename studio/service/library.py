@@ -23,6 +23,7 @@ from studio import export, storage
 from studio.errors import StudioError
 from studio.export import files as export_files
 from studio.service.ranking import Comparisons
+from studio.service.safety import without_moderated
 
 log = logging.getLogger(__name__)
 
@@ -289,16 +290,7 @@ class LibraryTab(Comparisons):
                 marks: dict[int, str] = {}
             else:
                 marks = storage.moderated_generations(session)
-        left_out: dict[str, int] = {}
-        if marks:  # the safety check's flags and blocks stay out of training data unless asked for
-            keep = {"flag"} if include_flagged else set()
-            dropped = {gid for gid, mark in marks.items() if mark not in keep}
-            present = {r["id"] for r in rated} | {p[k]["id"] for p in prefs for k in ("a", "b")}
-            rated = [r for r in rated if r["id"] not in dropped]
-            prefs = [p for p in prefs if p["a"]["id"] not in dropped and p["b"]["id"] not in dropped]
-            for gid in present & dropped:
-                why = f"{'flagged' if marks[gid] == 'flag' else 'blocked'} by the safety check"
-                left_out[why] = left_out.get(why, 0) + 1
+        rated, prefs, left_out = without_moderated(rated, prefs, marks, keep_flagged=include_flagged)
         data_dir = self.settings.data_dir
 
         def exists(relative: str) -> bool:

@@ -349,3 +349,25 @@ def withheld_placeholder() -> Path:
         picture.save(partial)
         os.replace(partial, path)
     return path
+
+
+def without_moderated(
+    rated: list[dict[str, Any]],
+    prefs: list[dict[str, Any]],
+    marks: dict[int, str],
+    *,
+    keep_flagged: bool = False,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
+    """Rated rows and A/B votes without the generations the safety check flagged or blocked (`marks`:
+    `storage.moderated_generations`), and how many of each were left out, for exports and training runs."""
+    dropped = {gid for gid, mark in marks.items() if not (keep_flagged and mark == "flag")}
+    if not dropped:
+        return rated, prefs, {}
+    present = {r["id"] for r in rated} | {p[k]["id"] for p in prefs for k in ("a", "b")}
+    left_out: dict[str, int] = {}
+    for gid in present & dropped:
+        why = f"{'flagged' if marks[gid] == 'flag' else 'blocked'} by the safety check"
+        left_out[why] = left_out.get(why, 0) + 1
+    rated = [r for r in rated if r["id"] not in dropped]
+    prefs = [p for p in prefs if p["a"]["id"] not in dropped and p["b"]["id"] not in dropped]
+    return rated, prefs, left_out
