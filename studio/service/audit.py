@@ -1,7 +1,9 @@
-"""The safety layer's admin part of the service: the policy an admin sees and changes, checks run by hand,
-and the audit log of every flag, block and checker fault.
+"""The safety layer's admin and data part of the service: the policy an admin sees and changes, checks run
+by hand, the audit log of every flag, block and checker fault, and what the other parts do with the marks.
 
-Owns: `SafetyAdmin` (`safety_policy`, `set_safety_policy`, `set_exposed`, `safety_check`, `safety_log`).
+Owns: `SafetyAdmin` (`safety_policy`, `set_safety_policy`, `set_exposed`, `safety_check`, `safety_log`);
+what the rest of the service does with the stage's marks: `withheld_placeholder` (the picture shown instead
+of a withheld one) and `without_moderated` (exports and training runs leave flagged and blocked rows out).
 Only admins change the policy or read the log (the one local user is an admin); checks by hand are open to
 anyone who may generate.
 Ignores: the checks of runs (service/safety.py, called by runs.py) and how the UI or CLI shows the answers.
@@ -9,6 +11,8 @@ Ignores: the checks of runs (service/safety.py, called by runs.py) and how the U
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +108,45 @@ class SafetyAdmin(StudioCore):
         for row in rows:
             row["created_at"] = row["created_at"].isoformat(timespec="seconds")
         return rows
+
+
+def withheld_placeholder() -> Path:
+    """The picture shown instead of a withheld one: a blurred grey field, the same for every picture (made
+    from nothing of the withheld picture, so it gives nothing away), in the temporary folder Gradio serves."""
+    path = Path(tempfile.gettempdir()) / "studio-withheld.png"
+    if not path.exists():
+        from PIL import Image, ImageDraw, ImageFilter
+
+        picture = Image.new("RGB", (256, 256), (150, 150, 155))
+        draw = ImageDraw.Draw(picture)
+        for i in range(0, 256, 32):
+            top = (i * 7) % 256
+            draw.ellipse((i - 40, top - 40, i + 60, top + 60), fill=(120 + i // 4, 125, 140))
+        picture = picture.filter(ImageFilter.GaussianBlur(24))
+        ImageDraw.Draw(picture).text((58, 122), "withheld by the safety check", fill=(30, 30, 30))
+        partial = path.with_suffix(f".{os.getpid()}.tmp.png")
+        picture.save(partial)
+        os.replace(partial, path)
+    return path
+
+
+def without_moderated(
+    rated: list[dict[str, Any]],
+    prefs: list[dict[str, Any]],
+    marks: dict[int, str],
+    *,
+    keep_flagged: bool = False,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
+    """Rated rows and A/B votes without the generations the safety check flagged or blocked (`marks`:
+    `storage.moderated_generations`), and how many of each were left out, for exports and training runs."""
+    dropped = {gid for gid, mark in marks.items() if not (keep_flagged and mark == "flag")}
+    if not dropped:
+        return rated, prefs, {}
+    present = {r["id"] for r in rated} | {p[k]["id"] for p in prefs for k in ("a", "b")}
+    left_out: dict[str, int] = {}
+    for gid in present & dropped:
+        why = f"{'flagged' if marks[gid] == 'flag' else 'blocked'} by the safety check"
+        left_out[why] = left_out.get(why, 0) + 1
+    rated = [r for r in rated if r["id"] not in dropped]
+    prefs = [p for p in prefs if p["a"]["id"] not in dropped and p["b"]["id"] not in dropped]
+    return rated, prefs, left_out

@@ -23,10 +23,10 @@ from studio import storage
 from studio.backends import ImageOutput, Progress, Request
 from studio.errors import StudioError
 from studio.formats import png
+from studio.service.audit import withheld_placeholder
 from studio.service.checks import model_for, params_for, prompt_text, require_weights
 from studio.service.core import StudioCore
 from studio.service.runs import Loading, Run, Waiting
-from studio.service.safety import withheld_placeholder
 from studio.service.types import GenerationResult, ImageUpdate, Status
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from sqlmodel import Session
 from studio import export, storage
 from studio.errors import StudioError
 from studio.export import files as export_files
+from studio.service.audit import without_moderated
 from studio.service.ranking import Comparisons
-from studio.service.safety import without_moderated
 
 log = logging.getLogger(__name__)
 

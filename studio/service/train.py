@@ -31,10 +31,10 @@ from studio import train as training
 from studio.backends import BackendContext, backend_class, short_error
 from studio.config import ModelSpec, VariantSpec
 from studio.errors import StudioError
+from studio.service.audit import without_moderated
 from studio.service.library import parse_date
 from studio.service.models import weights_status
 from studio.service.runs import BROWSER_GONE
-from studio.service.safety import without_moderated
 from studio.service.types import Status, TrainUpdate
 from studio.service.variants import Variants, offer
 
