@@ -391,3 +391,16 @@ def test_training_records_leave_out_flagged_answers(make_studio) -> None:
         studio.rate(result.generation_id, "up")
     records, _ = studio._records("sft", studio.user_id(None), None, None)
     assert [r["messages"][0]["content"] for r in records] == [BENIGN]
+
+
+def test_under_block_text_is_released_a_sentence_or_a_line_at_a_time(make_studio) -> None:
+    studio = studio_with(make_studio, policy={"code": "block"})
+    moderation = studio.safety.moderation("code", studio.user_id(None))
+    assert moderation.feed("x = 1") == ""  # held: the line has not ended
+    assert moderation.feed("\nprint(x)") == "x = 1\n"
+    assert moderation.feed(" # done.") == ""  # a full stop ends a sentence only before a space
+    assert moderation.feed(" Next") == "print(x) # done."
+    assert moderation.finish() == " Next" and moderation.blocked is None
+    studio.set_safety_policy(modes={"code": "flag"})
+    flagging = studio.safety.moderation("code", studio.user_id(None))
+    assert flagging.feed("x = 1") == "x = 1"  # under flag the text streams as it comes

@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 Mode = Literal["off", "flag", "block"]
 MODES: tuple[str, ...] = ("off", "flag", "block")
 FLAG = "⚑"
-# A sentence ends at . ! ? or a line break followed by space (or the end of what came so far).
-_SENTENCE_END = re.compile(r"[.!?\n](?=\s)")
+# A sentence ends at . ! or ? before a space, or at a line break (code: each line).
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 
 
 @dataclass
@@ -298,10 +298,6 @@ class Moderation:
     def picture_blocked(self, index: int) -> bool:
         verdict = self.pictures.get(index)
         return verdict is not None and (verdict.action == "block" or verdict.action == "fault")
-
-    @property
-    def withheld_text(self) -> str:
-        return "".join(self._text)
 
     def record(self, generation_id: int | None) -> None:
         """Write the audit events, linked to the run's row (a picture's to its own row)."""
