@@ -21,8 +21,28 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-Tab = Literal["chat", "code", "image", "speech", "music"]
+Tab = Literal["chat", "code", "image", "speech", "music", "safety"]
+# The tabs that generate; "safety" is the tab of the checker models (used by models.yaml's `safety:`).
 TABS: tuple[str, ...] = ("chat", "code", "image", "speech", "music")
+
+# What the safety stage can name (studio/service/safety.py): every checker maps its labels onto these, and
+# models.yaml's `safety.thresholds` may set only these. "checker" is a checker that failed or is missing.
+SAFETY_CATEGORIES: tuple[str, ...] = (
+    "profanity",
+    "harassment",
+    "hate",
+    "sexual",
+    "violence",
+    "self-harm",
+    "crime",
+    "jailbreak",
+)
+SafetyCategory = Literal[
+    "profanity", "harassment", "hate", "sexual", "violence", "self-harm", "crime", "jailbreak"
+]
+SafetyMode = Literal["off", "flag", "block"]
+GeneratingTab = Literal["chat", "code", "image", "speech", "music"]
+Threshold = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
 # The models.yaml shipped next to app.py; `STUDIO_MODELS` or `--models` picks another one.
 DEFAULT_MODELS_FILE = Path(__file__).resolve().parent.parent / "models.yaml"
@@ -99,6 +119,32 @@ class VariantSpec(ModelSpec):
     run_id: int
 
 
+class SafetyConfig(BaseModel):
+    """models.yaml's `safety:` section: which checker models run, the policy of each tab, the thresholds.
+
+    A tab left out of `policy` gets the default: `flag` for one local user, `block` when the studio is
+    exposed (--share, --listen, a non-loopback host). A score at or above its category's threshold counts.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Ids of models with `tabs: [safety]`; text checkers see prompts and text output, image checkers pictures.
+    checkers: list[str] = Field(default_factory=list)
+    policy: dict[GeneratingTab, SafetyMode] = Field(default_factory=dict)
+    thresholds: dict[SafetyCategory, Threshold] = Field(default_factory=dict)
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _off_is_not_false(cls, value: Any) -> Any:
+        # YAML reads a bare `off` as false: `chat: off` means the policy "off".
+        if isinstance(value, dict):
+            return {tab: "off" if mode is False else mode for tab, mode in value.items()}
+        return value
+
+    def threshold(self, category: str) -> float:
+        return self.thresholds.get(category, 0.5)  # type: ignore[call-overload]
+
+
 class StudioConfig(BaseModel):
     """The whole `models.yaml`."""
 
@@ -111,6 +157,7 @@ class StudioConfig(BaseModel):
     # In-process generations (and loads) running at once on each device (the GPU, or the CPU); the rest wait
     # first come, first served. STUDIO_JOBS_PER_DEVICE wins. Remote (openai-chat) models never wait here.
     jobs_per_device: int = Field(default=1, ge=1, le=64)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
     _path: Path = PrivateAttr(default=DEFAULT_MODELS_FILE)
 
     @field_validator("models")
@@ -413,6 +460,22 @@ def load_config(path: str | Path | None = None) -> StudioConfig:
             lines.append(f"{file} line {line}: {_describe(err, data)}")
         raise ConfigError("invalid models file:\n  " + "\n  ".join(lines)) from None
     config._path = file
+    unknown = [
+        (i, name)
+        for i, name in enumerate(config.safety.checkers)
+        if "safety" not in next((m.tabs for m in config.models if m.id == name), [])
+    ]
+    if unknown:
+        safety_ids = ", ".join(m.id for m in config.for_tab("safety")) or "none"
+        lines = []
+        for i, name in unknown:
+            node = _node_at(root, ("safety", "checkers", i))
+            line = node.start_mark.line + 1 if node is not None else 0
+            lines.append(
+                f"{file} line {line}: field 'safety.checkers.{i}': {name!r} is not a model with "
+                f"tabs: [safety] (safety models: {safety_ids})"
+            )
+        raise ConfigError("invalid models file:\n  " + "\n  ".join(lines))
     entries = root.value if isinstance(root, yaml.MappingNode) else []
     models_node = next((v for k, v in entries if k.value == "models"), None)
     if isinstance(models_node, yaml.SequenceNode):

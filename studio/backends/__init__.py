@@ -240,6 +240,8 @@ from studio.backends import (  # noqa: E402
     hibari_tts,
     musicgen,
     openai_chat,
+    safety_bundled,
+    safety_hub,
     transformers_chat,
     transformers_tts,
 )
@@ -268,6 +270,8 @@ __all__ = [
     "openai_chat",
     "register",
     "release_accelerator_memory",
+    "safety_bundled",
+    "safety_hub",
     "short_error",
     "transformers_chat",
     "transformers_tts",

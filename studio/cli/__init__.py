@@ -24,6 +24,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from studio.cli import admin, library
+from studio.cli import safety as safety_cmd
 from studio.cli import train as train_cmd
 from studio.config import ConfigError, Settings, load_config
 
@@ -124,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     library.add_parsers(sub, common)  # history, export, prefer
     train_cmd.add_parsers(sub, common, parse_param)  # train, train list, train show
     admin.add_parsers(sub, common)
+    safety_cmd.add_parsers(sub, common)  # safety log, safety check
     return parser
 
 
@@ -256,7 +258,7 @@ def _with_studio(args: argparse.Namespace, settings: Settings) -> int:
                 if args.json
                 else result.text or "\n".join(result.files)
             )
-            if result.status == "error":
+            if result.status in ("error", "blocked"):  # blocked: the safety check's reason
                 print(f"error: {result.error}", file=sys.stderr)
                 return 1
             return 0
@@ -266,6 +268,8 @@ def _with_studio(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         if args.command == "train":
             return train_cmd.run(studio, args)
+        if args.command == "safety":
+            return safety_cmd.run(studio, args)
         return library.run(studio, args)
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)

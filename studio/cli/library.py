@@ -35,6 +35,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     exp.add_argument("--since", help="only generations from this date on (2026-11-01)")
     exp.add_argument("--split", type=float, default=0.0, help="fraction for a test split, e.g. 0.1")
     exp.add_argument("--all-users", action="store_true", help="everyone's votes, not only yours")
+    exp.add_argument(
+        "--include-flagged", action="store_true", help="keep generations the safety check flagged"
+    )
     exp.add_argument("--json", action="store_true")
 
     prefer = sub.add_parser("prefer", help="record an A/B vote: GEN_A beat GEN_B", parents=[common])
@@ -58,6 +61,7 @@ def run(studio: Any, args: argparse.Namespace) -> int:
             since=args.since,
             split=args.split,
             all_users=args.all_users,
+            include_flagged=args.include_flagged,
         )
         if args.json:
             print(

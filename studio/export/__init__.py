@@ -10,6 +10,8 @@ Owns: which rows each format uses and the exact columns TRL 1.x reads:
   pair overrides the thumbs on the same two generations.
 - `reward` (preference, implicit prompt): `chosen`, `rejected`, each the whole conversation (conversational
   always: a plain string could not show where the prompt ends).
+- `safety` (classifier or KTO training on what must not be said): `prompt`, `completion`, `label` (always
+  false), `category`, from text answers voted down as "unsafe" and from outputs the safety check blocked.
 - `pickapic` (media tabs): `caption`, `jpg_0`, `jpg_1` (file paths relative to the export folder, the files
   copied there), `label_0` (1 = first preferred, 0.5 = tie), plus `label_1`, `model_0`, `model_1`.
 A text dataset is conversational (lists of {role, content}) when any of its rows has a history or a system
@@ -31,7 +33,7 @@ from typing import Any
 
 from studio.errors import StudioError
 
-FORMATS = ("sft", "kto", "dpo", "reward", "pickapic")
+FORMATS = ("sft", "kto", "dpo", "reward", "pickapic", "safety")
 Row = dict[str, Any]  # a generation's columns (storage.rated_rows / preference_rows)
 Message = dict[str, str]
 
@@ -284,10 +286,48 @@ def pickapic(rated: list[Row], preferences: list[Row], *, exists: Callable[[str]
     return data
 
 
+def safety(rated: Iterable[Row], blocked: Iterable[Row]) -> Dataset:
+    """Unsafe examples: text answers voted down with the reason "unsafe", and blocked text outputs (their
+    withheld text, `storage.blocked_outputs`). Every label is false; `category` says why."""
+    data = Dataset("safety", [], [])
+
+    def naive(row: Row) -> Row:  # times from two queries: one may carry a zone, the other not (SQLite)
+        when = row["created_at"]
+        return {**row, "created_at": when.replace(tzinfo=None) if when.tzinfo else when}
+
+    votes = [r for r in rated if r["rating"] < 0 and r.get("reason") == "unsafe" and not r["files"]]
+    for r in votes:
+        if r["output_text"]:
+            data.records.append(
+                {
+                    "prompt": r["prompt"],
+                    "completion": r["output_text"],
+                    "label": False,
+                    "category": "unsafe vote",
+                }
+            )
+            data.keys.append(f"v{r['id']}u{r['user_id']}")
+            data.saw(naive(r))
+    for b in blocked:
+        data.records.append(
+            {"prompt": b["prompt"], "completion": b["completion"], "label": False, "category": b["category"]}
+        )
+        data.keys.append(f"b{b['generation_id']}")
+        data.saw(naive(b))
+    return data
+
+
 def build(
-    fmt: str, rated: list[Row], preferences: list[Row], *, exists: Callable[[str], bool] | None = None
+    fmt: str,
+    rated: list[Row],
+    preferences: list[Row],
+    *,
+    exists: Callable[[str], bool] | None = None,
+    blocked: list[Row] | None = None,
 ) -> Dataset:
     """The records of format `fmt`; an unknown format is a StudioError naming the known ones."""
+    if fmt == "safety":
+        return safety(rated, blocked or [])
     if fmt == "sft":
         return sft(rated)
     if fmt == "kto":

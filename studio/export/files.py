@@ -29,6 +29,7 @@ _NEEDS = {
     "dpo": _PAIRS,
     "reward": _PAIRS,
     "pickapic": "A/B votes (or a liked and a disliked picture or clip of the same prompt) in a media tab",
+    "safety": 'text answers voted down as "unsafe", or outputs the safety check blocked',
 }
 _COLUMNS = {
     "sft": "`messages`: a list of {role, content}",
@@ -37,6 +38,7 @@ _COLUMNS = {
     "reward": "`chosen`, `rejected` (implicit prompt: each holds the whole conversation)",
     "pickapic": "`caption`, `jpg_0`, `jpg_1` (paths beside this card), `label_0` (1 = jpg_0 preferred, "
     "0.5 = tie), `label_1`, `model_0`, `model_1`",
+    "safety": "`prompt`, `completion`, `label` (always false: unsafe), `category` (why)",
 }
 
 

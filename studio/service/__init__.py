@@ -16,6 +16,7 @@ from studio import storage
 from studio.config import Settings, load_config
 from studio.errors import StudioError
 from studio.service.audio import AudioTab
+from studio.service.audit import SafetyAdmin
 from studio.service.chat import Action
 from studio.service.code import CodeTab, code_fields
 from studio.service.image import ImageTab
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 
-class Studio(CodeTab, ImageTab, AudioTab, TrainTab, ModelsPanel, LibraryTab):
+class Studio(CodeTab, ImageTab, AudioTab, TrainTab, ModelsPanel, LibraryTab, SafetyAdmin):
     """The service. Its public methods, by the file that holds them (all under studio/service/):
 
     - core.py: `user_id`, `is_admin`, `require_admin`, `claim_file` / `file_owner` (uploads, export zips),
@@ -67,6 +68,8 @@ class Studio(CodeTab, ImageTab, AudioTab, TrainTab, ModelsPanel, LibraryTab):
     - train.py: `train` (a run, streamed)
     - variants.py: `variants`, `compare_with_base`, `promote_variant`, `delete_variant`, `train_runs`,
       `train_run`, `recover_interrupted` (runs too); `models` puts a promoted variant first
+    - audit.py: `safety_policy`, `set_safety_policy`, `set_exposed`, `safety_check`, `safety_log` (the
+      checks themselves: safety.py, called by runs.py)
     - here: `from_settings`, `check_prompt`, `generate`
     """
 

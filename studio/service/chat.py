@@ -84,8 +84,11 @@ class ChatTab(Records):
             target = turns[index]
             prompt = prompt_text(message) if action == "edit" else target.prompt
             continue_from = target.output_text if action == "continue" else None
-        history = [
-            m for t in turns[:index] for m in (Message("user", t.prompt), Message("assistant", t.output_text))
+        history = [  # a turn the safety check blocked is not sent to the model again
+            m
+            for t in turns[:index]
+            if t.status != Status.BLOCKED
+            for m in (Message("user", t.prompt), Message("assistant", t.output_text))
         ]
         # Pasted code can outgrow the context by itself: the code tab cuts it, with a notice, not refuses.
         request = Request(
@@ -125,7 +128,7 @@ class ChatTab(Records):
         pieces: list[str] = []
 
         def save(run: Run[storage.Generation]) -> storage.Generation:
-            row.output_text = prefix + "".join(pieces)
+            row.output_text = run.shown_text(prefix + "".join(pieces))  # a notice when safety blocked it
             row.status, row.error, row.notices = run.status.value, run.error, run.notices
             row.duration_ms = run.seconds * 1000
             row.first_token_ms = (run.first_output - run.started) * 1000 if run.first_output else None

@@ -1,6 +1,7 @@
 """The typed state every part of the service shares, and the few operations all of them use.
 
-Owns: `StudioCore`: the model configuration and settings, the database engine, the model manager, who is
+Owns: `StudioCore`: the model configuration and settings, the database engine, the model manager, the
+safety stage (service/safety.py), who is
 an admin (`accounts`), the user-id cache, the registry of running jobs (what Stop and a closed tab cancel)
 and the short commits that begin and finish a generation row; media paths and the stored settings of a
 past generation, which the Image, Audio and Library parts all read.
@@ -24,6 +25,7 @@ from studio.backends import BackendContext, backend_class, check_models
 from studio.config import Settings, StudioConfig
 from studio.errors import StudioError
 from studio.manager import ModelManager
+from studio.service.safety import SafetyStage
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ class StudioCore:
         # Files served to one user only, beyond generated media: uploads (by path) and export zips (by their
         # random name, kept when Gradio copies them into its cache). In memory: both are temporary.
         self._file_owners: dict[str, str] = {}
+        # Checks on prompts and outputs (service/safety.py); runs.py calls it at its hooks.
+        self.safety = SafetyStage(config, settings, self.engine)
 
     # -- users -------------------------------------------------------------------------------------
     def user_id(self, name: str | None) -> int:
@@ -138,4 +142,5 @@ class StudioCore:
 
     def close(self) -> None:
         self.manager.unload_all()
+        self.safety.unload()
         self.engine.dispose()

@@ -23,6 +23,7 @@ from studio import storage
 from studio.backends import ImageOutput, Progress, Request
 from studio.errors import StudioError
 from studio.formats import png
+from studio.service.audit import withheld_placeholder
 from studio.service.checks import model_for, params_for, prompt_text, require_weights
 from studio.service.core import StudioCore
 from studio.service.runs import Loading, Run, Waiting
@@ -78,11 +79,13 @@ class ImageTab(StudioCore):
         def save(run: Run[list[tuple[int, Path]]]) -> list[tuple[int, Path]]:
             job = (begun, spec.id, text, validated, init is not None)
             try:
-                return self._save_images(*job, outputs, run.status, run.error, run.notices, run.seconds)
+                saved = self._save_images(*job, outputs, run.status, run.error, run.notices, run.seconds)
             except Exception as exc:  # e.g. a full disk: the job is still recorded, with the reason
                 run.status, run.error = Status.ERROR, f"the pictures could not be saved: {exc}"
                 outputs.clear()
                 return self._save_images(*job, outputs, run.status, run.error, run.notices, run.seconds)
+            self._mark_withheld(run, outputs, saved)
+            return saved
 
         run = Run(self, model_id=spec.id, request=request, row=begun, save=save, run_key=run_key)
         with closing(run.events()) as events:
@@ -96,10 +99,19 @@ class ImageTab(StudioCore):
                 elif isinstance(event, ImageOutput):
                     outputs.append(event)
         saved = run.result or []
+        shown = [  # a picture the safety check withheld is not served: a blurred placeholder stands in
+            withheld_placeholder() if run.moderation.picture_blocked(out.index) else path
+            for (_, path), out in zip(saved, outputs, strict=False)
+        ]
+        withheld = sum(run.moderation.picture_blocked(out.index) for out in outputs[: len(saved)])
+        if saved and withheld == len(saved):
+            run.status, run.error = Status.BLOCKED, run.error or self._withheld_message(run)
+        elif withheld:
+            run.notices.append(f"{withheld} of {len(saved)} pictures withheld: {self._withheld_message(run)}")
         yield ImageUpdate(
             status=run.status,
             done=True,
-            files=[path for _, path in saved],
+            files=shown,
             generation_ids=[gid for gid, _ in saved],
             seeds=[out.seed for out in outputs],
             error=run.error,
@@ -169,6 +181,32 @@ class ImageTab(StudioCore):
                 raise
             return [(row.id or 0, path) for row, path in zip(rows, written, strict=True)]
 
+    def _mark_withheld(
+        self, run: Run[list[tuple[int, Path]]], outputs: list[ImageOutput], saved: list[tuple[int, Path]]
+    ) -> None:
+        """Link each picture's safety verdict to its row, and mark the withheld ones blocked (their files
+        stay, for admins only: `media_access`)."""
+        moderation = run.moderation
+        for out, (generation_id, _) in zip(outputs, saved, strict=False):
+            moderation.picture_ids[out.index] = generation_id
+        pairs = zip(outputs, saved, strict=False)
+        withheld = [gid for out, (gid, _) in pairs if moderation.picture_blocked(out.index)]
+        if not withheld:
+            return
+        with Session(self.engine) as session:
+            for generation_id in withheld:
+                row = session.get(storage.Generation, generation_id)
+                if row is not None:
+                    row.status, row.error = Status.BLOCKED.value, self._withheld_message(run)
+                    session.add(row)
+            session.commit()
+
+    @staticmethod
+    def _withheld_message(run: Run[Any]) -> str:
+        verdicts = [v for i, v in run.moderation.pictures.items() if run.moderation.picture_blocked(i)]
+        what = ", ".join(sorted({v.category for v in verdicts})) or "unsafe"
+        return f"Blocked by the safety check: the picture was classed as {what}; it is kept for admins only."
+
     def media_access(self, user: str | None, path: Path) -> bool:
         """May this user fetch this file through the web server's file route?
 
@@ -188,18 +226,27 @@ class ImageTab(StudioCore):
             row = storage.get_generation(session, generation_id=generation_id)
         if row is None or not any(Path(f).name == path.name for f in row.files):
             return not in_media
+        if row.status == Status.BLOCKED:  # withheld by the safety check: admins only (the audit)
+            return self.is_admin(user)
         return row.user_id == self.user_id(user)
 
     def recent_images(self, *, user: str | None = None, limit: int = 48) -> list[tuple[int, Path, str]]:
         """(generation id, file, caption) of the user's latest pictures, newest first, for the gallery."""
         with Session(self.engine) as session:
             rows = storage.list_generations(session, user_id=self.user_id(user), tab="image", limit=limit)
+            ids = [row.id for row in rows if row.id is not None]
+            flags = storage.moderated_generations(session, generation_ids=ids) if ids else {}
             found = []
             for row in rows:
-                if row.files and row.status == Status.OK:
+                if row.files and row.status == Status.BLOCKED:  # withheld: a blurred placeholder instead
+                    found.append(
+                        (row.id or 0, withheld_placeholder(), f"#{row.id} withheld by the safety check")
+                    )
+                elif row.files and row.status == Status.OK:
                     path = self.media_path(row.files[0])
+                    flag = "⚑ flagged by the safety check, " if flags.get(row.id or 0) == "flag" else ""
                     if path.exists():
-                        found.append((row.id or 0, path, f"#{row.id} seed {row.seed}"))
+                        found.append((row.id or 0, path, f"{flag}#{row.id} seed {row.seed}"))
             return found
 
     def generation_file(self, generation_id: int, *, user: str | None = None) -> Path:
@@ -208,6 +255,8 @@ class ImageTab(StudioCore):
             row = storage.get_generation(session, generation_id=generation_id)
             if row is None or row.user_id != self.user_id(user) or not row.files:
                 raise StudioError(f"picture {generation_id} does not exist")
+            if row.status == Status.BLOCKED and not self.is_admin(user):
+                raise StudioError(f"picture {generation_id} was withheld by the safety check")
             return self.media_path(row.files[0])
 
     def image_info(self, file: str | Path) -> dict[str, Any]:

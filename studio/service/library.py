@@ -23,6 +23,7 @@ from sqlmodel import Session
 from studio import export, storage
 from studio.errors import StudioError
 from studio.export import files as export_files
+from studio.service.audit import without_moderated
 from studio.service.ranking import Comparisons
 
 log = logging.getLogger(__name__)
@@ -244,9 +245,12 @@ class LibraryTab(Comparisons):
         since: str | date | datetime | None = None,
         split: float = 0.0,
         all_users: bool = False,
+        include_flagged: bool = False,
         user: str | None = None,
     ) -> export_files.ExportResult:
-        """Write the user's (or everyone's) ratings and A/B votes as a TRL dataset folder."""
+        """Write the user's (or everyone's) ratings and A/B votes as a TRL dataset folder. Generations the
+        safety check flagged or blocked are left out (and counted on the card) unless `include_flagged`;
+        blocked ones hold a notice, not the output, and never make a record of the training formats."""
         if fmt not in export.FORMATS:
             raise StudioError(f"unknown export format {fmt!r}; formats: {', '.join(export.FORMATS)}")
         try:
@@ -258,7 +262,9 @@ class LibraryTab(Comparisons):
             raise StudioError("only an admin may export every user's data")
         uid = None if all_users else self.user_id(user)
         with export.paused_gc():
-            return self._export(fmt, out, uid, tab, when, parquet=parquet, fraction=fraction)
+            return self._export(
+                fmt, out, uid, tab, when, parquet=parquet, fraction=fraction, include_flagged=include_flagged
+            )
 
     def _export(
         self,
@@ -270,7 +276,9 @@ class LibraryTab(Comparisons):
         *,
         parquet: bool,
         fraction: float,
+        include_flagged: bool = False,
     ) -> export_files.ExportResult:
+        blocked: list[dict[str, Any]] = []
         with Session(self.engine) as session:
             rated = storage.rated_rows(session, user_id=uid, tab=tab or None, since=when)
             prefs = (
@@ -278,6 +286,12 @@ class LibraryTab(Comparisons):
                 if fmt in ("dpo", "reward", "pickapic")  # sft and kto use votes only
                 else []
             )
+            if fmt == "safety":
+                blocked = storage.blocked_outputs(session, user_id=uid, tab=tab or None, since=when)
+                marks: dict[int, str] = {}
+            else:
+                marks = storage.moderated_generations(session)
+        rated, prefs, left_out = without_moderated(rated, prefs, marks, keep_flagged=include_flagged)
         data_dir = self.settings.data_dir
 
         def exists(relative: str) -> bool:
@@ -286,7 +300,8 @@ class LibraryTab(Comparisons):
             except StudioError:
                 return False
 
-        data = export.build(fmt, rated, prefs, exists=exists)
+        data = export.build(fmt, rated, prefs, exists=exists, blocked=blocked)
+        data.skipped.update(left_out)
         filters = "".join([f", tab {tab}" if tab else "", f", since {when:%Y-%m-%d}" if when else ""])
         return export_files.write(
             data,

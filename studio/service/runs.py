@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from studio import storage
-from studio.backends import Event, Notice, Request
+from studio.backends import Event, ImageOutput, Notice, Request, TextDelta
 from studio.manager import faults
 from studio.service.core import StudioCore
 from studio.storage import Status
@@ -65,6 +65,8 @@ class Run(Generic[T]):
         self.started = time.perf_counter()
         self.first_output: float | None = None  # when the first piece of output came (time to first token)
         self.result: T | None = None
+        # The safety stage's checks of this run (service/safety.py): the prompt, the text, each picture.
+        self.moderation = core.safety.moderation(row.tab, row.user_id)
 
     @property
     def stopped(self) -> bool:
@@ -78,10 +80,41 @@ class Run(Generic[T]):
         """Note the first piece of output (once)."""
         self.first_output = self.first_output or time.perf_counter()
 
+    @property
+    def blocked(self) -> bool:
+        return self.status == Status.BLOCKED
+
+    def shown_text(self, text: str) -> str:
+        """The output text to store and show: a notice instead of it when the safety check blocked it."""
+        return self.moderation.withheld_notice() if self.moderation.blocked else text
+
+    def _screen(self, event: Event) -> Event | None:
+        """The safety hook on each output event: text held until its sentence is checked (under block),
+        pictures checked one by one; None when nothing may be shown now."""
+        if isinstance(event, TextDelta):
+            shown = self.moderation.feed(event.text)
+            if self.moderation.blocked:
+                self.request.stop.set()
+            return TextDelta(shown) if shown else None
+        if isinstance(event, ImageOutput):
+            self.moderation.check_picture(event.image, event.index)
+        return event
+
+    def _finish(self) -> None:
+        """In `finally`: the run's own save, then the safety stage's audit events linked to its row."""
+        if self.moderation.blocked:
+            self.status, self.error = Status.BLOCKED, self.moderation.message()
+        self.notices += [n for n in self.moderation.notices if n not in self.notices]
+        self.result = self._save(self)
+        self.moderation.record(self.row.id)
+
     def events(self) -> Generator[Event | Waiting | Loading, None, None]:
         core, stop = self.core, self.request.stop
         fatal: BaseException | None = None
         core.begin_row(self.row)
+        if self.moderation.check_input(self.request.prompt):  # safety: a refused prompt never runs
+            self._finish()
+            return
         core._runs[self.key] = stop
         # First come, first served on its device (remote: at once). Held by this generator, not by a thread:
         # Gradio's pool may step it from a different thread each time.
@@ -97,10 +130,14 @@ class Run(Generic[T]):
                     for event in stream:
                         if isinstance(event, Notice):
                             self.notices.append(event.text)
-                        else:
-                            yield event
+                        elif (shown := self._screen(event)) is not None:
+                            yield shown
+                        if self.moderation.blocked:
+                            break
                 finally:
                     stream.close()  # ends the backend's worker if we were closed early
+            if rest := self.moderation.finish():  # the last sentence, checked with the whole text
+                yield TextDelta(rest)
             self.status = Status.STOPPED if stop.is_set() else Status.OK
             self.error = core._stop_reasons.get(self.key) if self.status == Status.STOPPED else None
         except GeneratorExit:
@@ -113,6 +150,6 @@ class Run(Generic[T]):
             turn.release()  # also when the stream was closed while waiting for its turn
             core._runs.pop(self.key, None)
             core._stop_reasons.pop(self.key, None)
-            self.result = self._save(self)
+            self._finish()
             if fatal is not None:
                 faults.exit_for_supervisor(fatal)

@@ -31,6 +31,7 @@ from studio import train as training
 from studio.backends import BackendContext, backend_class, short_error
 from studio.config import ModelSpec, VariantSpec
 from studio.errors import StudioError
+from studio.service.audit import without_moderated
 from studio.service.library import parse_date
 from studio.service.models import weights_status
 from studio.service.runs import BROWSER_GONE
@@ -79,6 +80,8 @@ class TrainTab(Variants):
         with Session(self.engine) as session, export.paused_gc():
             rated = storage.rated_rows(session, user_id=uid, tab=tab, since=when)
             prefs = storage.preference_rows(session, user_id=uid, tab=tab, since=when) if fmt == "dpo" else []
+            # Like an export: nothing the safety check flagged or blocked is trained on.
+            rated, prefs, _ = without_moderated(rated, prefs, storage.moderated_generations(session))
             data = export.build(fmt, rated, prefs)
         return data.records, data.keys
 

@@ -82,11 +82,22 @@ def _training(conn: Connection) -> None:
     create_table("variant")(conn)
 
 
+def _reserved(conn: Connection) -> None:
+    """Version 5 belongs to another branch's change; the lead renumbers at merge (this one stays a no-op)."""
+
+
+def _safety(conn: Connection) -> None:
+    """Version 6 (the safety layer): the audit trail of flags, blocks and checker faults."""
+    create_table("safety_event")(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "baseline: user, conversation, generation, rating", _baseline),
     Migration(2, "preference table; full-text search index", _preferences_and_search),
     Migration(3, "PostgreSQL: search words in a stored column (SQLite: nothing to do)", _search_column),
     Migration(4, "train_run and variant tables (training runs and their LoRA variants)", _training),
+    Migration(5, "reserved for another branch's change (renumbered at merge)", _reserved),
+    Migration(6, "safety_event table (the safety stage's audit trail)", _safety),
 ]
 
 

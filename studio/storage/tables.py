@@ -1,4 +1,5 @@
-"""Storage tables: the schema (user, conversation, generation, rating, preference, train_run, variant) as
+"""Storage tables: the schema (user, conversation, generation, rating, preference, train_run, variant,
+safety_event) as
 SQLModel classes.
 
 Owns: table and column definitions only. Ignores: engines, queries and everything above storage.
@@ -17,7 +18,8 @@ from sqlmodel import Field, SQLModel
 class Status(StrEnum):
     """Where a generation stands: the `status` column of a row, and of every streamed update.
 
-    A row is begun RUNNING and finished OK, ERROR or STOPPED; a crash leaves it RUNNING until the next start
+    A row is begun RUNNING and finished OK, ERROR, STOPPED or BLOCKED (the safety stage refused its prompt or
+    withheld its output: studio/service/safety.py); a crash leaves it RUNNING until the next start
     marks it INTERRUPTED. LOADING is only ever an update (the model is loading), never stored. Members are
     strings, so a row read back ("ok") compares equal to Status.OK.
     """
@@ -28,6 +30,7 @@ class Status(StrEnum):
     ERROR = "error"
     STOPPED = "stopped"
     INTERRUPTED = "interrupted"
+    BLOCKED = "blocked"
 
 
 def utcnow() -> datetime:
@@ -165,3 +168,26 @@ class Variant(SQLModel, table=True):
     deleted: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     deleted_at: datetime | None = None
+
+
+class SafetyEvent(SQLModel, table=True):
+    """One flag, block or checker fault of the safety stage: the audit trail (`studio safety log`).
+
+    `stage` is "input" (the prompt) or "output"; `action` is "flag", "block" or "fault" (a checker that
+    failed or is missing; `category` is then "checker"). `withheld` keeps a blocked text output (its row
+    holds a notice instead), for admins and the `safety` export; a blocked picture stays in its file."""
+
+    __tablename__ = "safety_event"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    # No foreign key: the audit trail outlives a deleted generation.
+    generation_id: int | None = Field(default=None, index=True)
+    tab: str = Field(index=True)
+    stage: str  # input | output
+    action: str  # flag | block | fault
+    category: str
+    score: float = 0.0
+    checker: str = ""
+    detail: str = ""
+    withheld: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)

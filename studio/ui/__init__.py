@@ -24,6 +24,7 @@ from studio.ui.code import build_code_tab
 from studio.ui.image import build_image_tab
 from studio.ui.library import build_library_tab
 from studio.ui.models import build_models_tab
+from studio.ui.safety import build_safety_panel
 from studio.ui.train import build_train_tab
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 build_audio_tab(studio, app)
             with gr.Tab("Models", id="models") as models_tab:
                 build_models_tab(studio, app, models_tab)
+                build_safety_panel(studio, app)
             with gr.Tab("Train", id="train"):  # after Chat and Code: it refreshes their model lists
                 build_train_tab(studio, app)
             # Last: it fills the other tabs' controls (found by elem id) for re-runs and switches tabs.
@@ -80,6 +82,7 @@ def launch(
     if queue_size is not None:
         app.queue(default_concurrency_limit=1, max_size=queue_size)
     exposed = share or host not in ("127.0.0.1", "localhost", "::1")
+    studio.set_exposed(exposed)  # the safety policy's default: block when exposed, flag for one local user
     policy = guard.policy_for(
         studio, auth=accounts is not None, exposed=exposed, rate_limit=rate_limit, host=host, logins=logins
     )

@@ -198,6 +198,9 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
             note = f"Error: {final.error}"
         elif final.status == "stopped":
             note = "Stopped."
+        elif final.status == "blocked":  # the safety check withheld every picture (or refused the prompt)
+            gr.Warning(final.error or "blocked by the safety check")
+            note = str(final.error)
         else:
             seeds = ", ".join(str(s) for s in final.seeds)
             note = f"{len(final.files)} picture(s), seed {seeds}"

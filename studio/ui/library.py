@@ -22,7 +22,13 @@ from studio.ui.conversation import PARAM_NAMES, conversation_choices, render, us
 
 COLUMNS = ["#", "when", "tab", "model", "status", "vote", "prompt", "output"]
 # A row's status in words: a failed or stopped run must not look like an answer.
-STATUS_WORDS = {"ok": "done", "error": "failed", "stopped": "stopped", "interrupted": "interrupted"}
+STATUS_WORDS = {
+    "ok": "done",
+    "error": "failed",
+    "stopped": "stopped",
+    "interrupted": "interrupted",
+    "blocked": "blocked (safety)",
+}
 VOTE_WORDS = {1: "👍 liked", -1: "👎 disliked"}  # the emoji with words, for screen readers and search
 TAB_IDS = {"speech": "audio", "music": "audio"}  # generation tabs shown inside another UI tab
 IMAGE_NAMES = ("negative_prompt", "steps", "guidance", "width", "height", "seed", "scheduler", "strength")

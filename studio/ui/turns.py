@@ -80,8 +80,8 @@ def closing_notes(final: Any, *more: str) -> list[str]:
     also a toast rather than gr.Error, whose overlay would hide the chat and the box the user needs to fix
     (it is stored and shown inline; API callers read it from the notice output)."""
     notes = [*final.notices, *more] + (["Stopped."] if final.status == "stopped" else [])
-    if final.status == "error":
-        notes.append(f"Error: {final.error}")
+    if final.status in ("error", "blocked"):  # blocked: the safety check's reason, naming the category
+        notes.append(f"Error: {final.error}" if final.status == "error" else str(final.error))
         gr.Warning(final.error or "generation failed")
     return notes
 
