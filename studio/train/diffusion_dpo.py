@@ -95,7 +95,8 @@ class _Parts:
         self.vae = AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=frozen)
         self.unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=frozen)
         self.scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler")
-        for part in (self.text_encoder, self.vae, self.unet):
+        parts: list[Any] = [self.text_encoder, self.vae, self.unet]
+        for part in parts:
             part.requires_grad_(False)
             part.to(device)
         self.vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
