@@ -1,0 +1,291 @@
+"""Diffusion-DPO end to end on a tiny random-weight Stable Diffusion pipeline: A/B votes on pictures made
+through the service, a run of a few steps (own loop, LoRA on the UNet), the variant drawing through the
+real diffusers backend on its base's pipeline (PNG parameters naming it), the blind comparison with its
+base feeding the leaderboard, a restart, the CLI, Stop, a full disk, and every refusal.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio import Settings
+from studio.errors import StudioError
+from studio.service import Studio, TrainUpdate
+
+pytestmark = pytest.mark.tiny
+
+FAST = {"max_steps": 2, "learning_rate": 1e-3}
+DRAW = {"steps": 2, "width": 64, "height": 64}
+
+
+def _models(sd: Path, xl: Path, single: Path) -> str:
+    return f"""
+models:
+  - id: tiny-sd
+    tabs: [image]
+    backend: diffusers
+    source: {sd}
+    defaults: {{steps: 2, width: 64, height: 64}}
+  - id: xl
+    tabs: [image]
+    backend: diffusers
+    source: {xl}
+  - id: single
+    tabs: [image]
+    backend: diffusers
+    source: {single}
+  - id: painter
+    tabs: [image]
+    backend: fake-image
+    source: fake/painter
+"""
+
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Studio, dict[str, int]]]:
+    """Six A/B votes on tiny-sd's pictures (one with its winner's file deleted afterwards), a tie and a
+    'both bad'; an SDXL-typed folder and a single-file checkpoint for the refusals."""
+    import torch
+
+    from tests.conftest import write_models
+    from tests.helpers.tiny_chat import build_tiny_sd_pipeline
+
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("ddpo")
+    sd = build_tiny_sd_pipeline(folder / "sd")
+    xl = folder / "xl"
+    xl.mkdir()
+    (xl / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
+    single = folder / "single.safetensors"
+    single.write_bytes(b"\0" * 16)
+    settings = Settings.from_env(
+        models_file=write_models(folder, _models(sd, xl, single)), data_dir=folder / "data"
+    )
+    studio = Studio.from_settings(settings)
+    ids: dict[str, int] = {}
+    for i, choice in enumerate(["a", "b", "a", "b", "a", "a", "tie", "both_bad"]):
+        a, b = studio.compare(
+            tab="image",
+            prompt=f"a lighthouse at dusk, number {i}",
+            a={"model": "tiny-sd", "params": {**DRAW, "seed": i}},
+            b={"model": "tiny-sd", "params": {**DRAW, "seed": 100 + i}},
+        )
+        assert a.status == "ok" and b.status == "ok", (a.error, b.error)
+        studio.prefer(a.generation_id, b.generation_id, choice)
+        ids[f"a{i}"] = a.generation_id or 0
+    deleted = studio.generation_file(ids["a5"])
+    deleted.unlink()  # its pair is skipped and counted
+    yield settings, studio, ids
+    studio.close()
+
+
+def _finish(updates: Iterator[TrainUpdate]) -> tuple[TrainUpdate, list[TrainUpdate]]:
+    seen = list(updates)
+    assert seen[-1].done and all(not u.done for u in seen[:-1])
+    return seen[-1], seen
+
+
+@pytest.fixture(scope="module")
+def trained(place: tuple[Settings, Studio, dict]) -> tuple[TrainUpdate, list[TrainUpdate]]:
+    _, studio, _ = place
+    return _finish(studio.train(method="diffusion-dpo", model_id="tiny-sd", params=FAST))
+
+
+def _pixels(path: str | Path) -> np.ndarray:
+    with Image.open(path) as picture:
+        return np.asarray(picture.convert("RGB"), dtype=np.int16)
+
+
+def test_a_run_trains_a_lora_variant_from_the_image_votes(trained: tuple[TrainUpdate, list]) -> None:
+    final, seen = trained
+    assert final.status == "ok" and final.error is None, final.error
+    assert final.variant == f"tiny-sd+diffusion-dpo-{final.run_id}" and final.method == "diffusion-dpo"
+    adapter = Path(final.adapter or "")
+    assert (adapter / "pytorch_lora_weights.safetensors").is_file()
+    assert not list(adapter.parent.glob("*.partial"))
+    # 6 winners: one pair's picture deleted, the tie dropped, 'both bad' never a pair.
+    assert final.skipped == {"media file deleted": 1, "tie": 1}
+    assert final.train_records + final.eval_records == 5 and final.metrics["skipped_pairs"] == 2
+    phases = [u.phase for u in seen]
+    assert phases.index("loading") < phases.index("training") < phases.index("saving")
+    assert [int(h["step"]) for h in final.history] == [1, 2] and final.step == final.total == 2
+    for h in final.history:
+        assert {"loss", "rewards/accuracies", "rewards/margins", "grad_norm"} <= h.keys()
+        assert 0.0 <= h["rewards/accuracies"] <= 1.0
+    assert final.metrics["beta_dpo"] == 2500 and final.metrics["resolution"] == 64  # SD 1.x; 32 x VAE's 2
+
+
+def test_the_variant_draws_on_its_base_through_the_real_backend(
+    place: tuple[Settings, Studio, dict], trained: tuple[TrainUpdate, list]
+) -> None:
+    from studio.formats import png
+
+    _, studio, _ = place
+    variant = trained[0].variant
+    assert variant in [m.id for m in studio.models("image")]
+    before = studio.generate_image_result(
+        model_id="tiny-sd", prompt="a red boat", params={**DRAW, "seed": 7}, user=None
+    )
+    mine = studio.generate_image_result(
+        model_id=variant, prompt="a red boat", params={**DRAW, "seed": 7}, user=None
+    )
+    after = studio.generate_image_result(
+        model_id="tiny-sd", prompt="a red boat", params={**DRAW, "seed": 7}, user=None
+    )
+    assert mine.status == "ok", mine.error
+    # The base is untouched with the variant loaded (its adapter off), and the LoRA changes the picture.
+    assert np.array_equal(_pixels(before.files[0]), _pixels(after.files[0]))
+    assert not np.array_equal(_pixels(before.files[0]), _pixels(mine.files[0]))
+    assert set(studio.manager.loaded()) >= {"tiny-sd", variant}
+    info = png.png_info(Path(mine.files[0]))
+    assert info["model"] == variant
+    assert info["extra"]["Base model"] == "tiny-sd"  # type: ignore[index]
+    assert info["extra"]["Variant LoRA"].startswith(f"adapters/{variant} (diffusion-dpo")  # type: ignore[index]
+
+
+def test_the_blind_comparison_with_the_base_draws_pictures_and_feeds_the_leaderboard(
+    place: tuple[Settings, Studio, dict], trained: tuple[TrainUpdate, list]
+) -> None:
+    _, studio, _ = place
+    variant = trained[0].variant
+    a, b = studio.compare_with_base(variant, prompt="a quiet harbour", seed=3)
+    assert {a.model, b.model} == {variant, "tiny-sd"} and a.tab == b.tab == "image"
+    assert a.files and b.files
+    studio.prefer(a.generation_id, b.generation_id, "a" if a.model == variant else "b")
+    board = {(r["tab"], r["model"]) for r in studio.leaderboard()}
+    assert ("image", variant) in board
+
+
+def test_the_variant_survives_a_restart_and_the_cli_trains_and_draws(
+    place: tuple[Settings, Studio, dict],
+    trained: tuple[TrainUpdate, list],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from studio.cli import main
+
+    settings, _, _ = place
+    again = Studio.from_settings(settings)
+    try:
+        assert trained[0].variant in {m.id for m in again.models("image")}
+    finally:
+        again.close()
+    args = ["--models", str(settings.models_file), "--data-dir", str(settings.data_dir)]
+    code = main(
+        ["train", "--method", "diffusion-dpo", "--model", "tiny-sd", "--max-steps", "1", "--resolution", "80",
+         "--json", *args]
+    )  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    result = json.loads(out.out)
+    assert set(result) >= {"run_id", "variant", "adapter", "base", "method", "status", "metrics"}
+    assert result["status"] == "ok" and result["metrics"]["resolution"] == 80
+    assert "step 1/1" in out.err
+    drawn = ["generate", "image", "a kite", "--model", result["variant"], "--param", "steps=2"]
+    assert main([*drawn, "--param", "width=64", "--param", "height=64", "--json", *args]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == result["variant"]
+    assert (
+        main(["train", "--method", "diffusion-dpo", "--model", "tiny-sd", "--resolution", "100", *args]) == 2
+    )
+    assert "resolution=100: must be a multiple of 8" in capsys.readouterr().err
+
+
+def test_stop_ends_the_run_between_steps_without_a_variant(place: tuple[Settings, Studio, dict]) -> None:
+    _, studio, _ = place
+    updates = studio.train(
+        method="diffusion-dpo", model_id="tiny-sd", params={"max_steps": 500, "grad_accum": 2}, run_key="ddpo"
+    )
+    at = None
+    for update in updates:
+        if at is None and update.phase == "training" and update.step >= 1:
+            at = update.step
+            assert studio.cancel("ddpo")
+        final = update
+    assert at is not None and final.status == "stopped" and final.variant is None
+    assert final.step <= at + 1 < 500
+    assert studio.train_run(final.run_id)["status"] == "stopped"
+    assert not list(studio.adapters_dir.glob(f"*-{final.run_id}*"))
+
+
+def test_a_full_disk_while_saving_leaves_no_half_lora(
+    place: tuple[Settings, Studio, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    _, studio, _ = place
+
+    def full_disk(folder: str, **kwargs: Any) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "pytorch_lora_weights.safetensors").write_bytes(b"\0" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(StableDiffusionPipeline, "save_lora_weights", full_disk)
+    final, _ = _finish(studio.train(method="diffusion-dpo", model_id="tiny-sd", params={"max_steps": 1}))
+    assert final.status == "error" and "No space left on device" in (final.error or "")
+    assert final.variant is None and not list(studio.adapters_dir.glob(f"*-{final.run_id}*"))
+
+
+def test_bad_requests_are_refused_before_anything_is_stored(place: tuple[Settings, Studio, dict]) -> None:
+    _, studio, _ = place
+    runs = len(studio.train_runs())
+    refusals = {
+        "fake-image); diffusion-dpo trains a diffusers image model": {"model_id": "painter"},
+        "this model is a StableDiffusionXLPipeline (SDXL is not supported yet)": {"model_id": "xl"},
+        "is the single file single.safetensors: training needs a diffusers pipeline folder": {
+            "model_id": "single"
+        },
+        "reads the image tab's votes, not the chat tab's": {"model_id": "tiny-sd", "tab": "chat"},
+        "resolution=100: must be a multiple of 8": {"model_id": "tiny-sd", "params": {"resolution": 100}},
+        "lora_r=0 is out of range": {"model_id": "tiny-sd", "params": {"lora_r": 0}},
+        "unknown hyperparameter 'max_length'": {"model_id": "tiny-sd", "params": {"max_length": 64}},
+        "not enough data to train diffusion-dpo (tab image, since 2099-01-01): 0 picture pairs, at least 4": {
+            "model_id": "tiny-sd", "since": "2099-01-01"
+        },
+    }  # fmt: skip
+    for message, request in refusals.items():
+        with pytest.raises(StudioError, match=_escaped(message)):
+            next(iter(studio.train(method="diffusion-dpo", **request)))
+    with pytest.raises(StudioError, match="training takes a chat model"):
+        next(iter(studio.train(method="dpo", model_id="tiny-sd")))
+    assert len(studio.train_runs()) == runs
+
+
+def test_pictures_of_mixed_sizes_are_resized_and_deleted_ones_skipped_in_the_loop(tmp_path: Path) -> None:
+    from studio.train.diffusion_dpo import load_picture
+
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.full((40, 90, 3), 200, dtype=np.uint8)).save(wide)
+    tensor = load_picture(str(wide), 64)
+    assert tuple(tensor.shape) == (3, 64, 64) and abs(float(tensor.mean()) - (200 / 127.5 - 1)) < 1e-4
+    with pytest.raises(OSError):
+        load_picture(str(tmp_path / "gone.png"), 64)
+    (tmp_path / "text.png").write_text("not a picture")
+    with pytest.raises(OSError):
+        load_picture(str(tmp_path / "text.png"), 64)
+
+
+def _escaped(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+def test_deleting_the_variant_takes_it_out_of_the_image_tab(
+    place: tuple[Settings, Studio, dict], trained: tuple[TrainUpdate, list]
+) -> None:
+    _, studio, _ = place
+    variant = trained[0].variant
+    assert variant is not None
+    folder = Path(trained[0].adapter or "")
+    studio.delete_variant(variant)
+    assert variant not in {m.id for m in studio.models("image")} and not folder.exists()
+    assert studio.generate_image_result(model_id="tiny-sd", prompt="x", params=DRAW, user=None).status == "ok"
+    shutil.rmtree(folder, ignore_errors=True)
