@@ -272,10 +272,45 @@ def test_pictures_of_mixed_sizes_are_resized_and_deleted_ones_skipped_in_the_loo
         load_picture(str(tmp_path / "text.png"), 64)
 
 
+def _served_file(output: Any) -> str:
+    """A picture output through gradio_client: a path, or a component update whose value holds one."""
+    while isinstance(output, dict):
+        output = output.get("value") if "value" in output else output.get("path")
+    return str(output)
+
+
 def _escaped(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+def test_the_train_tab_trains_an_image_variant_and_compares_pictures(
+    place: tuple[Settings, Studio, dict],
+) -> None:
+    from gradio_client import Client
+
+    from tests.helpers.served import serving
+
+    _, studio, _ = place
+    # lr, beta, rank, alpha, epochs, max steps, batch, max length, held out, resolution, beta_dpo
+    settings = [0, 0.1, 4, 0, 1, 1, 2, 512, 0.15, 0, 0]  # beta and max length are not sent for images
+    with serving(studio) as server:
+        client = Client(server.url, verbose=False)
+        out = client.predict("diffusion-dpo", "tiny-sd", "", "", False, *settings, api_name="/train")
+        progress, *_, image_models = out
+        assert "is ready in the Image tab" in progress and "2 pair(s) left out" in progress, progress
+        name = progress.split("**")[3]
+        assert name.startswith("tiny-sd+diffusion-dpo-") and name in [v for _, v in image_models["choices"]]
+        asked, text_a, text_b, reveal, picture_a, picture_b = client.predict(
+            name, "a windmill", api_name="/train_compare"
+        )
+        assert asked == "**Prompt:** a windmill" and text_a == text_b == "" == reveal
+        assert all(Path(_served_file(p)).is_file() for p in (picture_a, picture_b)), (picture_a, picture_b)
+        note, *_ = client.predict(name, api_name="/promote_variant")
+        assert "is now the image tab's default" in note and studio.models("image")[0].id == name
+        client.predict(name, api_name="/discard_variant")
+    assert name not in {m.id for m in studio.models("image")}
 
 
 def test_deleting_the_variant_takes_it_out_of_the_image_tab(
