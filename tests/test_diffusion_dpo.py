@@ -272,6 +272,44 @@ def test_pictures_of_mixed_sizes_are_resized_and_deleted_ones_skipped_in_the_loo
         load_picture(str(tmp_path / "text.png"), 64)
 
 
+def test_the_loop_stops_on_a_nan_loss_and_counts_pictures_gone_since_the_check(
+    place: tuple[Settings, Studio, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from studio.train import diffusion_dpo
+    from studio.train.diffusion_params import diffusion_hyperparams
+
+    _, studio, _ = place
+    dark, light = tmp_path / "dark.png", tmp_path / "light.png"
+    Image.fromarray(np.full((64, 64, 3), 40, dtype=np.uint8)).save(dark)
+    Image.fromarray(np.full((96, 48, 3), 200, dtype=np.uint8)).save(light)  # another size: resized
+    records = [
+        {"prompt": "a lamp", "chosen": str(light), "rejected": str(dark)},
+        {"prompt": "a lamp", "chosen": str(tmp_path / "gone.png"), "rejected": str(dark)},
+    ]
+    real = diffusion_dpo.dpo_loss
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        loss, metrics = real(*args, **kwargs)
+        return loss * float("nan"), {**metrics, "loss": float("nan")}
+
+    monkeypatch.setattr(diffusion_dpo, "dpo_loss", broken)
+    out = diffusion_dpo.run(
+        base=studio.config.model("tiny-sd").source,
+        train_records=records,
+        eval_records=[],
+        out=tmp_path / "lora",
+        params=diffusion_hyperparams({"max_steps": 3}),
+        stop=threading.Event(),
+    )
+    assert out.status == "stopped" and out.steps == 0 and out.adapter is None
+    assert "the loss became nan at step 1" in (out.error or "") and "lower the learning rate" in (
+        out.error or ""
+    )
+    assert out.metrics["skipped_pairs"] == 1 and not (tmp_path / "lora").exists()
+
+
 def _served_file(output: Any) -> str:
     """A picture output through gradio_client: a path, or a component update whose value holds one."""
     while isinstance(output, dict):
