@@ -64,7 +64,12 @@ def bases(studio: Studio, method: str = "dpo") -> list[tuple[str, str]]:
     service refuses the rest with its reason)."""
     tabs = ("image",) if method == "diffusion-dpo" else ("chat", "code")
     seen = {m.id: m for tab in tabs for m in studio.models(tab)}
-    local = [m for m in seen.values() if m.backend in ("transformers-chat", "diffusers") and "+" not in m.id]
+    image = method == "diffusion-dpo"
+    local = [
+        m
+        for m in seen.values()
+        if m.backend != "openai-chat" and "+" not in m.id and (m.backend == "diffusers") == image
+    ]
     return model_choices(local)
 
 
@@ -285,11 +290,12 @@ def build_train_tab(studio: Studio, app: gr.Blocks) -> None:
     )
     stop_button(studio, stop_btn, run_key)
 
-    def follow(method_id: str) -> Any:
+    def follow(method_id: str, base_id: str | None) -> Any:  # the bases of the method's kind
         options = bases(studio, method_id)
-        return gr.Dropdown(choices=options, value=options[0][1] if options else None)
+        ids = [v for _, v in options]
+        return gr.Dropdown(choices=options, value=base_id if base_id in ids else ids[0] if ids else None)
 
-    method.change(follow, method, base, **PRIVATE)
+    method.change(follow, [method, base], base, **PRIVATE)
 
     def refresh(request: gr.Request) -> tuple[Any, Any]:
         return runs_table(studio, user_of(request)), gr.Dropdown(choices=variant_choices(studio))
