@@ -27,7 +27,7 @@ FAST = {"max_steps": 2, "learning_rate": 1e-3}
 DRAW = {"steps": 2, "width": 64, "height": 64}
 
 
-def _models(sd: Path, xl: Path, single: Path) -> str:
+def _models(sd: Path, xl: Path, flux: Path, single: Path) -> str:
     return f"""
 models:
   - id: tiny-sd
@@ -35,10 +35,15 @@ models:
     backend: diffusers
     source: {sd}
     defaults: {{steps: 2, width: 64, height: 64}}
-  - id: xl
+  - id: tiny-xl
     tabs: [image]
     backend: diffusers
     source: {xl}
+    defaults: {{steps: 2, width: 64, height: 64}}
+  - id: flux
+    tabs: [image]
+    backend: diffusers
+    source: {flux}
   - id: single
     tabs: [image]
     backend: diffusers
@@ -53,22 +58,23 @@ models:
 @pytest.fixture(scope="module")
 def place(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Studio, dict[str, int]]]:
     """Six A/B votes on tiny-sd's pictures (one with its winner's file deleted afterwards), a tie and a
-    'both bad'; an SDXL-typed folder and a single-file checkpoint for the refusals."""
+    'both bad'; a tiny SDXL pipeline; a Flux-typed folder and a single-file checkpoint for the refusals."""
     import torch
 
     from tests.conftest import write_models
-    from tests.helpers.tiny_chat import build_tiny_sd_pipeline
+    from tests.helpers.tiny_chat import build_tiny_sd_pipeline, build_tiny_sdxl_pipeline
 
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("ddpo")
     sd = build_tiny_sd_pipeline(folder / "sd")
-    xl = folder / "xl"
-    xl.mkdir()
-    (xl / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
+    xl = build_tiny_sdxl_pipeline(folder / "xl")
+    flux = folder / "flux"
+    flux.mkdir()
+    (flux / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
     single = folder / "single.safetensors"
     single.write_bytes(b"\0" * 16)
     settings = Settings.from_env(
-        models_file=write_models(folder, _models(sd, xl, single)), data_dir=folder / "data"
+        models_file=write_models(folder, _models(sd, xl, flux, single)), data_dir=folder / "data"
     )
     studio = Studio.from_settings(settings)
     ids: dict[str, int] = {}
@@ -238,7 +244,7 @@ def test_bad_requests_are_refused_before_anything_is_stored(place: tuple[Setting
     runs = len(studio.train_runs())
     refusals = {
         "fake-image); diffusion-dpo trains a diffusers image model": {"model_id": "painter"},
-        "this model is a StableDiffusionXLPipeline (SDXL is not supported yet)": {"model_id": "xl"},
+        "1.x/2.x and SDXL pipelines; this model is a FluxPipeline": {"model_id": "flux"},
         "is the single file single.safetensors: training needs a diffusers pipeline folder": {
             "model_id": "single"
         },
@@ -259,7 +265,7 @@ def test_bad_requests_are_refused_before_anything_is_stored(place: tuple[Setting
 
 
 def test_pictures_of_mixed_sizes_are_resized_and_deleted_ones_skipped_in_the_loop(tmp_path: Path) -> None:
-    from studio.train.diffusion_dpo import load_picture
+    from studio.train.diffusion_files import load_picture
 
     wide = tmp_path / "wide.png"
     Image.fromarray(np.full((40, 90, 3), 200, dtype=np.uint8)).save(wide)
@@ -362,3 +368,27 @@ def test_deleting_the_variant_takes_it_out_of_the_image_tab(
     assert variant not in {m.id for m in studio.models("image")} and not folder.exists()
     assert studio.generate_image_result(model_id="tiny-sd", prompt="x", params=DRAW, user=None).status == "ok"
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_an_sdxl_base_trains_with_its_beta_and_its_variant_draws(
+    place: tuple[Settings, Studio, dict],
+) -> None:
+    from studio.formats import png
+
+    _, studio, _ = place
+    for i in range(4):
+        a, b = studio.compare(
+            tab="image",
+            prompt=f"a windmill, number {i}",
+            a={"model": "tiny-xl", "params": {**DRAW, "seed": i}},
+            b={"model": "tiny-xl", "params": {**DRAW, "seed": 50 + i}},
+        )
+        studio.prefer(a.generation_id, b.generation_id, "a")
+    final, _ = _finish(studio.train(method="diffusion-dpo", model_id="tiny-xl", params={"max_steps": 1}))
+    assert final.status == "ok" and final.variant == f"tiny-xl+diffusion-dpo-{final.run_id}", final.error
+    assert final.metrics["beta_dpo"] == 5000  # SDXL's default, as train_diffusion_dpo_sdxl.py
+    drawn = studio.generate_image_result(
+        model_id=final.variant, prompt="a windmill", params={**DRAW, "seed": 1}, user=None
+    )
+    assert drawn.status == "ok", drawn.error
+    assert png.png_info(Path(drawn.files[0]))["extra"]["Base model"] == "tiny-xl"  # type: ignore[index]

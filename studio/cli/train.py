@@ -57,7 +57,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, param_type: Any) -> N
         default=[],
         metavar="KEY=VALUE",
         help="other settings: batch_size, grad_accum, max_length, lora_alpha, lora_dropout, "
-        "target_modules, seed, eval_fraction; diffusion-dpo: beta_dpo (default 2500 for SD 1.x/2.x)",
+        "target_modules, seed, eval_fraction; diffusion-dpo: beta_dpo (default 2500 for SD 1.x/2.x, "
+        "5000 for SDXL)",
     )
     run.add_argument("--since", help="only votes from this date on (2026-11-01)")
     run.add_argument(

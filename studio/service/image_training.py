@@ -18,14 +18,14 @@ from studio import export
 from studio.backends import BackendContext, BackendError, backend_class
 from studio.config import ModelSpec
 from studio.errors import StudioError
-from studio.train.diffusion_dpo import family_of
+from studio.train.diffusion_files import family_of
 
 METHOD = "diffusion-dpo"
 
 
 def check_image_base(spec: ModelSpec, context: BackendContext) -> None:
     """StudioError unless the diffusers model `spec` is a pipeline folder (or Hub id) of a family the loop
-    trains: a single-file checkpoint or an SDXL pipeline is refused with the reason."""
+    trains (SD 1.x/2.x, SDXL): a single-file checkpoint or another pipeline is refused with the reason."""
     backend: Any = backend_class(spec.backend)(spec, context)
     try:
         where = backend.training_weights()

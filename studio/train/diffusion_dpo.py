@@ -1,9 +1,9 @@
 """Diffusion-DPO (Wallace et al. 2023): a LoRA on a Stable Diffusion UNet from pairs of pictures of a prompt.
 
-Owns: the pipeline family a base belongs to (`family_of`: which pipelines this trains), loading the parts
-training needs (tokenizer, text encoder, VAE, UNet, the noise scheduler's config; float32 on the CPU, bf16
-under autocast on a GPU that has it), the pictures of each pair read, resized and centre-cropped to the
-run's resolution (a file gone or unreadable: the pair is skipped and counted), encoded once by the VAE, a
+Owns: loading the parts training needs (tokenizers, text encoders (SDXL: both, with its size
+conditioning), VAE, UNet, the noise scheduler's config; float32 on the CPU, bf16 under autocast on a GPU
+that has it), the pictures of each pair (diffusion_files.py reads them; a file gone or unreadable: the
+pair is skipped and counted) encoded once by the VAE, a
 peft LoRA added to the UNet with diffusers' `add_adapter` (the reference is the same UNet with the adapter
 disabled: no second copy), the training loop with the Diffusion-DPO loss of diffusers'
 `train_diffusion_dpo.py` (the preferred picture's denoising error must fall against the reference's more
@@ -18,10 +18,8 @@ torch, diffusers, transformers, peft and PIL are imported inside the functions t
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -29,65 +27,23 @@ from pathlib import Path
 from typing import Any
 
 from studio.errors import StudioError
+from studio.train.diffusion_files import family_of, load_picture, save_lora
 from studio.train.diffusion_params import DiffusionHyperparams
 from studio.train.runner import Outcome, Phase, Step, TrainEvent
 
 LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]  # the attention projections, as the scripts target
-_FAMILIES = {"StableDiffusionPipeline": "sd", "StableDiffusionXLPipeline": "sdxl"}
-_TRAINED = ("sd",)  # SDXL needs its second text encoder and size conditioning: not trained yet
-
-
-def family_of(where: str | Path) -> str:
-    """ "sd" for a Stable Diffusion 1.x/2.x pipeline (folder or Hub id in the local cache); a StudioError
-    naming the pipeline for anything else (SDXL included, for now)."""
-    index = Path(where) / "model_index.json"
-    if not index.is_file() and not Path(where).exists():
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(str(where), "model_index.json")
-        index = Path(cached) if isinstance(cached, str) else index
-    try:
-        name = str(json.loads(index.read_text(encoding="utf-8")).get("_class_name", ""))
-    except (OSError, ValueError):
-        raise StudioError(
-            f"{where} is not a diffusers pipeline folder (no readable model_index.json): diffusion-dpo "
-            "trains a Stable Diffusion pipeline"
-        ) from None
-    family = _FAMILIES.get(name)
-    if family not in _TRAINED:
-        raise StudioError(
-            f"diffusion-dpo trains the UNet of Stable Diffusion 1.x/2.x pipelines; this model is a "
-            f"{name or 'pipeline of unknown type'}" + (" (SDXL is not supported yet)" if family else "")
-        )
-    return family
-
-
-def load_picture(path: str, resolution: int) -> Any:
-    """An RGB picture resized (shorter side) and centre-cropped to resolution x resolution, as a float
-    tensor in [-1, 1] of shape (3, H, W). OSError when the file is gone or not a picture."""
-    import numpy as np
-    import torch
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as opened:
-            picture = ImageOps.fit(opened.convert("RGB"), (resolution, resolution), Image.Resampling.BILINEAR)
-    except UnidentifiedImageError as exc:
-        raise OSError(str(exc)) from None
-    array = np.asarray(picture, dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
 class _Parts:
     """The pipeline's parts a run needs, frozen, with a LoRA on the UNet."""
 
-    def __init__(self, base: str | Path, params: DiffusionHyperparams, device: str) -> None:
+    def __init__(self, base: str | Path, params: DiffusionHyperparams, device: str, family: str) -> None:
         import torch
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from peft import LoraConfig
-        from transformers import AutoTokenizer, CLIPTextModel
+        from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
 
-        self.device = device
+        self.device, self.family = device, family
         self.autocast = device == "cuda" and torch.cuda.is_bf16_supported()
         frozen = torch.bfloat16 if self.autocast else torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(base, subfolder="tokenizer")
@@ -96,6 +52,12 @@ class _Parts:
         self.unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=frozen)
         self.scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler")
         parts: list[Any] = [self.text_encoder, self.vae, self.unet]
+        if family == "sdxl":  # a second text encoder, whose pooled output joins SDXL's size conditioning
+            self.tokenizer_2 = AutoTokenizer.from_pretrained(base, subfolder="tokenizer_2")
+            self.text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(
+                base, subfolder="text_encoder_2", dtype=frozen
+            )
+            parts.append(self.text_encoder_2)
         for part in parts:
             part.requires_grad_(False)
             part.to(device)
@@ -120,18 +82,27 @@ class _Parts:
 
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
 
-    def embed(self, captions: list[str]) -> Any:
+    def embed(self, captions: list[str]) -> tuple[Any, Any]:
+        """The prompts' hidden states the UNet attends to, and (SDXL) the pooled text embedding."""
         import torch
 
-        ids = self.tokenizer(
-            captions,
-            truncation=True,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            return_tensors="pt",
-        ).input_ids.to(self.device)
+        def ids(tokenizer: Any) -> Any:
+            return tokenizer(
+                captions,
+                truncation=True,
+                padding="max_length",
+                max_length=tokenizer.model_max_length,
+                return_tensors="pt",
+            ).input_ids.to(self.device)
+
         with torch.no_grad():
-            return self.text_encoder(ids)[0]
+            if self.family != "sdxl":
+                return self.text_encoder(ids(self.tokenizer))[0], None
+            # As StableDiffusionXLPipeline.encode_prompt: both encoders' penultimate layers side by side.
+            first = self.text_encoder(ids(self.tokenizer), output_hidden_states=True)
+            second = self.text_encoder_2(ids(self.tokenizer_2), output_hidden_states=True)
+            hidden = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
+            return hidden, second.text_embeds
 
     def encode(self, pictures: Any) -> tuple[Any, Any]:
         """The VAE's latent distribution (mean, std) of a batch of pictures, scaled as the UNet sees it."""
@@ -154,6 +125,7 @@ def _prepare(
     parts: _Parts, records: list[dict[str, Any]], resolution: int, skipped: dict[str, int]
 ) -> dict[str, Any] | None:
     """Latents (chosen, rejected) and prompt embeddings of the pairs whose pictures can be read."""
+    import torch
 
     kept, chosen, rejected = [], [], []
     for record in records:
@@ -174,8 +146,12 @@ def _prepare(
         return None
     mean_w, std_w = _encode_all(parts, chosen)
     mean_l, std_l = _encode_all(parts, rejected)
-    embeds = parts.embed([str(r["prompt"]) for r in kept])
-    return {"mean": (mean_w, mean_l), "std": (std_w, std_l), "embeds": embeds, "count": len(kept)}
+    embeds, pooled = parts.embed([str(r["prompt"]) for r in kept])
+    data = {"mean": (mean_w, mean_l), "std": (std_w, std_l), "embeds": embeds, "count": len(kept)}
+    if pooled is not None:  # SDXL: (original size, crop top-left, target size) of square training pictures
+        data["pooled"] = pooled
+        data["time_ids"] = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]]).float()
+    return data
 
 
 def dpo_loss(
@@ -200,6 +176,12 @@ def dpo_loss(
     timesteps = torch.randint(0, steps, (len(index),), generator=generator).to(device).repeat(2)
     noisy = parts.scheduler.add_noise(latents, noise, timesteps)
     embeds = data["embeds"][index].repeat(2, 1, 1)
+    extra: dict[str, Any] = {}
+    if "pooled" in data:
+        extra["added_cond_kwargs"] = {
+            "text_embeds": data["pooled"][index].repeat(2, 1),
+            "time_ids": data["time_ids"].to(device).repeat(2 * len(index), 1),
+        }
     kind = parts.scheduler.config.prediction_type
     if kind == "epsilon":
         target = noise
@@ -210,7 +192,7 @@ def dpo_loss(
 
     def errors() -> Any:
         with parts.context():
-            predicted = parts.unet(noisy, timesteps, embeds).sample
+            predicted = parts.unet(noisy, timesteps, embeds, **extra).sample
         per_pixel = F.mse_loss(predicted.float(), target.float(), reduction="none")
         return per_pixel.mean(dim=list(range(1, per_pixel.ndim))).chunk(2)
 
@@ -248,28 +230,6 @@ def _evaluate(parts: _Parts, data: dict[str, Any], beta: float, seed: int) -> di
     return {f"eval_{k}": v / data["count"] for k, v in totals.items()}
 
 
-def save_lora(unet: Any, out: Path) -> Path:
-    """Write the UNet's LoRA into `<out>.partial` and rename it to `out` once complete; on any failure (a
-    full disk) remove the partial folder and raise: `out` then does not exist."""
-    from diffusers import StableDiffusionPipeline
-    from diffusers.utils import convert_state_dict_to_diffusers
-    from peft.utils import get_peft_model_state_dict
-
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-        layers = {k: v.detach().float().cpu().contiguous() for k, v in layers.items()}
-        StableDiffusionPipeline.save_lora_weights(
-            str(partial), unet_lora_layers=layers, safe_serialization=True
-        )
-        os.replace(partial, out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return out
-
-
 def run(
     *,
     base: str | Path,
@@ -290,7 +250,7 @@ def run(
     family = family_of(base)
     beta = params.beta_for(family)
     torch.manual_seed(params.seed)
-    parts = _Parts(base, params, device)
+    parts = _Parts(base, params, device, family)
     resolution = params.resolution or parts.native
     if stop.is_set():
         return Outcome("stopped")
@@ -355,5 +315,5 @@ def run(
         emit(Phase("evaluating"))
         done.eval_metrics = _evaluate(parts, held, beta, params.seed)
     emit(Phase("saving"))
-    done.adapter = save_lora(parts.unet, out)
+    done.adapter = save_lora(parts.unet, out, family)
     return done

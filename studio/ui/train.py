@@ -41,7 +41,7 @@ SETTINGS = [
     ("Max length (tokens)", "max_length", 512),
     ("Held out (fraction)", "eval_fraction", 0.15),
     ("Resolution (Diffusion-DPO; 0: the model's)", "resolution", 0),
-    ("Beta DPO (Diffusion-DPO; 0: 2500 for SD 1.x/2.x)", "beta_dpo", 0),
+    ("Beta DPO (Diffusion-DPO; 0: 2500 for SD 1.x/2.x, 5000 for SDXL)", "beta_dpo", 0),
 ]
 OPTIONAL = ("learning_rate", "lora_alpha", "max_steps", "resolution", "beta_dpo")  # 0 = the default
 TEXT_ONLY, IMAGE_ONLY = ("beta", "max_length"), ("resolution", "beta_dpo")
