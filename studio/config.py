@@ -113,7 +113,9 @@ class VariantSpec(ModelSpec):
     database's variant table at start-up and when a run finishes, never read from models.yaml; its id holds
     a `+` (`smollm2-135m+dpo-3`) so it cannot clash with a models.yaml id."""
 
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\+[a-z]+-[0-9]+$")
+    id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\+[a-z]+(?:-[a-z]+)*-[0-9]+$"
+    )  # +diffusion-dpo-4
     base: str  # the id of the models.yaml entry whose weights it shares
     method: str
     run_id: int

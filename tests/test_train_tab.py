@@ -17,7 +17,7 @@ from tests.helpers.served import serving
 
 pytestmark = pytest.mark.tiny
 
-SETTINGS = [0, 0.1, 8, 0, 1, 2, 2, 256, 0.15]  # lr, beta, rank, alpha, epochs, max steps, batch, ...
+SETTINGS = [0, 0.1, 8, 0, 1, 2, 2, 256, 0.15, 0, 0]  # lr, beta, rank, alpha, epochs, max steps, batch, ...
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,9 @@ def test_compare_promote_and_discard(served, tiny_model_dir: Path) -> None:
     studio, client = served
     final = list(studio.train(method="sft", model_id="tiny", params={"max_steps": 1}))[-1]
     name = final.variant
-    asked, text_a, text_b, reveal = client.predict(name, "Hello, how are you?", api_name="/train_compare")
+    asked, text_a, text_b, reveal, *_pictures = client.predict(
+        name, "Hello, how are you?", api_name="/train_compare"
+    )
     assert asked == "**Prompt:** Hello, how are you?" and text_a and text_b and reveal == ""
     # Blind: A and B are the variant and its base, in some order, with one seed; a vote is an A/B preference.
     a, b = studio.compare_with_base(name, prompt="Hello, how are you?")

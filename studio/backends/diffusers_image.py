@@ -3,8 +3,10 @@
 Owns: loading a pipeline (Hub id or local folder) with `AutoPipelineForText2Image`, or a single-file SD/SDXL
 `.safetensors` checkpoint with `from_single_file`, the image-to-image pipeline built from it on first use
 (same components, no second copy), the scheduler chosen per request, one reproducible seed per picture,
-progress per denoising step, stopping between steps, and LoRAs from the model's `loras:` in models.yaml
-(loaded once each, switched and scaled per request).
+progress per denoising step, stopping between steps, LoRAs from the model's `loras:` in models.yaml
+(loaded once each, switched and scaled per request), a trained variant served on its loaded base (its
+LoRA loaded into the base's pipeline under its own adapter name: one copy of the weights, one line of
+jobs), and the pipeline folder training reads (`training_weights`).
 Ignores: storage, validation of user input (the service did it) and which tab asked.
 """
 
@@ -21,7 +23,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from studio import sources
 from studio.backends import (
     Backend,
     BackendError,
@@ -34,6 +35,7 @@ from studio.backends import (
     release_accelerator_memory,
     short_error,
 )
+from studio.backends.diffusers_loras import PipelineLoras
 from studio.backends.loading import device_and_dtype, parameter_bytes, unreadable_weights, weights_path
 from studio.backends.params import SCHEDULERS, ImageParams
 from studio.backends.worker import Worker
@@ -69,13 +71,14 @@ class DiffusersOptions(BaseModel):
 
 
 @register
-class DiffusersImage(Backend):
+class DiffusersImage(PipelineLoras, Backend):
     kind = "diffusers"
     tabs = frozenset({"image"})
     Params = ImageParams
     Options = DiffusersOptions
 
     pipe: Any = None
+    _base: DiffusersImage | None = None  # a variant: the loaded backend of its base
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -89,7 +92,25 @@ class DiffusersImage(Backend):
         self._worker = Worker(f"generate-{self.spec.id}")
 
     # -- loading -----------------------------------------------------------------------------------
+    def share_base(self, base: Backend) -> None:
+        if not isinstance(base, DiffusersImage) or base.pipe is None:
+            raise BackendError(f"the variant {self.spec.id!r} needs its base loaded by {self.kind}")
+        self._base = base
+
+    def training_weights(self) -> Path | str:
+        """The pipeline folder (or Hub id) training loads the parts from; a single file cannot be."""
+        where = weights_path(self.spec, self.context)
+        if isinstance(where, Path) and where.is_file():
+            raise BackendError(
+                f"model {self.spec.id!r} is the single file {where.name}: training needs a diffusers "
+                "pipeline folder (with model_index.json) or a Hub id"
+            )
+        return where
+
     def load(self) -> None:
+        if self._base is not None:
+            self._load_variant(self._base)
+            return
         where = weights_path(self.spec, self.context)
         options = DiffusersOptions.model_validate(self.spec.options)
         if isinstance(where, Path) and where.is_file() and where.suffix != ".safetensors":
@@ -174,6 +195,9 @@ class DiffusersImage(Backend):
             ) from None
 
     def unload(self) -> None:
+        if self._base is not None:  # a variant: its LoRA goes, the base stays
+            self._unload_variant(self._base)
+            return
         self._worker.shutdown()
         self.pipe = None
         self._img2img = None
@@ -181,6 +205,8 @@ class DiffusersImage(Backend):
         release_accelerator_memory()
 
     def memory_bytes(self) -> int:
+        if self._base is not None:  # a variant adds its LoRA only: the base is counted once, as itself
+            return self._adapter_bytes
         if self.pipe is None:
             return 0
         import torch
@@ -194,6 +220,8 @@ class DiffusersImage(Backend):
 
     def img2img_pipeline(self) -> Any:
         """The image-to-image pipeline over the same components (built once, shares every module)."""
+        if self._base is not None:
+            return self._base.img2img_pipeline()
         if self._img2img is None:
             from diffusers import AutoPipelineForImage2Image
 
@@ -225,73 +253,6 @@ class DiffusersImage(Backend):
             built = getattr(diffusers, class_name).from_config(self._scheduler_config)
         self._schedulers[name] = built
         return built
-
-    def _lora_spec(self, lora_id: str | None) -> LoraSpec | None:
-        if lora_id is None:
-            return None
-        for lora in self.spec.loras:
-            if lora.id == lora_id:
-                return lora
-        known = ", ".join(repr(lo.id) for lo in self.spec.loras) or "none"
-        raise BackendError(f"model {self.spec.id!r} has no LoRA {lora_id!r}; its LoRAs: {known}")
-
-    def _lora_location(self, lora: LoraSpec) -> tuple[str, str | None]:
-        """Where `load_lora_weights` finds the LoRA: (folder or Hub id, weight file name or None)."""
-        src = sources.parse_source(lora.source, self.context.base_dir)
-        if isinstance(src, sources.PipSource):
-            raise BackendError(f"LoRA {lora.id!r}: pip: sources are not supported for LoRAs")
-        if isinstance(src, sources.LocalSource):
-            if not src.path.exists():
-                raise BackendError(f"LoRA {lora.id!r} of model {self.spec.id!r}: {src.path} does not exist")
-            if src.path.is_file():
-                return str(src.path.parent), lora.weight_name or src.path.name
-            return str(src.path), lora.weight_name
-        if os.environ.get("HF_HUB_OFFLINE") == "1":
-            # Offline, diffusers cannot list a Hub repo to guess the weight file; a cached snapshot it can.
-            from huggingface_hub import snapshot_download
-
-            try:
-                return snapshot_download(src.repo_id, local_files_only=True), lora.weight_name
-            except Exception:  # LocalEntryNotFoundError and friends: anything means "not here"
-                raise BackendError(
-                    f"LoRA {lora.id!r} ({src.repo_id}) is not downloaded and the Hub is offline; fetch it "
-                    f"once with the internet (`hf download {src.repo_id}`)"
-                ) from None
-        return src.repo_id, lora.weight_name
-
-    def _use_lora(self, lora: LoraSpec | None, scale: float) -> None:
-        """Activate one LoRA at `scale`, or none; each LoRA's weights are loaded on first use only."""
-        if lora is None:
-            if self._loaded_loras:
-                self.pipe.disable_lora()
-            return
-        from diffusers.utils import USE_PEFT_BACKEND
-
-        if not USE_PEFT_BACKEND:
-            raise BackendError("LoRAs need the `peft` package; install it with `pip install peft`")
-        if lora.id not in self._loaded_loras:
-            where, weight_name = self._lora_location(lora)
-            try:
-                self.pipe.load_lora_weights(where, weight_name=weight_name, adapter_name=lora.id)
-            except OSError as exc:
-                raise BackendError(f"LoRA {lora.id!r} could not be loaded: {short_error(exc)}") from None
-            except (ValueError, KeyError, RuntimeError) as exc:
-                self._forget_adapter(lora.id)
-                raise BackendError(
-                    f"LoRA {lora.id!r} does not fit model {self.spec.id!r}: {short_error(exc)}"
-                ) from None
-            self._loaded_loras.add(lora.id)
-        self.pipe.enable_lora()
-        self.pipe.set_adapters([lora.id], adapter_weights=[scale])
-
-    def _forget_adapter(self, adapter: str) -> None:
-        """After a failed load, drop whatever part of the adapter was injected so a retry starts clean."""
-        try:
-            present = {name for names in self.pipe.get_list_adapters().values() for name in names}
-            if adapter in present:
-                self.pipe.delete_adapters(adapter)
-        except Exception:  # best effort: the error being reported matters more
-            log.debug("could not remove the partly loaded LoRA %s", adapter, exc_info=True)
 
     # -- generation --------------------------------------------------------------------------------
     def generate(self, request: Request) -> Generator[Event, None, None]:

@@ -22,6 +22,7 @@ _FLAGS = {
     "lr": "learning_rate",
     "beta": "beta",
     "lora_r": "lora_r",
+    "resolution": "resolution",
 }
 
 
@@ -33,9 +34,12 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, param_type: Any) -> N
         description="Train a LoRA variant of a chat model on your votes; it is then a model like any other.",
     )
     run.add_argument(
-        "--method", choices=METHODS, help="sft: liked answers; dpo: A/B winners; kto: every thumb"
+        "--method",
+        choices=METHODS,
+        help="sft: liked answers; dpo: A/B winners; kto: every thumb; diffusion-dpo: the Image tab's A/B "
+        "winners (an image model)",
     )
-    run.add_argument("--model", help="the base model id (a local chat model)")
+    run.add_argument("--model", help="the base model id (a local chat model; diffusion-dpo: a diffusers one)")
     run.add_argument("--epochs", type=int)
     run.add_argument(
         "--max-steps", type=int, help="stop after this many optimizer steps (wins over --epochs)"
@@ -44,16 +48,24 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, param_type: Any) -> N
     run.add_argument("--beta", type=float, help="DPO/KTO: how far the variant may move from its base")
     run.add_argument("--lora-r", type=int, help="LoRA rank (alpha follows as 2 r unless given)")
     run.add_argument(
+        "--resolution", type=int, help="diffusion-dpo: picture size trained on (default: the model's)"
+    )
+    run.add_argument(
         "--param",
         action="append",
         type=param_type,
         default=[],
         metavar="KEY=VALUE",
         help="other settings: batch_size, grad_accum, max_length, lora_alpha, lora_dropout, "
-        "target_modules, seed, eval_fraction",
+        "target_modules, seed, eval_fraction; diffusion-dpo: beta_dpo (default 2500 for SD 1.x/2.x, "
+        "5000 for SDXL)",
     )
     run.add_argument("--since", help="only votes from this date on (2026-11-01)")
-    run.add_argument("--tab", choices=["chat", "code"], help="only this tab's votes (default: both)")
+    run.add_argument(
+        "--tab",
+        choices=["chat", "code", "image"],
+        help="only this tab's votes (default: both; image for diffusion-dpo)",
+    )
     run.add_argument("--all-users", action="store_true", help="everyone's votes (admins only)")
     run.add_argument("--json", action="store_true")
     more = run.add_subparsers(dest="train_command")

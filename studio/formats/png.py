@@ -89,6 +89,7 @@ def a1111_parameters(
     lora: str | None = None,
     lora_scale: float | None = None,
     generation_id: int | None = None,
+    extra: dict[str, str] | None = None,
 ) -> str:
     """The AUTOMATIC1111 "parameters" text: prompt, "Negative prompt: ..." when there is one, settings."""
     if lora:
@@ -105,6 +106,7 @@ def a1111_parameters(
     }
     if strength is not None:
         settings["Denoising strength"] = _number(strength)
+    settings.update(extra or {})  # e.g. a trained variant's base and LoRA
     if generation_id is not None:
         settings["Studio generation"] = str(generation_id)
     head = prompt

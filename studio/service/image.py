@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from studio import storage
 from studio.backends import ImageOutput, Progress, Request
+from studio.config import VariantSpec
 from studio.errors import StudioError
 from studio.formats import png
 from studio.service.audit import withheld_placeholder
@@ -169,6 +170,7 @@ class ImageTab(StudioCore):
                         lora=params.lora,
                         lora_scale=params.lora_scale if params.lora else None,
                         generation_id=row.id,
+                        extra=self._variant_settings(model_id),
                     )
                     png.save_png(out.image, path, parameters=text, generation_id=row.id)
                     written.append(path)
@@ -206,6 +208,22 @@ class ImageTab(StudioCore):
         verdicts = [v for i, v in run.moderation.pictures.items() if run.moderation.picture_blocked(i)]
         what = ", ".join(sorted({v.category for v in verdicts})) or "unsafe"
         return f"Blocked by the safety check: the picture was classed as {what}; it is kept for admins only."
+
+    def _variant_settings(self, model_id: str) -> dict[str, str]:
+        """A trained variant's PNG settings: its base and its LoRA (the adapter folder, data-dir relative)."""
+        spec = self.config.model(model_id)
+        if not isinstance(spec, VariantSpec):
+            return {}
+        folder = Path(spec.source)
+        where = (
+            folder.relative_to(self.settings.data_dir)
+            if folder.is_relative_to(self.settings.data_dir)
+            else folder
+        )
+        return {
+            "Base model": spec.base,
+            "Variant LoRA": f"{where.as_posix()} ({spec.method}, run {spec.run_id})",
+        }
 
     def media_access(self, user: str | None, path: Path) -> bool:
         """May this user fetch this file through the web server's file route?

@@ -14,6 +14,7 @@ Ignores: listing runs and variants (variants.py), Gradio, SQL details (storage),
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import shutil
@@ -31,12 +32,14 @@ from studio import train as training
 from studio.backends import BackendContext, backend_class, short_error
 from studio.config import ModelSpec, VariantSpec
 from studio.errors import StudioError
+from studio.service import image_training
 from studio.service.audit import without_moderated
 from studio.service.library import parse_date
 from studio.service.models import weights_status
 from studio.service.runs import BROWSER_GONE
 from studio.service.types import Status, TrainUpdate
 from studio.service.variants import Variants, offer
+from studio.train import diffusion_dpo
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ class TrainTab(Variants):
     """`Studio.train` and the run records; variants (variants.py) are what a run leaves behind."""
 
     # -- checks --------------------------------------------------------------------------------------
-    def _trainable_base(self, model_id: Any) -> ModelSpec:
+    def _trainable_base(self, model_id: Any, method: str = "dpo") -> ModelSpec:
         try:
             spec = self.config.model(str(model_id))
         except KeyError as exc:
@@ -62,7 +65,13 @@ class TrainTab(Variants):
                 f"model {spec.id!r} runs on a remote server ({spec.backend}): training needs its weights on "
                 "this machine; choose a local chat model"
             )
-        if not hasattr(cls, "training_weights") or not {"chat", "code"} & set(spec.tabs):
+        image = method == image_training.METHOD
+        if image and spec.backend != "diffusers":
+            raise StudioError(
+                f"model {spec.id!r} is a {'/'.join(spec.tabs)} model ({spec.backend}); diffusion-dpo trains "
+                "a diffusers image model (a Stable Diffusion pipeline)"
+            )
+        if not image and (not hasattr(cls, "training_weights") or not {"chat", "code"} & set(spec.tabs)):
             raise StudioError(
                 f"model {spec.id!r} is a {'/'.join(spec.tabs)} model ({spec.backend}); "
                 "training takes a chat model"
@@ -70,20 +79,33 @@ class TrainTab(Variants):
         status = weights_status(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
         if status != "ready":
             raise StudioError(f"model {spec.id!r} is {status}; run `studio models pull {spec.id}` first")
+        if image:
+            context = BackendContext(model_cache=self.settings.model_cache, base_dir=self.config.path.parent)
+            image_training.check_image_base(spec, context)
         return spec
 
     def _records(
         self, method: str, uid: int | None, tab: str | None, when: datetime | None
-    ) -> tuple[list[dict[str, Any]], list[str]]:
-        """The export's records for `method` (the same builders as `studio export`) and their vote keys."""
+    ) -> tuple[list[dict[str, Any]], list[str], dict[str, int]]:
+        """The export's records for `method` (the same builders as `studio export`), their vote keys and
+        the pairs left out by reason (diffusion-dpo: pictures deleted, ties)."""
         fmt = training.FORMAT[method]
+        paired = fmt in ("dpo", "pickapic")
         with Session(self.engine) as session, export.paused_gc():
             rated = storage.rated_rows(session, user_id=uid, tab=tab, since=when)
-            prefs = storage.preference_rows(session, user_id=uid, tab=tab, since=when) if fmt == "dpo" else []
+            prefs = storage.preference_rows(session, user_id=uid, tab=tab, since=when) if paired else []
             # Like an export: nothing the safety check flagged or blocked is trained on.
             rated, prefs, _ = without_moderated(rated, prefs, storage.moderated_generations(session))
-            data = export.build(fmt, rated, prefs)
-        return data.records, data.keys
+            data = export.build(fmt, rated, prefs, exists=self._media_exists)
+        if fmt == "pickapic":
+            return image_training.image_pairs(data, self.media_path)
+        return data.records, data.keys, {}
+
+    def _media_exists(self, relative: str) -> bool:
+        try:
+            return bool(self.media_path(relative).is_file())
+        except StudioError:
+            return False
 
     # -- a run ---------------------------------------------------------------------------------------
     def train(
@@ -102,17 +124,22 @@ class TrainTab(Variants):
         Bad requests raise StudioError before anything is stored; then updates stream to the end."""
         if method not in training.METHODS:
             raise StudioError(f"unknown training method {method!r}; methods: {', '.join(training.METHODS)}")
-        spec = self._trainable_base(model_id)
+        spec = self._trainable_base(model_id, method)
         hp = training.hyperparams(method, params)
-        if tab not in (None, "", "chat", "code"):
+        image = method == image_training.METHOD
+        if image and tab not in (None, "", "image"):
+            raise StudioError(f"diffusion-dpo reads the image tab's votes, not the {tab} tab's")
+        if not image and tab not in (None, "", "chat", "code"):
             raise StudioError(f"training reads the chat or code tab's votes, not the {tab} tab's")
+        tab = "image" if image else tab
         when = parse_date(since, "since")
         if all_users and not self.is_admin(user):
             raise StudioError("only an admin may train on every user's votes; leave out --all-users")
         uid = self.user_id(user)
-        records, keys = self._records(method, None if all_users else uid, tab or None, when)
+        records, keys, skipped = self._records(method, None if all_users else uid, tab or None, when)
         filters = "".join([f", tab {tab}" if tab else "", f", since {when:%Y-%m-%d}" if when else ""])
-        training.check_enough(method, records, f" ({filters[2:]})" if filters else "")
+        left_out = image_training.skipped_text(skipped)
+        training.check_enough(method, records, (f" ({filters[2:]})" if filters else "") + left_out)
         split = training.held_out(records, keys, hp.eval_fraction, training.MIN_RECORDS[method])
         row = storage.TrainRun(
             user_id=uid,
@@ -124,6 +151,7 @@ class TrainTab(Variants):
                 "since": since or None,
                 "all_users": all_users,
                 "moved": split.moved,
+                "skipped": skipped,
                 "held_out_prompts": training.last_prompts(split.eval)[:50],  # for the blind comparison
             },
             dataset_hash=training.dataset_hash(split.train + split.eval),
@@ -131,7 +159,7 @@ class TrainTab(Variants):
             train_records=len(split.train),
             eval_records=len(split.eval),
         )
-        yield from self._run(spec, method, hp, split, row, run_key)
+        yield from self._run(spec, method, hp, split, row, run_key, skipped)
 
     def _run(
         self,
@@ -141,6 +169,7 @@ class TrainTab(Variants):
         split: training.Split,
         row: storage.TrainRun,
         run_key: str | None,
+        skipped: dict[str, int] | None = None,
     ) -> Iterator[TrainUpdate]:
         with Session(self.engine, expire_on_commit=False) as session:
             row = storage.begin_train_run(session, run=row)
@@ -156,6 +185,7 @@ class TrainTab(Variants):
             method=method,
             train_records=row.train_records,
             eval_records=row.eval_records,
+            skipped=dict(skipped or {}),
         )
         events: queue.Queue[training.TrainEvent | None] = queue.Queue()
         result: list[training.Outcome | BaseException] = []
@@ -189,6 +219,9 @@ class TrainTab(Variants):
             if isinstance(outcome, training.Outcome):
                 state.eval_metrics = outcome.eval_metrics
                 state.metrics = outcome.metrics or state.metrics
+                if state.skipped or "skipped_pairs" in state.metrics:  # before the run and in the loop
+                    gone = state.metrics.get("skipped_pairs", 0.0) + sum(state.skipped.values())
+                    state.metrics = {**state.metrics, "skipped_pairs": gone}
                 row.steps, row.total_steps = outcome.steps, outcome.total
         except GeneratorExit:
             stop.set()
@@ -228,9 +261,11 @@ class TrainTab(Variants):
             backend = backend_class(spec.backend)(spec, context)
             weights = backend.training_weights()  # type: ignore[attr-defined]
             out.parent.mkdir(parents=True, exist_ok=True)
+            # diffusion-dpo runs its own loop (diffusers has no trainer); the text methods run TRL's.
+            image = method == image_training.METHOD
+            loop: Any = diffusion_dpo.run if image else functools.partial(training.run, method)
             result.append(
-                training.run(
-                    method,
+                loop(
                     base=weights,
                     train_records=training.for_trainer(method, split.train),
                     eval_records=training.for_trainer(method, split.eval),

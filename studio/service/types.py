@@ -164,6 +164,7 @@ class TrainUpdate:
     method: str = ""
     train_records: int = 0
     eval_records: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # pairs left out before the run, by reason
 
     def as_dict(self) -> dict[str, Any]:
         """What `studio train --json` prints."""

@@ -182,7 +182,8 @@ class Variants(ModelsPanel):
             {"model": row.base_model, "params": {"seed": seed}},
         ]
         random.shuffle(sides)
-        return self.compare(tab="chat", prompt=prompt, a=sides[0], b=sides[1], user=user)
+        tab = "image" if "image" in self.config.model(row.id).tabs else "chat"  # diffusion-dpo: pictures
+        return self.compare(tab=tab, prompt=prompt, a=sides[0], b=sides[1], user=user)
 
     # -- records -------------------------------------------------------------------------------------
     def train_runs(self, *, user: str | None = None, all_users: bool = False) -> list[dict[str, Any]]:

@@ -19,14 +19,16 @@ from typing import Any
 from studio.errors import StudioError
 from studio.export import split
 
-FORMAT = {"sft": "sft", "dpo": "dpo", "kto": "kto"}  # method -> export format
-MIN_RECORDS = {"sft": 4, "dpo": 4, "kto": 4}
-_WHAT = {"sft": "liked answers", "dpo": "preference pairs", "kto": "votes"}
+FORMAT = {"sft": "sft", "dpo": "dpo", "kto": "kto", "diffusion-dpo": "pickapic"}  # method -> export format
+MIN_RECORDS = {"sft": 4, "dpo": 4, "kto": 4, "diffusion-dpo": 4}
+_WHAT = {"sft": "liked answers", "dpo": "preference pairs", "kto": "votes", "diffusion-dpo": "picture pairs"}
 _HOW = {
     "sft": "press thumbs up on good answers in the Chat or Code tab",
     "dpo": "compare two answers to one prompt (A/B) and pick a winner, or like one answer and dislike "
     "another to the same prompt",
     "kto": "press thumbs up or down on answers in the Chat or Code tab",
+    "diffusion-dpo": "compare two pictures of one prompt in the Image tab (A/B) and pick a winner, or like "
+    "one picture and dislike another of the same prompt (ties and both bad teach nothing)",
 }
 
 
@@ -115,6 +117,8 @@ def for_trainer(method: str, records: list[dict[str, Any]]) -> list[dict[str, An
             for r in records
             if len(r["messages"]) >= 2
         ]
+    if method == "diffusion-dpo":  # already {prompt, chosen, rejected} picture paths (the service's)
+        return list(records)
     if method in _COLUMNS:  # dpo, kto: each column turned into the shape the trainer expects
         columns = _COLUMNS[method]
         return [{name: shape(r[name]) for name, shape in columns.items()} for r in records]

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from studio.errors import StudioError
 
-METHODS: tuple[str, ...] = ("sft", "dpo", "kto")
+METHODS: tuple[str, ...] = ("sft", "dpo", "kto", "diffusion-dpo")  # diffusion-dpo: diffusion_params.py
 
 # Learning rates that move a LoRA adapter of a small model in one epoch (PLATFORM_NOTES: DPO at 5e-4 on
 # SmolLM2-135M reached a reward accuracy of 1.0 on 16 pairs).
@@ -58,8 +58,8 @@ class Hyperparams(BaseModel):
         return "all-linear" if self.target_modules == "all-linear" else self.target_modules.split(",")
 
 
-def _range(name: str) -> str | None:
-    info = Hyperparams.model_fields.get(name)
+def _range(name: str, model: type[BaseModel] = Hyperparams) -> str | None:
+    info = model.model_fields.get(name)
     if info is None:
         return None
     low = high = None
@@ -71,15 +71,15 @@ def _range(name: str) -> str | None:
     return f"from {low} to {high}" if low is not None and high is not None else None
 
 
-def describe_error(exc: ValidationError) -> str:
+def describe_error(exc: ValidationError, model: type[BaseModel] = Hyperparams) -> str:
     """'learning_rate=5.0 is out of range: it must be from 1e-07 to 0.01' (each problem, joined)."""
     parts = []
     for err in exc.errors():
         name = ".".join(str(p) for p in err["loc"]) or "(hyperparameters)"
         if err["type"] == "extra_forbidden":
-            parts.append(f"unknown hyperparameter {name!r}; known: {', '.join(Hyperparams.model_fields)}")
+            parts.append(f"unknown hyperparameter {name!r}; known: {', '.join(model.model_fields)}")
             continue
-        span = _range(name)
+        span = _range(name, model)
         value = err.get("input")
         if span and err["type"] in ("greater_than_equal", "less_than_equal", "finite_number"):
             parts.append(f"{name}={value!r} is out of range: it must be from {span.removeprefix('from ')}")
@@ -91,10 +91,15 @@ def describe_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def hyperparams(method: str, values: dict[str, Any] | None = None) -> Hyperparams:
-    """The method's defaults overlaid with `values` (None values mean "the default"), validated."""
+def hyperparams(method: str, values: dict[str, Any] | None = None) -> Any:
+    """The method's defaults overlaid with `values` (None values mean "the default"), validated: a
+    `Hyperparams`, or for diffusion-dpo a `DiffusionHyperparams`."""
     if method not in METHODS:
         raise StudioError(f"unknown training method {method!r}; methods: {', '.join(METHODS)}")
+    if method == "diffusion-dpo":
+        from studio.train.diffusion_params import diffusion_hyperparams
+
+        return diffusion_hyperparams(values)
     if values is not None and not isinstance(values, dict):
         raise StudioError("hyperparameters must be a mapping of names to values")
     given = {k: v for k, v in (values or {}).items() if v is not None and v != ""}

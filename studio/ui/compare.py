@@ -79,6 +79,12 @@ def compare_panel(studio: Studio, tab: str) -> None:
             seed_b = gr.Textbox(
                 label="Seed B", placeholder="random", max_lines=1, elem_id=f"{tab}-compare-seed-b"
             )
+
+        def current(model_id: str | None) -> Any:  # variants trained since the page loaded are offered too
+            return gr.Dropdown(choices=model_choices(studio.models(tab)), value=model_id)
+
+        for picker in (model_a, model_b):
+            picker.focus(current, picker, picker, queue=False, **PRIVATE)
         sample = gr.Checkbox(
             value=True,
             visible=kind == "text",

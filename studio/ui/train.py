@@ -26,6 +26,7 @@ METHODS = [
     ("DPO: A/B winners (and liked vs disliked answers to one prompt)", "dpo"),
     ("KTO: every thumb up or down", "kto"),
     ("SFT: liked answers", "sft"),
+    ("Diffusion-DPO: the Image tab's A/B winners (image models)", "diffusion-dpo"),
 ]
 # (label, hyperparameter, default shown). A browser's Number shows a blank as 0, so 0 (or blank, from the
 # API) means "the default" for the three that have no fixed one.
@@ -39,8 +40,11 @@ SETTINGS = [
     ("Batch size", "batch_size", 2),
     ("Max length (tokens)", "max_length", 512),
     ("Held out (fraction)", "eval_fraction", 0.15),
+    ("Resolution (Diffusion-DPO; 0: the model's)", "resolution", 0),
+    ("Beta DPO (Diffusion-DPO; 0: 2500 for SD 1.x/2.x, 5000 for SDXL)", "beta_dpo", 0),
 ]
-OPTIONAL = ("learning_rate", "lora_alpha", "max_steps")  # 0 = the default
+OPTIONAL = ("learning_rate", "lora_alpha", "max_steps", "resolution", "beta_dpo")  # 0 = the default
+TEXT_ONLY, IMAGE_ONLY = ("beta", "max_length"), ("resolution", "beta_dpo")
 SHOWN = (
     "loss",
     "grad_norm",
@@ -55,10 +59,17 @@ RUN_COLUMNS = ["Run", "Started", "Method", "Base", "Status", "Records", "Steps",
 VERDICTS = (("A is better", "a"), ("B is better", "b"), ("Tie", "tie"), ("Both bad", "both_bad"))
 
 
-def bases(studio: Studio) -> list[tuple[str, str]]:
-    """Local chat models that are not variants (the service refuses the rest with its reason)."""
-    seen = {m.id: m for tab in ("chat", "code") for m in studio.models(tab)}
-    local = [m for m in seen.values() if m.backend != "openai-chat" and "+" not in m.id]
+def bases(studio: Studio, method: str = "dpo") -> list[tuple[str, str]]:
+    """Local chat models that are not variants, or for diffusion-dpo the diffusers image models (the
+    service refuses the rest with its reason)."""
+    tabs = ("image",) if method == "diffusion-dpo" else ("chat", "code")
+    seen = {m.id: m for tab in tabs for m in studio.models(tab)}
+    image = method == "diffusion-dpo"
+    local = [
+        m
+        for m in seen.values()
+        if m.backend != "openai-chat" and "+" not in m.id and (m.backend == "diffusers") == image
+    ]
     return model_choices(local)
 
 
@@ -72,12 +83,15 @@ def progress_text(u: TrainUpdate) -> str:
     if u.done:
         head = f"**Run {u.run_id} {u.status}** in {u.elapsed_s:.1f} s, {u.step}/{u.total} steps"
         if u.variant:
-            return f"{head}: **{u.variant}** is ready in the Chat and Code tabs."
+            where = "Image tab" if u.method == "diffusion-dpo" else "Chat and Code tabs"
+            return f"{head}: **{u.variant}** is ready in the {where}.{_left_out(u)}"
         return f"{head}. {u.error or 'No variant was registered.'}"
     if u.phase == "training" and u.total:
         eta = f", about {u.eta_s:.0f} s left" if u.eta_s is not None else ""
         return f"**Run {u.run_id}:** step {u.step} of {u.total}{eta} ({u.elapsed_s:.0f} s so far)"
-    data = f" on {u.train_records} records ({u.eval_records} held out)" if u.train_records else ""
+    data = (
+        f" on {u.train_records} records ({u.eval_records} held out){_left_out(u)}" if u.train_records else ""
+    )
     return f"**Run {u.run_id}:** {u.phase}{data}…"
 
 
@@ -116,19 +130,21 @@ def runs_table(studio: Studio, user: str | None) -> list[list[Any]]:
 
 
 def build_train_tab(studio: Studio, app: gr.Blocks) -> None:
-    choices = bases(studio)
+    choices = bases(studio) or bases(studio, "diffusion-dpo")
     if not choices:
-        gr.Markdown("No local chat model in models.yaml: training needs one.")
+        gr.Markdown("No local chat or diffusers image model in models.yaml: training needs one.")
         return
     run_key = run_key_state(app)
     gr.Markdown(
-        "Tune a LoRA variant of a chat model on **your votes** from the Chat and Code tabs. The variant "
-        "appears in their model lists when the run ends; compare it blind with its base below, then keep "
+        "Tune a LoRA variant of a chat model on **your votes** from the Chat and Code tabs (or of an image "
+        "model on the Image tab's A/B choices: Diffusion-DPO). The variant appears in their model lists when "
+        "the run ends; compare it blind with its base below, then keep "
         "(promote) or discard it. Runs wait their turn on the device like any generation."
     )
     with gr.Row():
         with gr.Column(scale=1):
-            method = gr.Radio(METHODS, value="dpo", label="Method", elem_id="train-method")
+            first = "dpo" if bases(studio) else "diffusion-dpo"
+            method = gr.Radio(METHODS, value=first, label="Method", elem_id="train-method")
             base = gr.Dropdown(label="Base model", choices=choices, value=choices[0][1], elem_id="train-base")
             with gr.Row():
                 data_tab = gr.Dropdown(
@@ -174,20 +190,32 @@ def build_train_tab(studio: Studio, app: gr.Blocks) -> None:
         with gr.Row():
             answer_a = gr.Markdown(label="A", container=True, min_height=80, elem_id="train-compare-a")
             answer_b = gr.Markdown(label="B", container=True, min_height=80, elem_id="train-compare-b")
+        with gr.Row():  # an image variant's pair
+            picture_a, picture_b = (
+                gr.Image(
+                    label=x,
+                    type="filepath",
+                    interactive=False,
+                    visible=False,
+                    elem_id=f"train-compare-pic-{x}",
+                )
+                for x in ("a", "b")
+            )
         with gr.Row():
             verdicts = [gr.Button(text, size="sm", elem_id=f"train-vote-{v}") for text, v in VERDICTS]
         reveal = gr.Markdown(elem_id="train-compare-reveal")
         with gr.Row():
-            promote_btn = gr.Button("Promote: make it the Chat tab's default", elem_id="train-promote")
+            promote_btn = gr.Button("Promote: make it its tab's default", elem_id="train-promote")
             discard_btn = gr.Button("Discard: delete it", variant="stop", elem_id="train-discard")
         verdict_note = gr.Markdown(elem_id="train-variant-note")
 
     found = {b.elem_id: b for b in app.blocks.values() if getattr(b, "elem_id", None)}
-    lists = [found[i] for i in ("model", "code-model") if i in found]  # the Chat and Code model dropdowns
+    tabs = [t for t, i in (("chat", "model"), ("code", "code-model"), ("image", "image-model")) if i in found]
+    lists = [found[i] for i in ("model", "code-model", "image-model") if i in found]  # the tabs' model lists
     closing = StopOnClose(studio, app)
 
     def model_lists() -> list[Any]:
-        return [gr.Dropdown(choices=model_choices(studio.models(t))) for t in ("chat", "code")[: len(lists)]]
+        return [gr.Dropdown(choices=model_choices(studio.models(t))) for t in tabs]
 
     @closing.track
     def train(
@@ -207,6 +235,8 @@ def build_train_tab(studio: Studio, app: gr.Blocks) -> None:
         batch_size: float | None,
         max_length: float | None,
         eval_fraction: float | None,
+        resolution: float | None,
+        beta_dpo: float | None,
     ) -> Iterator[Any]:
         values = (
             learning_rate,
@@ -218,17 +248,22 @@ def build_train_tab(studio: Studio, app: gr.Blocks) -> None:
             batch_size,
             max_length,
             eval_fraction,
+            resolution,
+            beta_dpo,
         )
         user = user_of(request)
+        image = method_id == "diffusion-dpo"
+        unused = TEXT_ONLY if image else IMAGE_ONLY  # the other kind's settings are not sent
         params = {
             name: _number(name, v)
             for (_, name, _), v in zip(SETTINGS, values, strict=True)
-            if v is not None and not (v == 0 and name in OPTIONAL)
+            if v is not None and not (v == 0 and name in OPTIONAL) and name not in unused
         }
         skip = [gr.skip()] * (3 + len(lists))
         try:
             updates = studio.train(
-                method=method_id, model_id=base_id, params=params, tab=tab or None, since=when or None,
+                method=method_id, model_id=base_id, params=params, tab=None if image else tab or None,
+                since=when or None,
                 all_users=bool(everyone), user=user, run_key=key,
             )  # fmt: skip
             for u in updates:
@@ -255,6 +290,13 @@ def build_train_tab(studio: Studio, app: gr.Blocks) -> None:
     )
     stop_button(studio, stop_btn, run_key)
 
+    def follow(method_id: str, base_id: str | None) -> Any:  # the bases of the method's kind
+        options = bases(studio, method_id)
+        ids = [v for _, v in options]
+        return gr.Dropdown(choices=options, value=base_id if base_id in ids else ids[0] if ids else None)
+
+    method.change(follow, [method, base], base, **PRIVATE)
+
     def refresh(request: gr.Request) -> tuple[Any, Any]:
         return runs_table(studio, user_of(request)), gr.Dropdown(choices=variant_choices(studio))
 
@@ -262,18 +304,27 @@ def build_train_tab(studio: Studio, app: gr.Blocks) -> None:
     app.load(refresh, None, [runs, variant], **PRIVATE)
 
     def compare(variant_id: str, prompt: str, request: gr.Request) -> tuple[Any, ...]:
+        none = (gr.skip(),) * 2
         if not variant_id:
-            return [], "Pick a variant first.", "", "", ""
+            return [], "Pick a variant first.", "", "", "", *none
         try:
             a, b = studio.compare_with_base(variant_id, prompt=prompt or None, user=user_of(request))
         except StudioError as exc:
-            return [], f"**Error:** {exc}", "", "", ""
-        texts = [r.text or "*(empty answer)*" if r.error is None else f"**Error:** {r.error}" for r in (a, b)]
+            return [], f"**Error:** {exc}", "", "", "", *none
+        drawn = a.tab == "image"
+        texts = [
+            ("" if drawn else r.text or "*(empty answer)*") if r.error is None else f"**Error:** {r.error}"
+            for r in (a, b)
+        ]
+        shown = [gr.Image(r.files[0] if drawn and r.files else None, visible=drawn) for r in (a, b)]
         asked = f"**Prompt:** {_asked(studio, a.generation_id, request)}"
-        return [a.generation_id, b.generation_id], asked, *texts, ""
+        return [a.generation_id, b.generation_id], asked, *texts, "", *shown
 
     compare_btn.click(
-        compare, [variant, ask], [pair, shown_prompt, answer_a, answer_b, reveal], api_name="train_compare",
+        compare,
+        [variant, ask],
+        [pair, shown_prompt, answer_a, answer_b, reveal, picture_a, picture_b],
+        api_name="train_compare",
         **GENERATION_QUEUE,
     )  # fmt: skip
 
@@ -296,7 +347,8 @@ def build_train_tab(studio: Studio, app: gr.Blocks) -> None:
 
     def promote(variant_id: str, request: gr.Request) -> tuple[Any, ...]:
         try:
-            note = studio.promote_variant(variant_id, "chat", user=user_of(request))
+            tab = "image" if variant_id in {m.id for m in studio.models("image")} else "chat"
+            note = studio.promote_variant(variant_id, tab, user=user_of(request))
         except StudioError as exc:
             return f"**Error:** {exc}", *[gr.skip()] * len(lists)
         return note, *model_lists()
@@ -312,10 +364,17 @@ def build_train_tab(studio: Studio, app: gr.Blocks) -> None:
     discard_btn.click(discard, variant, [verdict_note, variant, *lists], api_name="discard_variant")
 
 
+def _left_out(u: TrainUpdate) -> str:
+    gone = sum(u.skipped.values())
+    return f" {gone} pair(s) left out: " + ", ".join(f"{n} {w}" for w, n in u.skipped.items()) if gone else ""
+
+
 def _number(name: str, value: Any) -> Any:
     """gr.Number gives floats: whole ones become ints for the settings that count (rank, steps, ...)."""
     whole = isinstance(value, float) and value.is_integer()
-    return int(value) if whole and name not in ("learning_rate", "beta", "eval_fraction") else value
+    return (
+        int(value) if whole and name not in ("learning_rate", "beta", "beta_dpo", "eval_fraction") else value
+    )
 
 
 def _asked(studio: Studio, generation_id: int | None, request: gr.Request) -> str:

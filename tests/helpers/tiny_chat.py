@@ -264,3 +264,78 @@ def build_tiny_lora(folder: str | Path, pipeline_folder: str | Path, *, rank: in
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=layers, safe_serialization=True)
     return folder
+
+
+def build_tiny_sdxl_pipeline(folder: str | Path, *, seed: int = 0) -> Path:
+    """Save a tiny random-weight StableDiffusionXLPipeline into `folder` (created) and return it.
+
+    Sized like diffusers' SDXL `get_dummy_components`: two CLIP text encoders of width 32 (the second with a
+    projection), a UNet with SDXL's size conditioning (`text_time`), the tiny VAE of `build_tiny_sd_pipeline`.
+    """
+    import tempfile
+
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab_size = _write_tiny_clip_tokenizer(Path(tmp))
+        tokenizer = CLIPTokenizer.from_pretrained(tmp)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80,  # 6 size numbers x 8 + the pooled text (32)
+        cross_attention_dim=64,  # the two encoders' hidden states side by side
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+    )
+    config = CLIPTextConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_size=32,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=4,
+        num_hidden_layers=5,
+        vocab_size=vocab_size,
+        max_position_embeddings=77,
+        projection_dim=32,
+    )
+    pipe: Any = StableDiffusionXLPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=CLIPTextModel(config),
+        text_encoder_2=CLIPTextModelWithProjection(config),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        scheduler=EulerDiscreteScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
+        ),
+    )
+    pipe.save_pretrained(folder)
+    return folder
