@@ -389,7 +389,7 @@ def test_training_records_leave_out_flagged_answers(make_studio) -> None:
         result = studio.generate(tab="chat", model_id="fake", prompt=prompt)
         assert result.generation_id is not None
         studio.rate(result.generation_id, "up")
-    records, _ = studio._records("sft", studio.user_id(None), None, None)
+    records, _, _ = studio._records("sft", studio.user_id(None), None, None)
     assert [r["messages"][0]["content"] for r in records] == [BENIGN]
 
 
