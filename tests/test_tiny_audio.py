@@ -216,3 +216,37 @@ def test_melody_model_follows_the_uploaded_clip_across_windows(make_studio, tiny
             "sampling_rate": 8000, "n_fft": 1024, "hop_length": 256, "chunk_length": 30, "num_chroma": 12
         }  # fmt: skip
     assert _rows(studio)[-1].params["melody"] is False and _rows(studio)[-2].params["melody"] is True
+
+
+def test_each_window_is_conditioned_on_its_own_part_of_the_melody(make_studio, tiny_melody_dir: Path) -> None:
+    """A clip longer than one window: window n gets the melody's chroma from its own start on, so a tune
+    that changes note (A, then E) steers each window with the note under it, not the clip's first bars."""
+    studio = make_studio(
+        f"models:\n  - {{id: tiny-melody, tabs: [music], backend: musicgen, source: '{tiny_melody_dir}'}}\n"
+    )
+    rate = 22_050
+    with studio.manager.use("tiny-melody") as backend:
+        windows = backend.plan(1.5)
+        first_new = windows[0][1] / backend.frame_rate  # seconds the first window adds
+        seen: list[np.ndarray] = []
+        generate = backend.model.generate
+
+        def recording(**kwargs: object) -> object:
+            seen.append(kwargs["input_features"][0].float().cpu().numpy())  # type: ignore[index]
+            return generate(**kwargs)
+
+        backend.model.generate = recording
+    a_then_e = np.concatenate([_tone(440.0, first_new, rate), _tone(329.63, 4.0 - first_new, rate)])
+    try:
+        final = list(
+            studio.music(model_id="tiny-melody", prompt="tune", params={"duration": 1.5, "seed": 1},
+                         melody=_wav(a_then_e, rate))
+        )[-1]  # fmt: skip
+    finally:
+        with studio.manager.use("tiny-melody") as backend:
+            backend.model.generate = generate
+    assert final.status == "ok", final.error
+    assert len(seen) == len(windows) >= 2
+    notes = [np.bincount(chroma.argmax(axis=1)[:4], minlength=12).argmax() for chroma in seen]
+    assert notes[0] == 9, "the first window starts on the A"  # C = 0 ... A = 9
+    assert notes[1:] == [4] * (len(windows) - 1), f"later windows start on the E, not the A: {notes}"
