@@ -81,3 +81,39 @@ models:
 @pytest.fixture
 def tiny_studio(make_studio, tiny_model_dir: Path) -> Studio:
     return make_studio(tiny_models_yaml(tiny_model_dir))
+
+
+# -- tiers and skips (tests/helpers/tiers.py) -----------------------------------------------------------
+TIER_MISMATCHES = pytest.StashKey[list[str]]()
+SKIPPED = pytest.StashKey[list[tuple[str, str]]]()
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: the check sees every collected test
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from tests.helpers.tiers import tier_mismatches
+
+    config.stash[TIER_MISMATCHES] = tier_mismatches(items)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    from tests.helpers.tiers import skip_reason
+
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _CONFIG[-1].stash.setdefault(SKIPPED, []).append((report.nodeid, skip_reason(report)))
+
+
+_CONFIG: list[pytest.Config] = []  # the session's config: pytest_runtest_logreport is not given it
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _CONFIG.append(config)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """With STUDIO_SKIPS_FILE set (`.ci/run` sets it), write each skip as a JSON line [test id, reason]."""
+    import json
+
+    path = os.environ.get("STUDIO_SKIPS_FILE")
+    if path:
+        skipped = session.config.stash.get(SKIPPED, [])
+        Path(path).write_text("".join(json.dumps(list(s)) + "\n" for s in skipped), encoding="utf-8")

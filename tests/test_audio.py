@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import threading
+import time
 from collections.abc import Generator
 from pathlib import Path
 
@@ -344,7 +345,9 @@ def test_concurrent_stop_keys_do_not_cross(studio: Studio) -> None:
     worker = threading.Thread(target=slow)
     worker.start()
     assert not studio.cancel("b")
+    deadline = time.monotonic() + 30  # a run that never starts fails here instead of hanging the suite
     while not studio.cancel("a"):
+        assert time.monotonic() < deadline, "run 'a' never became stoppable"
         threading.Event().wait(0.005)
     worker.join(10)
     assert results == ["stopped"]
@@ -380,3 +383,48 @@ def test_an_out_of_memory_error_is_explained_and_stored(
     assert final.status == "error" and "out of memory" in (final.error or "").lower()
     (row,) = _rows(studio)
     assert row.status == "error" and "out of memory" in (row.error or "").lower()
+
+
+# -- melody conditioning's chroma (studio.formats.wav.melody_chroma), against transformers' filters and torch
+def _pure_tone(freq: float, seconds: float, rate: int) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * freq * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("rate", "freq", "pitch_class"), [(32_000, 440.0, 9), (8000, 261.63, 0), (44_100, 392.0, 7)]
+)
+def test_melody_chroma_finds_the_pitch_of_a_tone_at_any_rate(
+    rate: int, freq: float, pitch_class: int
+) -> None:
+    from transformers.audio_utils import chroma_filter_bank
+
+    from studio.formats.wav import melody_chroma
+
+    chroma = melody_chroma(
+        _pure_tone(freq, 3.0, rate), rate, filter_bank=chroma_filter_bank
+    )  # Meta's settings
+    assert chroma.shape == (24, 12) and np.all(chroma.sum(axis=1) == 1)  # one-hot frames, as the extractor's
+    assert set(chroma.argmax(axis=1)) == {pitch_class}  # C = 0 ... A = 9
+
+
+def test_melody_chroma_matches_a_torch_stft_spectrogram() -> None:
+    """The numpy STFT against torch.stft with torchaudio's Spectrogram settings (centre, reflect, periodic
+    Hann, power 2 over the window's energy) and the extractor's steps (filters, one-hot argmax)."""
+    import torch
+    from transformers.audio_utils import chroma_filter_bank
+
+    from studio.formats.wav import melody_chroma
+
+    rng = np.random.default_rng(0)
+    clip = (rng.standard_normal(8000 * 2) * 0.1 + _pure_tone(330.0, 2.0, 8000)).astype(np.float32)
+    ours = melody_chroma(
+        clip, 8000, filter_bank=chroma_filter_bank, sampling_rate=8000, n_fft=1024, hop_length=256
+    )
+    window = torch.hann_window(1024)
+    spec = torch.stft(torch.from_numpy(clip), 1024, 256, window=window, center=True, pad_mode="reflect",
+                      return_complex=True).abs() ** 2 / window.pow(2).sum()  # fmt: skip
+    filters = torch.from_numpy(
+        chroma_filter_bank(sampling_rate=8000, num_frequency_bins=1024, tuning=0, num_chroma=12)
+    )
+    theirs = torch.einsum("cf,ft->tc", filters.float(), spec).argmax(-1).numpy()
+    assert ours.shape == (spec.shape[1], 12) and np.array_equal(ours.argmax(axis=1), theirs)

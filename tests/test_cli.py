@@ -32,6 +32,7 @@ def test_parse_param_reads_yaml_scalars() -> None:
     assert parse_param("system_prompt=[1, 2]") == ("system_prompt", "[1, 2]")
 
 
+@pytest.mark.tiny
 def test_generate_json_rate_and_history(capsys, tmp_path: Path, tiny_model_dir: Path) -> None:
     args = [
         "--models",

@@ -1,4 +1,5 @@
-"""The Code tab's service: every mode through the real backend (tiny checkpoint), settings, checks, files."""
+"""The Code tab's service: every mode through the real backend (tiny checkpoint, marked `tiny`), settings,
+checks and files (fake backend, fast tier)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from studio.cli import main
 from studio.formats.code import MODES
 from studio.service import Studio, StudioError
 from tests.conftest import tiny_models_yaml, write_models
-
-pytestmark = pytest.mark.tiny
 
 SNIPPET = "def add(a, b):\n    return a - b\n"
 MODE_INPUTS = {
@@ -32,6 +31,7 @@ def rows(studio: Studio) -> list[storage.Generation]:
         return list(s.exec(select(storage.Generation).order_by(storage.Generation.id)))
 
 
+@pytest.mark.tiny
 @pytest.mark.parametrize("mode", list(MODES))
 def test_every_mode_runs_through_the_real_backend(tiny_studio: Studio, mode: str) -> None:
     extra, text = MODE_INPUTS[mode]
@@ -49,6 +49,7 @@ def test_every_mode_runs_through_the_real_backend(tiny_studio: Studio, mode: str
         assert "no code block" in result.notice
 
 
+@pytest.mark.tiny
 def test_follow_up_turns_keep_the_conversation(tiny_studio: Studio) -> None:
     first = list(tiny_studio.code(model_id="tiny", text="a function that adds", settings={"mode": "write"}))[
         -1
@@ -72,6 +73,7 @@ def test_follow_up_turns_keep_the_conversation(tiny_studio: Studio) -> None:
     assert stored["mode"] == "follow-up" and stored["input"] == "add type hints", "settings kept for reuse"
 
 
+@pytest.mark.tiny
 def test_input_beyond_the_context_is_cut_with_a_notice(tiny_studio: Studio) -> None:
     big = "x = 1\n" * 400  # the tiny model's context is 256 tokens
     final = list(tiny_studio.code(model_id="tiny", text=big, settings={"mode": "explain"}))[-1]
@@ -135,6 +137,7 @@ def test_code_file_has_the_language_extension(fake_studio: Studio) -> None:
     assert path.suffix == ".go" and path.read_text() == "package main\n"
 
 
+@pytest.mark.tiny
 def test_cli_generate_code_json(capsys, tmp_path: Path, tiny_model_dir: Path) -> None:
     models = write_models(tmp_path, tiny_models_yaml(tiny_model_dir))
     code = main(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,22 +22,38 @@ from sqlmodel import Session, select
 from studio import storage
 from studio.service import Studio
 from tests.conftest import FAKE_MODELS, tiny_models_yaml
+from tests.helpers.sampling import sampling
 from tests.helpers.served import serving, studio_at
 from tests.helpers.threads import together
 
-SAMPLING = [False, 0.7, 0.9, 50, 1.0, 8, 1, None]
+SAMPLING = sampling(max_new_tokens=8)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[tuple[Studio, str]]:
-    tiny = tiny_models_yaml(tiny_model_dir).replace("models:\n", "")
-    studio = studio_at(tmp_path_factory.mktemp("load"), FAKE_MODELS + tiny)
+@contextmanager
+def served_for_load(folder: Path, models: str) -> Iterator[tuple[Studio, str]]:
+    studio = studio_at(folder, models)
     studio.user_id(None)
     try:
         with serving(studio, queue_size=256, rate_limit=None) as server:
             yield studio, server.url
     finally:
         studio.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Studio, str]]:
+    """The fake backend only (fast tier)."""
+    with served_for_load(tmp_path_factory.mktemp("load"), FAKE_MODELS) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def served_tiny(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
+) -> Iterator[tuple[Studio, str]]:
+    """The tiny checkpoint through the real transformers backend (`tiny` tier)."""
+    with served_for_load(tmp_path_factory.mktemp("load-tiny"), tiny_models_yaml(tiny_model_dir)) as served:
+        yield served
 
 
 def run_clients(url: str, model: str, clients: int, turns: int) -> tuple[list[int], list[str], float]:
@@ -123,7 +140,7 @@ def test_fifty_api_clients_at_once_lose_and_double_nothing(
 
 @pytest.mark.tiny
 def test_concurrent_clients_on_a_real_tiny_model(
-    served: tuple[Studio, str], caplog: pytest.LogCaptureFixture
+    served_tiny: tuple[Studio, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    seconds = clients_lose_nothing(served, caplog, "tiny", clients=5, turns=4)
+    seconds = clients_lose_nothing(served_tiny, caplog, "tiny", clients=5, turns=4)
     print(f"\n5 clients x 4 turns (tiny transformers model): {20 / seconds:.1f} turns/s, {seconds:.1f} s")

@@ -18,8 +18,8 @@ from studio.backends.params import ChatParams
 from studio.manager.queue import DeviceDeadlock, DeviceLine
 from studio.service import Studio
 from tests.helpers.fakes import fake_weights
+from tests.helpers.sampling import SAMPLING
 
-SAMPLING = [False, 0.7, 0.9, 50, 1.0, 16, 1, None]  # the chat API's Sampling panel: do_sample .. seed
 WAIT_S = 10.0  # a bound on every wait below; the tests take well under a second each when they pass
 
 
@@ -349,21 +349,11 @@ def test_pin_keeps_a_model_loaded_without_taking_a_turn(make_studio) -> None:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Studio, str]]:
-    from studio import Settings
-    from studio.ui import build_app, launch
-    from tests.conftest import write_models
-    from tests.helpers.net import free_port
+    from tests.helpers.served import served_studio
 
-    studio = Studio.from_settings(
-        Settings.from_env(models_file=write_models(tmp_path, QUEUE_MODELS), data_dir=tmp_path / "d")
-    )
-    app = build_app(studio)
-    port = free_port()
-    launch(app, studio, host="127.0.0.1", port=port, block=False)
-    yield studio, f"http://127.0.0.1:{port}/"
-    Gated.gate.set()
-    app.close()
-    studio.close()
+    with served_studio(tmp_path, QUEUE_MODELS) as (studio, url):
+        yield studio, url
+        Gated.gate.set()
 
 
 def test_every_model_running_event_shares_the_generation_queue(make_studio) -> None:

@@ -24,9 +24,9 @@ from studio.security.accounts import UserStore, add_user
 from studio.security.guard import RateLimiter
 from studio.service import Studio
 from tests.conftest import FAKE_MODELS
+from tests.helpers.sampling import SAMPLING
 from tests.helpers.served import served_studio, serving, studio_at
 
-SAMPLING = [False, 0.7, 0.9, 50, 1.0, 16, 1, None]
 CODE_SETTINGS = ["write", "python", "python", "", ""]
 IMAGE_MODEL = """
   - id: fake-image

@@ -183,44 +183,6 @@ def _wav(samples: np.ndarray, rate: int) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize(
-    ("rate", "freq", "pitch_class"), [(32_000, 440.0, 9), (8000, 261.63, 0), (44_100, 392.0, 7)]
-)
-def test_melody_chroma_finds_the_pitch_of_a_tone_at_any_rate(
-    rate: int, freq: float, pitch_class: int
-) -> None:
-    from transformers.audio_utils import chroma_filter_bank
-
-    from studio.formats.wav import melody_chroma
-
-    chroma = melody_chroma(_tone(freq, 3.0, rate), rate, filter_bank=chroma_filter_bank)  # Meta's settings
-    assert chroma.shape == (24, 12) and np.all(chroma.sum(axis=1) == 1)  # one-hot frames, as the extractor's
-    assert set(chroma.argmax(axis=1)) == {pitch_class}  # C = 0 ... A = 9
-
-
-def test_melody_chroma_matches_a_torch_stft_spectrogram() -> None:
-    """The numpy STFT against torch.stft with torchaudio's Spectrogram settings (centre, reflect, periodic
-    Hann, power 2 over the window's energy) and the extractor's steps (filters, one-hot argmax)."""
-    import torch
-    from transformers.audio_utils import chroma_filter_bank
-
-    from studio.formats.wav import melody_chroma
-
-    rng = np.random.default_rng(0)
-    clip = (rng.standard_normal(8000 * 2) * 0.1 + _tone(330.0, 2.0, 8000)).astype(np.float32)
-    ours = melody_chroma(
-        clip, 8000, filter_bank=chroma_filter_bank, sampling_rate=8000, n_fft=1024, hop_length=256
-    )
-    window = torch.hann_window(1024)
-    spec = torch.stft(torch.from_numpy(clip), 1024, 256, window=window, center=True, pad_mode="reflect",
-                      return_complex=True).abs() ** 2 / window.pow(2).sum()  # fmt: skip
-    filters = torch.from_numpy(
-        chroma_filter_bank(sampling_rate=8000, num_frequency_bins=1024, tuning=0, num_chroma=12)
-    )
-    theirs = torch.einsum("cf,ft->tc", filters.float(), spec).argmax(-1).numpy()
-    assert ours.shape == (spec.shape[1], 12) and np.array_equal(ours.argmax(axis=1), theirs)
-
-
 @pytest.fixture(scope="session")
 def tiny_melody_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.helpers.tiny_audio import build_tiny_musicgen
@@ -254,3 +216,37 @@ def test_melody_model_follows_the_uploaded_clip_across_windows(make_studio, tiny
             "sampling_rate": 8000, "n_fft": 1024, "hop_length": 256, "chunk_length": 30, "num_chroma": 12
         }  # fmt: skip
     assert _rows(studio)[-1].params["melody"] is False and _rows(studio)[-2].params["melody"] is True
+
+
+def test_each_window_is_conditioned_on_its_own_part_of_the_melody(make_studio, tiny_melody_dir: Path) -> None:
+    """A clip longer than one window: window n gets the melody's chroma from its own start on, so a tune
+    that changes note (A, then E) steers each window with the note under it, not the clip's first bars."""
+    studio = make_studio(
+        f"models:\n  - {{id: tiny-melody, tabs: [music], backend: musicgen, source: '{tiny_melody_dir}'}}\n"
+    )
+    rate = 22_050
+    with studio.manager.use("tiny-melody") as backend:
+        windows = backend.plan(1.5)
+        first_new = windows[0][1] / backend.frame_rate  # seconds the first window adds
+        seen: list[np.ndarray] = []
+        generate = backend.model.generate
+
+        def recording(**kwargs: object) -> object:
+            seen.append(kwargs["input_features"][0].float().cpu().numpy())  # type: ignore[index]
+            return generate(**kwargs)
+
+        backend.model.generate = recording
+    a_then_e = np.concatenate([_tone(440.0, first_new, rate), _tone(329.63, 4.0 - first_new, rate)])
+    try:
+        final = list(
+            studio.music(model_id="tiny-melody", prompt="tune", params={"duration": 1.5, "seed": 1},
+                         melody=_wav(a_then_e, rate))
+        )[-1]  # fmt: skip
+    finally:
+        with studio.manager.use("tiny-melody") as backend:
+            backend.model.generate = generate
+    assert final.status == "ok", final.error
+    assert len(seen) == len(windows) >= 2
+    notes = [np.bincount(chroma.argmax(axis=1)[:4], minlength=12).argmax() for chroma in seen]
+    assert notes[0] == 9, "the first window starts on the A"  # C = 0 ... A = 9
+    assert notes[1:] == [4] * (len(windows) - 1), f"later windows start on the E, not the A: {notes}"

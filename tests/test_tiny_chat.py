@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from studio.backends import BackendContext, Message, ModelNotAvailable, Notice, Request, TextDelta, Usage
+from studio.backends import BackendContext, Message, Notice, Request, TextDelta, Usage
 from studio.backends.params import ChatParams
 from studio.backends.transformers_chat import TransformersChat
 from studio.config import ModelSpec
-from studio.service import Studio, StudioError
+from studio.service import Studio
 
 pytestmark = pytest.mark.tiny
 
@@ -124,18 +124,3 @@ def test_service_turn_through_the_real_backend_is_stored(tiny_studio: Studio) ->
         -1
     ]
     assert again.text == final.text, "same seed, same settings, same answer"
-
-
-def test_a_hub_model_that_is_not_downloaded_fails_fast_with_the_fix(make_studio) -> None:
-    studio = make_studio(
-        "models:\n  - {id: remote, tabs: [chat], backend: transformers-chat, source: nobody/absent-model}\n"
-    )
-    started = time.perf_counter()
-    # The service refuses it before any row (issue 14); the backend itself still fails fast if asked.
-    with pytest.raises(StudioError, match="run `studio models pull remote`"):
-        list(studio.chat(model_id="remote", message="hi"))
-    assert time.perf_counter() - started < 1
-    with pytest.raises(ModelNotAvailable):
-        TransformersChat(
-            studio.config.model("remote"), BackendContext(Path("/nonexistent"), Path("."))
-        ).load()

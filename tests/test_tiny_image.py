@@ -17,15 +17,12 @@ from studio.backends import (
     BackendContext,
     BackendError,
     ImageOutput,
-    ModelNotAvailable,
     Progress,
     Request,
-    backend_class,
-    check_models,
 )
 from studio.backends.diffusers_image import DiffusersImage
 from studio.backends.params import SCHEDULERS, ImageParams
-from studio.config import LoraSpec, ModelSpec, StudioConfig
+from studio.config import LoraSpec, ModelSpec
 
 pytestmark = pytest.mark.tiny
 
@@ -84,30 +81,6 @@ def max_diff(a: ImageOutput, b: ImageOutput) -> int:
 
 
 # -- registry and loading ----------------------------------------------------------------------------
-
-
-def test_diffusers_kind_is_the_real_backend() -> None:
-    assert backend_class("diffusers") is DiffusersImage
-    assert DiffusersImage.Params is ImageParams
-    check_models(StudioConfig(models=[ModelSpec(id="m", tabs=["image"], backend="diffusers", source="a/b")]))
-
-
-def test_a_missing_model_folder_is_not_available(tmp_path: Path) -> None:
-    with pytest.raises(ModelNotAvailable, match="does not exist"):
-        make_backend(str(tmp_path / "absent"), tmp_path).load()
-
-
-def test_a_folder_that_is_not_a_pipeline_is_not_available(tmp_path: Path) -> None:
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelNotAvailable, match="not a diffusers pipeline folder"):
-        make_backend(str(tmp_path / "empty"), tmp_path).load()
-
-
-def test_an_uncached_hub_model_fails_fast_with_the_fix(tmp_path: Path) -> None:
-    started = time.perf_counter()
-    with pytest.raises(ModelNotAvailable, match="studio models pull tiny-sd"):
-        make_backend("nobody/absent-image-model", tmp_path).load()
-    assert time.perf_counter() - started < 15
 
 
 def test_memory_is_counted_and_returned_on_unload(tiny_sd_dir: Path) -> None:

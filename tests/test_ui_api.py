@@ -12,9 +12,8 @@ from sqlmodel import Session, select
 from studio import storage
 from studio.service import Studio
 from tests.conftest import FAKE_MODELS
+from tests.helpers.sampling import SAMPLING
 from tests.helpers.served import served_studio
-
-SAMPLING = [False, 0.7, 0.9, 50, 1.0, 16, 1, None]  # do_sample .. seed, as in the Sampling panel
 
 
 @pytest.fixture(scope="module")

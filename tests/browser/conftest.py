@@ -28,7 +28,7 @@ import pytest
 from studio.backends import Backend, Request, TextDelta, Usage, register, unregister
 from studio.backends.params import ChatParams
 from tests.helpers.fakes import fake_weights
-from tests.helpers.net import free_port
+from tests.helpers.served import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -133,7 +133,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     import torch
 
     torch.set_num_threads(1)
-    import studio.ui
     from studio import Settings, Studio
     from tests.helpers.tiny_audio import build_tiny_musicgen
     from tests.helpers.tiny_chat import build_tiny_chat_model, build_tiny_sd_pipeline
@@ -185,13 +184,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # Create the "local" user before two threads (the page's load event and this test process) race to:
     # Studio.user_id's get-or-create is not safe under concurrency on a fresh database (UNIQUE user.name).
     service.user_id(None)
-    app = studio.ui.build_app(service)
-    port = free_port()
-    studio.ui.launch(app, service, host="127.0.0.1", port=port, block=False)
     try:
-        yield Server(url=f"http://127.0.0.1:{port}/", studio=service)
+        with serving(service) as served:
+            yield Server(url=served.url, studio=service)
     finally:
-        app.close()
         service.close()
         unregister(ScriptedChat.kind)
 

@@ -1,5 +1,7 @@
 """The feedback loop in a real browser: votes with a reason in the Chat and Image tabs, an A/B comparison
-in the Chat tab, then the Library: search, a vote with a reason, re-run in the right tab, export download."""
+in the Chat tab, then the Library: search, a vote with a reason, re-run in the right tab, export download.
+One page for all of it: with a second page for the Image tab the test took 50 s, on one page 12-20 s (the
+same session on the same busy cores; docs/testing.md)."""
 
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ def ratings(studio) -> dict[int, tuple[int, str | None, str | None]]:
         return {r.generation_id: (r.value, r.reason, r.comment) for r in s.exec(select(storage.Rating))}
 
 
-def test_vote_compare_search_rerun_and_export(chat, image) -> None:
+def test_vote_compare_search_rerun_and_export(chat) -> None:
     from playwright.sync_api import expect
+
+    from .conftest import ImagePage
 
     studio = chat.studio
     # 1. Thumbs up in the Chat tab.
@@ -35,7 +39,11 @@ def test_vote_compare_search_rerun_and_export(chat, image) -> None:
     chat.page.locator("#chat-feedback-save").click()
     chat.wait_until(lambda: ratings(studio).get(row.id) == (1, "other", "friendly"), "the chat reason")
 
-    # 2. Thumbs down in the Image tab (a second page on the same server).
+    # 2. Thumbs down in the Image tab, on the same page: with a second page the whole test ran 2.5-4x slower.
+    chat.page.get_by_role("tab", name="Image", exact=True).click()
+    image = ImagePage(chat.page, chat.server)
+    image.page.locator("#image-prompt textarea").wait_for()
+    image.wait_idle()
     [picture] = image.generate("library fox", Images=1)
     image.select(picture.id)
     image.page.locator("#image-dislike").click()
@@ -49,6 +57,7 @@ def test_vote_compare_search_rerun_and_export(chat, image) -> None:
 
     # 3. A/B in the Chat tab: one model, two seeds, sampling on; B wins.
     page = chat.page
+    page.get_by_role("tab", name="Chat", exact=True).click()
     page.locator("#chat-compare").get_by_text("Compare A/B").click()
     page.locator("#chat-compare-prompt textarea").fill("Library compare prompt")
     page.locator("#chat-compare-seed-a input").fill("1")

@@ -25,7 +25,7 @@ from playwright.sync_api import expect
 
 from studio import sources
 from studio.config import DEFAULT_MODELS_FILE, Settings, load_config
-from tests.helpers.net import free_port
+from tests.helpers.served import serving
 
 from .conftest import CHROMIUM, ChatPage, Server
 
@@ -76,7 +76,6 @@ def shot_server(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Ite
     if not ready:
         yield server
         return
-    import studio.ui
     from studio import Studio
 
     tmp = tmp_path_factory.mktemp("screenshot")
@@ -90,13 +89,10 @@ def shot_server(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Ite
     service = Studio.from_settings(dataclasses.replace(settings, model_cache=cache))
     service.user_id(None)  # the "local" user, before the page's load event and this process race to make it
     service.manager.preload(BUNDLED)  # as `studio serve` does, so the first message does not wait for it
-    app = studio.ui.build_app(service)
-    port = free_port()
-    studio.ui.launch(app, service, host="127.0.0.1", port=port, block=False)
     try:
-        yield Server(url=f"http://127.0.0.1:{port}/", studio=service)
+        with serving(service) as served:
+            yield Server(url=served.url, studio=service)
     finally:
-        app.close()
         service.close()
 
 

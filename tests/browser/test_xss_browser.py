@@ -7,7 +7,6 @@ with hostile markup; the page is checked for any sign it ran (a global set, a di
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -50,7 +49,7 @@ def xss_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     from studio import Settings
     from studio.security.accounts import UserStore, add_user
     from studio.service import Studio
-    from studio.ui import build_app, launch
+    from tests.helpers.served import serving
 
     register(HostileChat)
     folder = tmp_path_factory.mktemp("xss")
@@ -61,15 +60,10 @@ def xss_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     studio = Studio.from_settings(
         Settings.from_env(models_file=folder / "models.yaml", data_dir=folder / "d")
     )
-    app = build_app(studio)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    launch(app, studio, host="127.0.0.1", port=port, block=False, accounts=UserStore(folder / "users.json"))
     try:
-        yield f"http://127.0.0.1:{port}/", studio
+        with serving(studio, accounts=UserStore(folder / "users.json")) as served:
+            yield served.url, studio
     finally:
-        app.close()
         studio.close()
         unregister(HostileChat.kind)
 
@@ -111,3 +105,46 @@ def test_html_and_script_in_model_output_are_not_executed(xss_server: tuple[str,
     assert chat.locator("a[href^='javascript:']").count() == 0
     # Stored as the model wrote it (nothing is lost), only rendered safely.
     assert studio.history(user="alice")[0]["text"] == HOSTILE
+
+
+HOSTILE_PROMPT = "make it nasty <img src=x onerror=\"window.__xss='prompt'\"><script>window.__xss=1</script>"
+LIVE = "script, iframe, [onerror], [onload], a[href^='javascript:']"
+
+
+def test_html_and_script_in_the_code_and_library_panes_are_not_executed(
+    xss_server: tuple[str, Any], page: Any
+) -> None:
+    """The Code tab's panes (conversation, code view, explanation) and the Library's table and details show
+    a hostile answer and a hostile prompt as text or drop the markup; nothing runs."""
+    from playwright.sync_api import expect
+
+    url, studio = xss_server
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(url)
+    page.locator("#message textarea").or_(page.get_by_label("username")).first.wait_for()
+    if page.get_by_label("username").count():  # the shared browser may hold alice's login already
+        page.get_by_label("username").fill("alice")
+        page.get_by_label("password").fill("alice-password")
+        page.get_by_role("button", name="Login").click()
+    page.get_by_role("tab", name="Code", exact=True).click()
+    page.locator("#code-input textarea").fill(HOSTILE_PROMPT)
+    page.locator("#code-run").click()
+    expect(page.locator("#code-chatbot [data-testid=bot]").last).to_contain_text("Here you go")
+    expect(page.locator("#code-view .cm-content")).to_contain_text("<script>alert('shown as code')</script>")
+    page.wait_for_timeout(500)  # time for an onerror / onload handler to fire, were one left
+    for pane in ("#code-chatbot", "#code-view", "#code-explanation"):
+        assert page.locator(pane).locator(LIVE).count() == 0, pane
+
+    page.get_by_role("tab", name="Library", exact=True).click()
+    page.locator("#library-search textarea").fill("nasty")
+    page.locator("#library-find").click()
+    expect(page.locator("#library-count")).to_contain_text("1 generation(s)")
+    page.locator("#library-table").get_by_test_id("cell-0-6").click()
+    expect(page.locator("#library-details")).to_contain_text("Here you go")
+    page.wait_for_timeout(500)
+    for pane in ("#library-table", "#library-details"):
+        assert page.locator(pane).locator(LIVE).count() == 0, pane
+    assert page.evaluate("() => window.__xss") is None and not dialogs
+    (turn,) = studio.history(user="alice", tab="code")
+    assert turn["text"] == HOSTILE, "stored as the model wrote it"

@@ -19,9 +19,10 @@ from typing import Any
 
 import httpx
 
+from tests.helpers.sampling import sampling
 from tests.helpers.threads import together
 
-SAMPLING = [False, 0.7, 0.9, 50, 1.0, 8, 1, None]  # the Sampling panel, in PARAM_NAMES order
+SAMPLING = sampling(max_new_tokens=8)  # short turns: many clients at once
 
 
 def endpoint(url: str, api_name: str) -> int:

@@ -9,14 +9,15 @@ SQLite file, acknowledged only after they return.
                                                     # each forks a server, prints its pid (skips imports)
     POST /rate?generation=ID&user=NAME&vote=up|down   -> 200 "ok" once the vote is committed
     POST /chat?prompt=TEXT[&model=ID]                 -> 200 with the generation id when it ends
-A prompt with SLOW runs for about 20 s; the model `fatal` fails as a corrupted CUDA context does.
+    python -m tests.helpers.faults_server --serve serve --models M --data-dir D --port P  # `studio serve`
+A prompt with SLOW runs for about 20 s; the model `fatal` fails as a corrupted CUDA context does (torch's
+real `AcceleratorError`).
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,10 +30,7 @@ from studio.backends.params import ChatParams
 from studio.service import Studio
 from tests.helpers import fakes  # noqa: F401  (registers the fake backends)
 from tests.helpers.fakes import fake_weights
-
-
-class AcceleratorError(RuntimeError):
-    """Named like torch's (>= 2.8) error for CUDA runtime failures."""
+from tests.helpers.net import free_port
 
 
 @register
@@ -46,8 +44,10 @@ class FatalChat(Backend):
         pass
 
     def generate(self, request: Request) -> Iterator[TextDelta]:
+        import torch  # torch's own class (>= 2.8) for CUDA runtime failures; a CPU build never raises it
+
         yield TextDelta("partial ")
-        raise AcceleratorError("CUDA error: an illegal memory access was encountered")
+        raise torch.AcceleratorError("CUDA error: an illegal memory access was encountered")
 
 
 def main(models: str, data_dir: str, port_file: str) -> None:
@@ -95,9 +95,7 @@ def gradio(models: str, data_dir: str, port_file: str) -> None:
     studio = Studio.from_settings(Settings.from_env(models_file=models, data_dir=data_dir))
     studio.user_id(None)
     app = build_app(studio)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     launch(app, studio, host="127.0.0.1", port=port, block=False, queue_size=256, rate_limit=None)
     tmp = Path(port_file + ".tmp")
     tmp.write_text(str(port))
@@ -124,5 +122,9 @@ if __name__ == "__main__":
         zygote()
     elif sys.argv[1] == "--gradio":
         gradio(*sys.argv[2:5])
+    elif sys.argv[1] == "--serve":  # the real `studio serve`, with this module's test kinds registered
+        from studio.cli import main as studio_main
+
+        sys.exit(studio_main(sys.argv[2:]))
     else:
         main(*sys.argv[1:4])
