@@ -21,6 +21,8 @@ from sqlmodel import Session, select
 
 from studio import storage
 from studio.service import Studio
+from studio.ui.safety import CATEGORIES as SAFETY_CATEGORIES
+from studio.ui.safety import TABS as SAFETY_TABS
 from tests import test_audio  # noqa: F401  (registers the fake speech and music kinds)
 from tests.conftest import FAKE_MODELS
 from tests.helpers.sampling import SAMPLING
@@ -81,6 +83,9 @@ ENDPOINT_TESTS: dict[str, tuple[str, str | None]] = {
     "train_compare": (f"{TRAIN}test_compare_promote_and_discard", BAD),
     "promote_variant": (f"{TRAIN}test_compare_promote_and_discard", BAD),
     "discard_variant": (f"{TRAIN}test_compare_promote_and_discard", BAD),
+    "safety_policy": (f"{HERE}test_safety_policy_log_and_check", BAD),
+    "safety_log": (f"{HERE}test_safety_policy_log_and_check", NO_INPUT),
+    "safety_check": (f"{HERE}test_safety_policy_log_and_check", BAD),
 }
 
 
@@ -193,6 +198,24 @@ def test_pull_model_and_train_runs(served: tuple[Studio, str], client: Client) -
     assert runs["headers"] and runs["data"] in ([], [[""] * len(runs["headers"])])  # none yet, for this user
 
 
+def test_safety_policy_log_and_check(served: tuple[Studio, str], client: Client) -> None:
+    studio, _ = served
+    before = studio.safety_policy()
+    modes = [before["modes"][tab] for tab in SAFETY_TABS]
+    thresholds = [before["thresholds"][c] for c in SAFETY_CATEGORIES]
+    try:
+        note, _ = client.predict("block", *modes[1:], 0.9, *thresholds[1:], api_name="/safety_policy")
+        assert note.startswith("Applied"), note  # the one local user is the admin
+        assert studio.safety_policy()["modes"]["chat"] == "block"
+        assert studio.safety_policy()["thresholds"]["profanity"] == 0.9
+    finally:
+        studio.set_safety_policy(modes=before["modes"], thresholds=before["thresholds"])
+    note, log = client.predict(api_name="/safety_log")
+    assert note == "" and log["headers"]
+    verdict = client.predict("what a lovely morning for a walk", api_name="/safety_check")
+    assert verdict["media"] == "text" and verdict["verdict"] == "ok", verdict  # no checkers in this config
+
+
 MISSING = 999_999  # an id nothing has
 
 
@@ -220,6 +243,9 @@ MISSING = 999_999  # an id nothing has
         ("/train_compare", [MISSING, "hello"], r"\*\*Error:\*\* .*variant"),
         ("/promote_variant", [MISSING], r"\*\*Error:\*\* .*variant"),
         ("/discard_variant", [MISSING], r"\*\*Error:\*\* .*variant"),
+        ("/safety_policy", ["maybe", *["off"] * 4, *[0.5] * 8], "not in the list of choices"),
+        ("/safety_policy", [*["off"] * 5, 1.5, *[0.5] * 7], "greater than maximum value 1"),
+        ("/safety_check", ["   "], "text"),
     ],
 )
 def test_bad_input_is_refused_and_stores_nothing(

@@ -68,7 +68,8 @@ def build_safety_panel(studio: Studio, app: gr.Blocks) -> None:
         current = studio.safety_policy()
         return [current["modes"][t] for t in TABS] + [current["thresholds"][c] for c in CATEGORIES]
 
-    def apply(*values: Any, request: gr.Request) -> tuple[str, Any]:
+    # The request comes first: Gradio fills a gr.Request parameter by its position, never a keyword-only one.
+    def apply(request: gr.Request, *values: Any) -> tuple[str, Any]:
         chosen = dict(zip(TABS, values[: len(TABS)], strict=True))
         thresholds = {c: v for c, v in zip(CATEGORIES, values[len(TABS) :], strict=True) if v is not None}
         try:
