@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -41,3 +42,25 @@ def test_concurrent_first_use_loads_once(make_studio) -> None:
 def test_unknown_model(make_studio) -> None:
     with pytest.raises(KeyError, match="known models: fake, fake-2"), make_studio().manager.use("nope"):
         pass
+
+
+def test_a_first_load_waits_for_the_import_warm_up(make_studio, monkeypatch, tmp_path) -> None:
+    # `studio serve --no-preload` imports transformers in a thread; a load beside it once saw the half-made
+    # lazy module. Here a slow module stands in for that import: the load must start after it is done.
+    (tmp_path / "slow_model_library.py").write_text("import time\ntime.sleep(0.5)\nREADY = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "slow_model_library", raising=False)
+    studio = make_studio()
+    seen: list[bool] = []
+
+    def load(self: FakeChat) -> None:
+        seen.append(hasattr(sys.modules.get("slow_model_library"), "READY"))
+
+    monkeypatch.setattr(FakeChat, "load", load)
+    warm = threading.Thread(target=studio.manager.warm_imports, args=("slow_model_library",))
+    warm.start()
+    while "slow_model_library" not in sys.modules:  # the import has begun
+        pass
+    studio.manager.preload("fake")
+    warm.join()
+    assert seen == [True]

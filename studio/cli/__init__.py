@@ -322,7 +322,9 @@ def port_in_use(host: str, port: int) -> str | None:
 
 def _import_model_libraries(studio: Any) -> None:
     """Import torch and transformers while the server idles: about 2-3 s the first message would wait."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+    studio.manager.warm_imports(
+        "torch", "transformers.models.auto.modeling_auto", "transformers.models.auto.tokenization_auto"
+    )
 
 
 def _warm_default_chat_model(studio: Any) -> None:

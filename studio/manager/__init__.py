@@ -64,6 +64,8 @@ class ModelManager:
         self._jobs = jobs_per_device or settings.jobs_per_device or config.jobs_per_device
         self._lines: dict[Pool, DeviceLine] = {}
         self._pools: dict[str, Pool | None] = {}  # model id -> its pool (None: remote), asked once
+        self._imports_done = threading.Event()  # cleared while `warm_imports` runs
+        self._imports_done.set()
 
     # -- what is loaded ----------------------------------------------------------------------------
     def loaded(self) -> list[str]:
@@ -285,6 +287,9 @@ class ModelManager:
     def _load(self, spec: ModelSpec, backend: Backend, pool: Pool | None, need: int) -> _Slot:
         before = memory.cuda_allocated() if pool == "cuda" else memory.process_rss()
         started = time.perf_counter()
+        # A second thread importing transformers while the warm-up still does can see the half-made lazy
+        # module ("cannot import name 'AutoModelForCausalLM'"): the first load waits for the warm-up.
+        self._imports_done.wait()
         try:
             backend.load()  # may raise; nothing is registered then
         except BaseException:
@@ -387,6 +392,18 @@ class ModelManager:
     def unload_all(self) -> None:
         while any(self.unload(mid) for mid in self.loaded()):  # again: a variant gone lets its base go
             pass
+
+    def warm_imports(self, *modules: str) -> None:
+        """Import the model libraries ahead of the first load (in a background thread at start-up); loads
+        wait until this is done rather than importing the same lazy modules beside it."""
+        import importlib
+
+        self._imports_done.clear()
+        try:
+            for name in modules:
+                importlib.import_module(name)
+        finally:
+            self._imports_done.set()
 
     def preload(self, model_id: str, *, turn: Turn | None = None) -> float:
         """Load a model now (e.g. at start-up), in its turn on the device, and return how long that took."""
