@@ -21,11 +21,11 @@ from sqlmodel import Session
 
 from studio import storage
 from studio.backends import ImageOutput, Progress, Request
-from studio.errors import StudioError
+from studio.errors import StudioError, reason
 from studio.formats import png
 from studio.service.checks import model_for, params_for, prompt_text, require_weights
 from studio.service.core import StudioCore
-from studio.service.runs import Loading, Run, Waiting
+from studio.service.runs import Loading, Run, Waiting, remove_quietly
 from studio.service.types import GenerationResult, ImageUpdate, Status
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ class ImageTab(StudioCore):
             try:
                 return self._save_images(*job, outputs, run.status, run.error, run.notices, run.seconds)
             except Exception as exc:  # e.g. a full disk: the job is still recorded, with the reason
-                run.status, run.error = Status.ERROR, f"the pictures could not be saved: {exc}"
+                log.warning("could not save the pictures: %s", reason(exc))
+                run.status, run.error = Status.ERROR, f"the pictures could not be saved: {reason(exc)}"
                 outputs.clear()
                 return self._save_images(*job, outputs, run.status, run.error, run.notices, run.seconds)
 
@@ -164,8 +165,9 @@ class ImageTab(StudioCore):
                 session.commit()
             except Exception:
                 session.rollback()
-                for path in written:  # nothing half-written: no rows without files, no files without rows
-                    path.unlink(missing_ok=True)
+                # Nothing half-written: no rows without files, no files without rows. A failing disk makes
+                # the clean-up fail too; that is logged, and the caller still finishes the row.
+                remove_quietly(written)
                 raise
             return [(row.id or 0, path) for row, path in zip(rows, written, strict=True)]
 
