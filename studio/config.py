@@ -191,6 +191,11 @@ ENV_FORMS: dict[str, str] = {
     "STUDIO_MEMORY_BUDGET": "a size such as 12GB or 512MB, or one per pool such as cpu=12GB,cuda=20GB",
     "STUDIO_RATE_LIMIT": "a whole number of events a minute (0 turns the limit off)",
     "STUDIO_ALLOWED_ORIGINS": "comma-separated origins such as https://example.com,http://10.0.0.7:7860",
+    "STUDIO_QUEUED_PER_USER": "a whole number from 1 to 1000",
+    "STUDIO_MAX_NEW_TOKENS": "a whole number from 1 to 1000000",
+    "STUDIO_UPLOAD_CACHE": "a size such as 2GB or 500MB",
+    "STUDIO_TEMP_MAX_AGE": "a whole number of minutes from 1 to 100000",
+    "STUDIO_LEASE_SECONDS": "a whole number of seconds from 2 to 86400",
 }
 _WHOLE = re.compile(r"[0-9]+")
 
@@ -199,6 +204,15 @@ def _whole(raw: str, low: int, high: int | None = None) -> int:
     if not _WHOLE.fullmatch(raw) or int(raw) < low or (high is not None and int(raw) > high):
         raise ValueError
     return int(raw)
+
+
+def _set(**values: Any) -> dict[str, Any]:
+    """The values that were set (None: unset, so the field's default applies)."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _times(value: int | None, factor: int) -> int | None:
+    return None if value is None else value * factor
 
 
 def _users_file(raw: str) -> Path:
@@ -256,6 +270,11 @@ class Settings:
     memory_budget: dict[Pool, int] | None = field(default=None, hash=False)
     rate_limit: int | None = None  # STUDIO_RATE_LIMIT, events a minute (0: off); None: the guard's default
     allowed_origins: frozenset[str] = frozenset()  # STUDIO_ALLOWED_ORIGINS, as "host:port"
+    queued_per_user: int = 8  # STUDIO_QUEUED_PER_USER: one user's jobs waiting or running on a device
+    max_new_tokens: int | None = None  # STUDIO_MAX_NEW_TOKENS: this deployment's cap; None: the model's
+    upload_cache: int = 2 * GB  # STUDIO_UPLOAD_CACHE: bytes the studio's upload and temp files may take
+    temp_max_age_s: int = 24 * 3600  # STUDIO_TEMP_MAX_AGE (minutes): older temp files are removed
+    lease_s: int = 60  # STUDIO_LEASE_SECONDS: a running row's owner lease; expired, another process recovers it
 
     @classmethod
     def from_env(
@@ -291,6 +310,13 @@ class Settings:
             memory_budget=read("STUDIO_MEMORY_BUDGET", parse_budget),
             rate_limit=read("STUDIO_RATE_LIMIT", lambda raw: _whole(raw, 0)),
             allowed_origins=read("STUDIO_ALLOWED_ORIGINS", _origins) or frozenset(),
+            **_set(
+                queued_per_user=read("STUDIO_QUEUED_PER_USER", lambda raw: _whole(raw, 1, 1000)),
+                max_new_tokens=read("STUDIO_MAX_NEW_TOKENS", lambda raw: _whole(raw, 1, 1_000_000)),
+                upload_cache=read("STUDIO_UPLOAD_CACHE", parse_size),
+                temp_max_age_s=_times(read("STUDIO_TEMP_MAX_AGE", lambda raw: _whole(raw, 1, 100_000)), 60),
+                lease_s=read("STUDIO_LEASE_SECONDS", lambda raw: _whole(raw, 2, 86_400)),
+            ),
         )
         if errors:
             raise ConfigError("\n".join(errors))

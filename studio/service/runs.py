@@ -26,6 +26,7 @@ from studio import storage
 from studio.backends import Event, Notice, Request
 from studio.errors import StudioError, reason
 from studio.manager import faults
+from studio.manager.queue import LineFull
 from studio.service.core import StudioCore
 from studio.storage import Status
 
@@ -100,11 +101,19 @@ class Run(Generic[T]):
     def events(self) -> Generator[Event | Waiting | Loading, None, None]:
         core, stop = self.core, self.request.stop
         fatal: BaseException | None = None
-        core.begin_row(self.row)
+        # In turn by user on its device (remote: at once), before the row exists: a user over the cap on
+        # queued jobs is refused with nothing stored. Held by this generator, not by a thread: Gradio's
+        # pool may step it from a different thread each time.
+        try:
+            turn = core.manager.line_up(self.model_id, in_generator=True, user=self.row.user_id)
+        except LineFull as exc:
+            raise StudioError(str(exc)) from None
+        try:
+            core.begin_row(self.row)
+        except BaseException:
+            turn.release()
+            raise
         core._runs[self.key] = stop
-        # First come, first served on its device (remote: at once). Held by this generator, not by a thread:
-        # Gradio's pool may step it from a different thread each time.
-        turn = core.manager.line_up(self.model_id, in_generator=True)
         try:
             for notice in turn.waiting(stop):
                 yield Waiting(notice)
