@@ -274,7 +274,7 @@ class Settings:
     max_new_tokens: int | None = None  # STUDIO_MAX_NEW_TOKENS: this deployment's cap; None: the model's
     upload_cache: int = 2 * GB  # STUDIO_UPLOAD_CACHE: bytes the studio's upload and temp files may take
     temp_max_age_s: int = 24 * 3600  # STUDIO_TEMP_MAX_AGE (minutes): older temp files are removed
-    lease_s: int = 60  # STUDIO_LEASE_SECONDS: a running row's owner lease; expired, another process recovers it
+    lease_s: int = 60  # STUDIO_LEASE_SECONDS: a running row's owner lease; expired, others recover it
 
     @classmethod
     def from_env(

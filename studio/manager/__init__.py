@@ -6,8 +6,9 @@ device; a size per model (models.yaml's `memory_gb` or the weights on disk befor
 evicting least-recently-used idle models to make room; never evicting one in use or pinned; a trained variant
 loaded on its base (the base held while the variant is, the variant counted as its adapter); refusing a model
 bigger than the whole budget; one load at a time per model; the fair line of each device (in-process jobs
-start in turn by user, `jobs_per_device` at a time, at most STUDIO_QUEUED_PER_USER each; remote backends skip it; a thread waiting
-behind its own running turn raises DeviceDeadlock); and the state the Models panel and the CLI show.
+start in turn by user, `jobs_per_device` at a time, at most STUDIO_QUEUED_PER_USER places each; remote
+backends skip it; a thread waiting behind its own running turn raises DeviceDeadlock); and the state
+the Models panel and the CLI show.
 Ignores: what backends do with memory, and remote backends' memory and scheduling (their server's).
 """
 
