@@ -73,6 +73,9 @@ def params_for(spec: ModelSpec, params: dict[str, Any] | None, tab: str | None =
     try:
         values = {**spec.defaults, **TAB_DEFAULTS.get(tab or "", {}), **(params or {})}
         validated = validate_params(backend_class(spec.backend), values)
+        own_check = getattr(backend_class(spec.backend), "check_params", None)
+        if own_check is not None:  # a backend's rules that need the spec (hibari's one voice)
+            own_check(spec, validated)
     except ValueError as exc:
         raise StudioError(f"invalid parameters: {exc}") from None
     if getattr(validated, "seed", "absent") is None:

@@ -20,7 +20,7 @@ from typing import Any
 from sqlmodel import Session
 
 from studio import export, storage
-from studio.errors import StudioError
+from studio.errors import StudioError, quote
 from studio.export import files as export_files
 from studio.service.ranking import Comparisons
 
@@ -71,6 +71,8 @@ def feedback_fields(reason: Any, comment: Any, vote: int | None = None) -> tuple
     """Check a vote's reason tags (comma-separated; those of `reasons_for(vote)`, or any of REASONS when
     the vote is not given) and comment; blank -> None."""
     tags: list[str] = []
+    if isinstance(reason, str) and len(reason) > MAX_COMMENT:  # by size first: never split a huge value
+        raise StudioError(f"the reason is {len(reason)} characters long; the limit is {MAX_COMMENT}")
     if reason not in (None, "", []):
         items = reason if isinstance(reason, list) else str(reason).split(",")
         tags = [str(item).strip().lower() for item in items if str(item).strip()]
@@ -79,7 +81,7 @@ def feedback_fields(reason: Any, comment: Any, vote: int | None = None) -> tuple
         if unknown:
             # A reason for the other vote would make the stored data contradict itself ("liked: unsafe").
             which = "" if vote is None else f" for a {'👍 (up)' if vote > 0 else '👎 (down)'} vote"
-            raise StudioError(f"unknown reason {unknown[0]!r}{which}; reasons: {', '.join(allowed)}")
+            raise StudioError(f"unknown reason {quote(unknown[0])}{which}; reasons: {', '.join(allowed)}")
     if comment is not None and not isinstance(comment, str):
         raise StudioError("a comment must be text")
     text = (comment or "").replace("\x00", "").strip()

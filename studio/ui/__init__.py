@@ -19,6 +19,7 @@ from studio.service import Studio
 from studio.ui.audio import build_audio_tab
 from studio.ui.chat import build_chat_tab
 from studio.ui.code import build_code_tab
+from studio.ui.entry import guard_inputs
 from studio.ui.image import build_image_tab
 from studio.ui.library import build_library_tab
 from studio.ui.models import build_models_tab
@@ -51,6 +52,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 build_library_tab(studio, app, tabs)
     # Model-running events share the "generation" id (ui/conversation.py); the manager serialises each device.
     app.queue(default_concurrency_limit=1, max_size=64)
+    guard_inputs(app)  # every event's raw values: size and type first (ui/entry.py)
     return app
 
 

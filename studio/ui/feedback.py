@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
+from studio.service.checks import whole_id
 from studio.service.library import MAX_COMMENT, NEGATIVE_REASONS, reasons_for
 from studio.ui.conversation import PRIVATE, user_of
 
@@ -136,7 +137,7 @@ def rate_api(studio: Studio) -> Any:
         try:
             vote = None if value in ("", "none") else value
             studio.rate(
-                int(generation_id),
+                whole_id(generation_id, "generation id"),
                 vote,
                 user=user_of(request),
                 reason=reason if vote else None,
