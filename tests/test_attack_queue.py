@@ -48,6 +48,22 @@ def test_one_user_holds_at_most_the_cap() -> None:
     line.line_up(user="ann")  # a finished job frees a place
 
 
+class Logins:
+    def is_admin(self, user: str | None) -> bool:
+        return False
+
+
+def test_without_logins_the_one_local_user_is_not_capped(make_studio, monkeypatch) -> None:
+    monkeypatch.setenv("STUDIO_QUEUED_PER_USER", "1")
+    studio = make_studio()
+    jobs = [studio.chat(model_id="fake", message="SLOW job", run_key=f"a{n}") for n in range(3)]
+    for job in jobs:
+        next(job)
+    for n in range(3):
+        studio.cancel(f"a{n}")
+    assert [list(job)[-1].status for job in jobs] == ["stopped"] * 3
+
+
 def _rows(studio) -> int:
     with Session(studio.engine) as session:
         return len(session.exec(select(storage.Generation)).all())
@@ -56,6 +72,7 @@ def _rows(studio) -> int:
 def test_the_service_refuses_a_users_extra_job_before_a_row(make_studio, monkeypatch) -> None:
     monkeypatch.setenv("STUDIO_QUEUED_PER_USER", "2")
     studio = make_studio()
+    studio.accounts = Logins()  # the cap is between users: it applies with logins on
     jobs = [studio.chat(model_id="fake", message="SLOW job", user="ann", run_key=f"a{n}") for n in range(2)]
     for job in jobs:
         next(job)  # lined up (the first runs, the second waits)

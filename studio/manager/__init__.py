@@ -155,14 +155,16 @@ class ModelManager:
         return out
 
     # -- the device's line ---------------------------------------------------------------------------
-    def line_up(self, model_id: str, *, in_generator: bool = False, user: object = None) -> Turn:
+    def line_up(
+        self, model_id: str, *, in_generator: bool = False, user: object = None, capped: bool = True
+    ) -> Turn:
         """Take a place in the line of the model's device now (first come, first served across every model
         and tab); a remote model's turn runs at once. Pass it to `use()`; release it if `use()` never runs.
 
         The calling thread holds the turn: waiting for another turn on the same device while it runs raises
         DeviceDeadlock. `in_generator=True` for a turn held by a generator (Gradio steps those from any
         thread of its pool), which no thread holds. `user` (a user id): the line takes users in turn and
-        refuses one more place than STUDIO_QUEUED_PER_USER allows (LineFull)."""
+        refuses one more place than STUDIO_QUEUED_PER_USER allows (LineFull) when `capped`."""
         pool = self._pool_for(model_id)
         if pool is None:
             return Turn.free()
@@ -170,7 +172,7 @@ class ModelManager:
             line = self._lines.get(pool)
             if line is None:
                 line = self._lines[pool] = DeviceLine(pool, self._jobs, per_user=self._per_user)
-        return line.line_up(None if in_generator else threading.get_ident(), user=user)
+        return line.line_up(None if in_generator else threading.get_ident(), user=user, capped=capped)
 
     def jobs(self, pool: Pool) -> tuple[int, int]:
         """(running, waiting) in-process jobs on a device."""

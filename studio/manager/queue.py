@@ -119,14 +119,15 @@ class DeviceLine:
     def _running(self) -> int:
         return len(self._holders)
 
-    def line_up(self, owner: int | None = None, *, user: object = None) -> Turn:
+    def line_up(self, owner: int | None = None, *, user: object = None, capped: bool = True) -> Turn:
         """Take the next place of `user` (None: jobs nobody asked for, such as a preload, share one queue);
         `owner` is the ident of the thread that will hold the turn synchronously (None: a generator's
-        turn, or a caller that never nests). LineFull when the user holds `per_user` places already."""
+        turn, or a caller that never nests). LineFull when the user holds `per_user` places already and
+        `capped` (False: the one user of a studio without logins, whose jobs are all its own)."""
         turn = Turn(self, thread=owner, user=user)
         with self._cond:
             turn.ticket = next(self._tickets)
-            if self.per_user is not None and user is not None:
+            if capped and self.per_user is not None and user is not None:
                 held = len(self._queues.get(user, ())) + sum(t.user == user for t in self._holders)
                 if held >= self.per_user:
                     raise LineFull(

@@ -105,7 +105,11 @@ class Run(Generic[T]):
         # queued jobs is refused with nothing stored. Held by this generator, not by a thread: Gradio's
         # pool may step it from a different thread each time.
         try:
-            turn = core.manager.line_up(self.model_id, in_generator=True, user=self.row.user_id)
+            # The cap is between users: without logins every job is the one local user's own.
+            capped = core.accounts is not None
+            turn = core.manager.line_up(
+                self.model_id, in_generator=True, user=self.row.user_id, capped=capped
+            )
         except LineFull as exc:
             raise StudioError(str(exc)) from None
         try:

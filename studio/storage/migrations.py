@@ -82,11 +82,19 @@ def _training(conn: Connection) -> None:
     create_table("variant")(conn)
 
 
+def _leases(conn: Connection) -> None:
+    """Version 5 (several studio processes on one database): a running generation's owner and lease."""
+    generation = SQLModel.metadata.tables["generation"]
+    for name in ("owner", "lease_until"):
+        add_column(conn, "generation", Column(name, generation.c[name].type, nullable=True))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "baseline: user, conversation, generation, rating", _baseline),
     Migration(2, "preference table; full-text search index", _preferences_and_search),
     Migration(3, "PostgreSQL: search words in a stored column (SQLite: nothing to do)", _search_column),
     Migration(4, "train_run and variant tables (training runs and their LoRA variants)", _training),
+    Migration(5, "generation.owner and lease_until: running rows leased by their studio process", _leases),
 ]
 
 
