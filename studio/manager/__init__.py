@@ -174,6 +174,17 @@ class ModelManager:
                 line = self._lines[pool] = DeviceLine(pool, self._jobs, per_user=self._per_user)
         return line.line_up(None if in_generator else threading.get_ident(), user=user, capped=capped)
 
+    def check_room(self, model_id: str, user: object) -> None:
+        """LineFull when `user` holds STUDIO_QUEUED_PER_USER places on the model's device already: asked
+        before a job stores its row, so a refused job leaves nothing (remote models never line up)."""
+        pool = self._pool_for(model_id)
+        if pool is None:
+            return
+        with self._lock:
+            line = self._lines.get(pool)
+        if line is not None:
+            line.check_room(user)
+
     def jobs(self, pool: Pool) -> tuple[int, int]:
         """(running, waiting) in-process jobs on a device."""
         with self._lock:

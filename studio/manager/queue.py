@@ -127,17 +127,24 @@ class DeviceLine:
         turn = Turn(self, thread=owner, user=user)
         with self._cond:
             turn.ticket = next(self._tickets)
-            if capped and self.per_user is not None and user is not None:
-                held = len(self._queues.get(user, ())) + sum(t.user == user for t in self._holders)
-                if held >= self.per_user:
-                    raise LineFull(
-                        f"you already have {held} jobs waiting or running on "
-                        f"{_DEVICE_NAMES.get(self.name, self.name)}, the most one user may have; "
-                        "wait for one to finish"
-                    )
+            if capped:
+                self.check_room(user)
             self._queues.setdefault(user, deque()).append(turn)
             self._grant()
         return turn
+
+    def check_room(self, user: object) -> None:
+        """LineFull when `user` already holds `per_user` places (None: nobody's jobs, never capped)."""
+        if self.per_user is None or user is None:
+            return
+        with self._cond:
+            held = len(self._queues.get(user, ())) + sum(t.user == user for t in self._holders)
+        if held >= self.per_user:
+            raise LineFull(
+                f"you already have {held} jobs waiting or running on "
+                f"{_DEVICE_NAMES.get(self.name, self.name)}, the most one user may have; "
+                "wait for one to finish"
+            )
 
     def counts(self) -> tuple[int, int]:
         """(running, waiting) right now."""

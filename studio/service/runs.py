@@ -101,22 +101,17 @@ class Run(Generic[T]):
     def events(self) -> Generator[Event | Waiting | Loading, None, None]:
         core, stop = self.core, self.request.stop
         fatal: BaseException | None = None
-        # In turn by user on its device (remote: at once), before the row exists: a user over the cap on
-        # queued jobs is refused with nothing stored. Held by this generator, not by a thread: Gradio's
+        # A user over the cap on queued jobs is refused before the row exists (with logins on: without
+        # them every job is the one local user's own).
+        if core.accounts is not None:
+            try:
+                core.manager.check_room(self.model_id, self.row.user_id)
+            except LineFull as exc:
+                raise StudioError(str(exc)) from None
+        core.begin_row(self.row)  # before lining up: a commit never holds the device
+        # In turn by user on its device (remote: at once). Held by this generator, not by a thread: Gradio's
         # pool may step it from a different thread each time.
-        try:
-            # The cap is between users: without logins every job is the one local user's own.
-            capped = core.accounts is not None
-            turn = core.manager.line_up(
-                self.model_id, in_generator=True, user=self.row.user_id, capped=capped
-            )
-        except LineFull as exc:
-            raise StudioError(str(exc)) from None
-        try:
-            core.begin_row(self.row)
-        except BaseException:
-            turn.release()
-            raise
+        turn = core.manager.line_up(self.model_id, in_generator=True, user=self.row.user_id, capped=False)
         core._runs[self.key] = stop
         try:
             for notice in turn.waiting(stop):
