@@ -326,6 +326,11 @@ class Settings:
     def media_dir(self) -> Path:
         return self.data_dir / "media"
 
+    @property
+    def temp_dir(self) -> Path:
+        """The studio's own temporary files (exports being zipped, code downloads), swept on a schedule."""
+        return self.data_dir / "tmp"
+
 
 def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
     """Walk a composed YAML node along a pydantic error location, as deep as it goes."""

@@ -29,6 +29,7 @@ from studio.backends import BackendContext, backend_class, check_models
 from studio.config import Settings, StudioConfig
 from studio.errors import StudioError
 from studio.manager import ModelManager
+from studio.service.tempfiles import Janitor, Swept
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class StudioCore:
         # This process's name on the rows it runs, unique even when another host reuses the pid.
         self.owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
         self._heartbeat: threading.Thread | None = None
+        self._janitor: Janitor | None = None
         self._closing = threading.Event()
 
     # -- users -------------------------------------------------------------------------------------
@@ -153,6 +155,17 @@ class StudioCore:
             except Exception as exc:  # a database hiccup: the next beat tries again, well within the lease
                 log.warning("could not renew this process's leases: %s", exc)
 
+    # -- temporary files -------------------------------------------------------------------------------
+    def start_janitor(self, extra: list[Path] | None = None) -> Swept:
+        """At server start: sweep the studio's temp folder and the `extra` ones (Gradio's upload cache, the
+        code downloads) now and on a schedule, by age (STUDIO_TEMP_MAX_AGE) and size (STUDIO_UPLOAD_CACHE)."""
+        if self._janitor is None:
+            folders = [self.settings.temp_dir, *(extra or [])]
+            self._janitor = Janitor(
+                folders, max_age_s=self.settings.temp_max_age_s, cap_bytes=self.settings.upload_cache
+            )
+        return self._janitor.start()
+
     # -- media and past settings ---------------------------------------------------------------------
     def media_path(self, relative: str) -> Path:
         """The absolute path of a stored media file (rows keep paths relative to the data dir)."""
@@ -171,5 +184,7 @@ class StudioCore:
 
     def close(self) -> None:
         self._closing.set()
+        if self._janitor is not None:
+            self._janitor.stop()
         self.manager.unload_all()
         self.engine.dispose()

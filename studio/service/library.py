@@ -300,8 +300,27 @@ class LibraryTab(Comparisons):
 
     def export_archive(self, fmt: str, **options: Any) -> tuple[Path, str]:
         """Export into a fresh temporary folder and zip it, for a browser download: (zip file, summary)."""
-        folder = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"studio-{fmt}"
-        result = self.export(fmt, folder, **options)
-        archive = shutil.make_archive(str(folder), "zip", root_dir=folder)
-        shutil.rmtree(folder, ignore_errors=True)  # the zip holds it all; the folder would pile up in /tmp
+        # In the data dir's own temp folder (swept on a schedule), removed at once when refused or failed,
+        # and the zip by `discard_export` once Gradio has its copy to serve.
+        exports = self.settings.temp_dir / "exports"
+        exports.mkdir(parents=True, exist_ok=True)
+        place = Path(tempfile.mkdtemp(prefix="studio-export-", dir=exports))
+        folder = place / f"studio-{fmt}"
+        try:
+            result = self.export(fmt, folder, **options)
+            archive = shutil.make_archive(str(folder), "zip", root_dir=folder)
+        except BaseException:
+            shutil.rmtree(place, ignore_errors=True)
+            raise
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # the zip holds it all
         return Path(archive), result.summary().replace(str(folder), f"studio-{fmt}.zip")
+
+    def discard_export(self, archive: str | Path | None) -> None:
+        """Remove an export's zip (and its folder) from the temp folder; anything else is left alone."""
+        if not archive:
+            return
+        place = Path(archive).resolve().parent
+        exports = (self.settings.temp_dir / "exports").resolve()
+        if place.parent == exports and place.name.startswith("studio-"):
+            shutil.rmtree(place, ignore_errors=True)

@@ -9,6 +9,8 @@ translate between Gradio values and `Studio` calls.
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -75,6 +77,8 @@ def launch(
     """
     studio.accounts = accounts
     studio.recover_interrupted()
+    # The studio's temp files and Gradio's upload cache: swept now and on a schedule (by age and size).
+    studio.start_janitor([Path(gr.utils.get_upload_folder()), Path(tempfile.gettempdir()) / "studio-code"])
     if queue_size is not None:
         app.queue(default_concurrency_limit=1, max_size=queue_size)
     exposed = share or host not in ("127.0.0.1", "localhost", "::1")

@@ -315,7 +315,11 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
             )
         except StudioError as exc:
             return str(exc), None
-        return f"Exported {summary}", str(archive)
+        try:  # Gradio's cached copy is what the browser downloads: the studio's own is removed at once
+            served = export_file.move_resource_to_block_cache(archive)
+        finally:
+            studio.discard_export(archive)
+        return f"Exported {summary}", served
 
     export_btn.click(
         run_export, [fmt, ex_tab, ex_since, split, parquet], [export_note, export_file], api_name="export"
