@@ -96,3 +96,23 @@ def test_max_new_tokens_above_the_deployment_cap_is_refused_naming_it(make_studi
         next(studio.chat(model_id="fake", message="hi", params={"max_new_tokens": 33}))
     assert _rows(studio) == 0
     assert list(studio.chat(model_id="fake", message="hi", params={"max_new_tokens": 32}))[-1].status == "ok"
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "field", "value"),
+    [
+        ("STUDIO_QUEUED_PER_USER", "3", "queued_per_user", 3),
+        ("STUDIO_MAX_NEW_TOKENS", "512", "max_new_tokens", 512),
+        ("STUDIO_LEASE_SECONDS", "5", "lease_s", 5),
+        ("STUDIO_TEMP_MAX_AGE", "10", "temp_max_age_s", 600),
+        ("STUDIO_UPLOAD_CACHE", "500MB", "upload_cache", 500 * 1024**2),
+    ],
+)
+def test_the_new_limits_are_read_and_checked(monkeypatch, tmp_path, name, raw, field, value) -> None:
+    from studio.config import ConfigError, Settings
+
+    monkeypatch.setenv(name, raw)
+    assert getattr(Settings.from_env(data_dir=tmp_path), field) == value
+    monkeypatch.setenv(name, "-1")
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env(data_dir=tmp_path)
