@@ -47,7 +47,7 @@ def _status(url: str) -> dict[str, str]:
     try:
         with Session(engine) as session:
             rows = session.exec(select(storage.Generation)).all()
-            return {row.owner or "": row.status for row in rows}
+            return {row.prompt: row.status for row in rows}
     finally:
         engine.dispose()
 
