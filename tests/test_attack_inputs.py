@@ -87,6 +87,14 @@ def test_a_long_value_is_quoted_at_most_200_characters(fake_studio: Studio) -> N
     with pytest.raises(StudioError) as caught:
         list(fake_studio.chat(model_id="fake", message="hi", params={"system_prompt": "z" * 9_000}))
     assert len(str(caught.value)) < 600
+    for call in (
+        lambda: list(fake_studio.chat(model_id="m" * 150_000, message="hi")),
+        lambda: fake_studio.export_archive("f" * 150_000),
+        lambda: fake_studio.library(rating="r" * 150_000),
+    ):
+        with pytest.raises(StudioError) as caught:
+            call()
+        assert len(str(caught.value)) < 600, str(caught.value)[:300]
 
 
 # -- item 7: wrong types ----------------------------------------------------------------------------------

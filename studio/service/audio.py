@@ -25,7 +25,7 @@ from sqlmodel import Session
 
 from studio import storage
 from studio.backends import AudioOutput, Progress, Request
-from studio.errors import StudioError, reason
+from studio.errors import StudioError, quote, reason
 from studio.formats import wav
 from studio.service.checks import model_for, params_for, require_weights
 from studio.service.core import StudioCore
@@ -85,7 +85,7 @@ class AudioTab(StudioCore):
     def check_audio(self, tab: str, model_id: str, text: Any, params: dict[str, Any] | None) -> Any:
         """Validate a request without running it (the UI refuses before queueing); returns the params."""
         if tab not in AUDIO_TABS:
-            raise StudioError(f"unknown audio tab {tab!r}; use speech or music")
+            raise StudioError(f"unknown audio tab {quote(tab)}; use speech or music")
         spec = model_for(self.config, model_id, tab)
         require_weights(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
         audio_text(text, tab)

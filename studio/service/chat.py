@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from studio import storage
 from studio.backends import Message, Request, TextDelta, Usage
-from studio.errors import StudioError
+from studio.errors import StudioError, quote
 from studio.service.checks import (
     context_tokens,
     model_for,
@@ -81,7 +81,7 @@ class ChatTab(Records):
         uid = self.user_id(user)
         turns = self._turns_for(conversation_id, uid)
         if action not in ACTIONS:
-            raise StudioError(f"unknown action {action!r}")
+            raise StudioError(f"unknown action {quote(action)}")
         if action == "send":
             prompt, index, continue_from = prompt_text(message), len(turns), None
         else:

@@ -28,13 +28,15 @@ TAB_DEFAULTS: dict[str, dict[str, Any]] = {"code": {"temperature": 0.2, "top_p":
 
 
 def model_for(config: StudioConfig, model_id: str, tab: str | None) -> ModelSpec:
+    if not isinstance(model_id, str) or len(model_id) > 200:  # no id is that long: never echo it whole
+        raise StudioError(f"unknown model {quote(model_id)}")
     try:
         spec = config.model(model_id)
     except KeyError as exc:
         raise StudioError(exc.args[0]) from None
     if tab is not None and tab not in spec.tabs:
         serves = ", ".join(spec.tabs)
-        raise StudioError(f"model {model_id!r} does not serve the {tab} tab (it serves {serves})")
+        raise StudioError(f"model {quote(model_id)} does not serve the {tab} tab (it serves {serves})")
     return spec
 
 

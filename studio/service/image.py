@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from studio import storage
 from studio.backends import ImageOutput, Progress, Request
-from studio.errors import StudioError, reason
+from studio.errors import StudioError, quote, reason
 from studio.formats import png
 from studio.service.checks import model_for, params_for, prompt_text, require_weights
 from studio.service.core import StudioCore
@@ -57,7 +57,7 @@ class ImageTab(StudioCore):
         lora = getattr(validated, "lora", None)
         if lora and lora not in {item.id for item in spec.loras}:
             known = ", ".join(item.id for item in spec.loras) or "none"
-            raise StudioError(f"model {model_id!r} has no LoRA {lora!r}; its LoRAs: {known}")
+            raise StudioError(f"model {quote(model_id)} has no LoRA {quote(lora)}; its LoRAs: {known}")
         init = None
         if init_image is not None and init_image != "":
             try:

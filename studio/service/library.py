@@ -58,7 +58,7 @@ def parse_date(value: str | date | datetime | None, what: str = "date") -> datet
     try:
         parsed = datetime.fromisoformat(str(value).strip())
     except ValueError:
-        raise StudioError(f"{what} {value!r} is not a date like 2026-11-29") from None
+        raise StudioError(f"{what} {quote(value)} is not a date like 2026-11-29") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -107,11 +107,11 @@ class LibraryTab(Comparisons):
 
     def _owned(self, session: Session, generation_id: Any, uid: int) -> storage.Generation:
         if isinstance(generation_id, bool) or not isinstance(generation_id, int | float | str):
-            raise StudioError(f"generation {generation_id!r} does not exist")
+            raise StudioError(f"generation {quote(generation_id)} does not exist")
         try:
             gid = int(generation_id)
         except ValueError:
-            raise StudioError(f"generation {generation_id!r} does not exist") from None
+            raise StudioError(f"generation {quote(generation_id)} does not exist") from None
         row = storage.get_generation(session, generation_id=gid)
         if row is None or row.user_id != uid:
             raise StudioError(f"generation {gid} does not exist")
@@ -132,7 +132,7 @@ class LibraryTab(Comparisons):
     ) -> LibraryPage:
         """One page of the user's generations, newest first, matching every filter given."""
         if rating not in (None, "", "any", "up", "down", "unrated"):
-            raise StudioError(f"rating filter is up, down, unrated or any, not {rating!r}")
+            raise StudioError(f"rating filter is up, down, unrated or any, not {quote(rating)}")
         if search is not None and not isinstance(search, str):
             raise StudioError("search must be text")
         try:
@@ -249,11 +249,11 @@ class LibraryTab(Comparisons):
     ) -> export_files.ExportResult:
         """Write the user's (or everyone's) ratings and A/B votes as a TRL dataset folder."""
         if fmt not in export.FORMATS:
-            raise StudioError(f"unknown export format {fmt!r}; formats: {', '.join(export.FORMATS)}")
+            raise StudioError(f"unknown export format {quote(fmt)}; formats: {', '.join(export.FORMATS)}")
         try:
             fraction = float(split)
         except (TypeError, ValueError):
-            raise StudioError(f"the test split must be a number, not {split!r}") from None
+            raise StudioError(f"the test split must be a number, not {quote(split)}") from None
         when = parse_date(since, "since")
         if all_users and not self.is_admin(user):
             raise StudioError("only an admin may export every user's data")

@@ -18,6 +18,7 @@ import gradio as gr
 import pandas as pd
 
 from studio.service import GenerationResult, ModelInfo, Status, Studio, StudioError
+from studio.service.checks import quote
 from studio.ui.conversation import GENERATION_QUEUE, PRIVATE, default_model, model_choices, user_of
 
 AUDIO_TABS = ("audio", "speech", "music")
@@ -100,7 +101,7 @@ def compare_panel(studio: Studio, tab: str) -> None:
         # seed 0 would give one model the same answer twice.
         text = str(seed if seed is not None else "").strip()
         if text and not text.lstrip("-").isdigit():
-            raise gr.Error(f"a seed is a whole number, not {text!r}")
+            raise gr.Error(f"a seed is a whole number, not {quote(text)}")
         params: dict[str, Any] = {"seed": int(text)} if text else {}
         if kind == "text":
             params["do_sample"] = bool(sampled)
