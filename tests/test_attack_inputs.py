@@ -224,10 +224,14 @@ def test_every_event_refuses_an_oversized_or_unstorable_text(events: list[Any]) 
         (0, "out of range"),
     ],
 )
-def test_rate_ids_that_are_not_whole_numbers_are_refused(served, generation_id: Any, expected: str) -> None:
+def test_rate_ids_that_are_not_whole_numbers_are_refused(
+    served, generation_id: Any, expected: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     _, url = served
+    capfd.readouterr()
     outcome, stream = raw_call(url, "rate", [generation_id, "up", "", ""])
     assert outcome == "error" and expected in stream, stream[:400]
+    assert "Traceback" not in capfd.readouterr().err, "a refusal prints no traceback"
 
 
 def test_a_lone_surrogate_gets_the_studios_message(served, fake_studio: Studio) -> None:

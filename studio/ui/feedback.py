@@ -120,7 +120,7 @@ def feedback_panel(studio: Studio, prefix: str) -> FeedbackPanel:
                 raise StudioError("vote 👍 or 👎 first; the reason goes with the vote")
             studio.rate(gid, VOTES[vote], user=user, reason=why, comment=text)
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         return f"Saved with your vote on this {noun}."
 
     save.click(store, [panel.gid, reasons, comment], note, **PRIVATE)
@@ -144,7 +144,7 @@ def rate_api(studio: Studio) -> Any:
                 comment=comment if vote else None,
             )
         except (StudioError, ValueError) as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         return "ok"
 
     return rate

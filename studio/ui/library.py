@@ -166,7 +166,7 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
                 user=user_of(request),
             )  # fmt: skip
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         rows = [
             [i["generation_id"], i["created_at"].replace("T", " ")[:16], i["tab"], i["model"], status_text(i),
              VOTE_WORDS.get(i["rating"], ""), _short(i["prompt"]),
@@ -202,7 +202,7 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
         try:
             item = studio.library_item(gid, user=user_of(request))
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         files = item["files"]
         is_audio = bool(files) and files[0].rsplit(".", 1)[-1] in ("wav", "mp3", "flac", "ogg")
         return (
@@ -230,15 +230,15 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
 
     def rerun(gid: int | None, request: gr.Request) -> dict[Any, Any]:
         if gid is None:
-            raise gr.Error("Select a row first.")
+            raise gr.Error("Select a row first.", print_exception=False)
         try:
             settings = studio.rerun_settings(gid, user=user_of(request))
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         values = rerun_values(settings)
         missing = [k for k in values if k not in found]
         if f"{settings['tab']}-prompt" in missing or (settings["tab"] == "chat" and "message" in missing):
-            raise gr.Error(f"the {settings['tab']} tab is not available here")
+            raise gr.Error(f"the {settings['tab']} tab is not available here", print_exception=False)
         gr.Info(f"Settings of #{gid} are in the {settings['tab']} tab: edit and run.")
         updates = {
             found[k]: gr.Tabs(selected=v) if isinstance(found[k], gr.Tabs) else v
@@ -253,12 +253,15 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
 
     def open_conversation(gid: int | None, request: gr.Request) -> dict[Any, Any]:
         if gid is None:
-            raise gr.Error("Select a row first.")
+            raise gr.Error("Select a row first.", print_exception=False)
         user = user_of(request)
         settings = studio.rerun_settings(gid, user=user)
         cid, tab_ = settings["conversation_id"], settings["tab"]
         if cid is None or tab_ not in CONVERSATION_IDS or CONVERSATION_IDS[tab_][0] not in found:
-            raise gr.Error("Only Chat and Code turns belong to a conversation (A/B comparisons do not).")
+            raise gr.Error(
+                "Only Chat and Code turns belong to a conversation (A/B comparisons do not).",
+                print_exception=False,
+            )
         dropdown, chatbot = (found[k] for k in CONVERSATION_IDS[tab_])
         return {
             tabs: gr.Tabs(selected=tab_),
@@ -270,11 +273,11 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
 
     def delete(request: gr.Request, gid: int | None, *values: Any) -> tuple[Any, ...]:
         if gid is None:
-            raise gr.Error("Select a row first.")
+            raise gr.Error("Select a row first.", print_exception=False)
         try:
             studio.delete_generations([gid], user=user_of(request))
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         gr.Info(f"Deleted #{gid} and its files.")
         return (None, *show(None, request), *listing(request, *values))
 
@@ -288,7 +291,7 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
     def vote(value: str | None) -> Any:
         def handler(gid: int | None, why: list[str], note: str, request: gr.Request) -> Any:
             if gid is None:
-                raise gr.Error("Select a row first.")
+                raise gr.Error("Select a row first.", print_exception=False)
             try:
                 studio.rate(
                     gid,
@@ -298,7 +301,7 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
                     comment=note if value else None,
                 )
             except StudioError as exc:
-                raise gr.Error(str(exc)) from None
+                raise gr.Error(str(exc), print_exception=False) from None
             return show(gid, request)[0], [], ""
 
         return handler
