@@ -244,6 +244,11 @@ ENV_FORMS: dict[str, str] = {
     "STUDIO_TRUSTED_PROXIES": "comma-separated proxy addresses such as 127.0.0.1,10.0.0.2 (or *)",
     "STUDIO_SESSION_IDLE": "a duration such as 30m, 12h or 2d (at least 10s)",
     "STUDIO_SESSION_MAX": "a duration such as 12h or 7d (at least 10s)",
+    "STUDIO_QUEUED_PER_USER": "a whole number from 1 to 1000",
+    "STUDIO_MAX_NEW_TOKENS": "a whole number from 1 to 1000000",
+    "STUDIO_UPLOAD_CACHE": "a size such as 2GB or 500MB",
+    "STUDIO_TEMP_MAX_AGE": "a whole number of minutes from 1 to 100000",
+    "STUDIO_LEASE_SECONDS": "a whole number of seconds from 2 to 86400",
 }
 _DURATION = re.compile(r"^([0-9]+)\s*([smhd]?)$", re.IGNORECASE)
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -255,6 +260,15 @@ def _whole(raw: str, low: int, high: int | None = None) -> int:
     if not _WHOLE.fullmatch(raw) or int(raw) < low or (high is not None and int(raw) > high):
         raise ValueError
     return int(raw)
+
+
+def _set(**values: Any) -> dict[str, Any]:
+    """The values that were set (None: unset, so the field's default applies)."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _times(value: int | None, factor: int) -> int | None:
+    return None if value is None else value * factor
 
 
 def _users_file(raw: str) -> Path:
@@ -356,6 +370,11 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()  # STUDIO_TRUSTED_PROXIES: whose X-Forwarded-For is believed
     session_idle: float = 12 * 3600.0  # STUDIO_SESSION_IDLE, seconds: a login unused this long ends
     session_max: float = 7 * 86400.0  # STUDIO_SESSION_MAX, seconds: a login ends this long after it began
+    queued_per_user: int = 8  # STUDIO_QUEUED_PER_USER: one user's jobs waiting or running on a device
+    max_new_tokens: int | None = None  # STUDIO_MAX_NEW_TOKENS: this deployment's cap; None: the model's
+    upload_cache: int = 2 * GB  # STUDIO_UPLOAD_CACHE: bytes the studio's upload and temp files may take
+    temp_max_age_s: int = 24 * 3600  # STUDIO_TEMP_MAX_AGE (minutes): older temp files are removed
+    lease_s: int = 60  # STUDIO_LEASE_SECONDS: a running row's owner lease; expired, others recover it
 
     @classmethod
     def from_env(
@@ -395,6 +414,13 @@ class Settings:
             trusted_proxies=read("STUDIO_TRUSTED_PROXIES", _proxies) or (),
             session_idle=read("STUDIO_SESSION_IDLE", parse_duration) or 12 * 3600.0,
             session_max=read("STUDIO_SESSION_MAX", parse_duration) or 7 * 86400.0,
+            **_set(
+                queued_per_user=read("STUDIO_QUEUED_PER_USER", lambda raw: _whole(raw, 1, 1000)),
+                max_new_tokens=read("STUDIO_MAX_NEW_TOKENS", lambda raw: _whole(raw, 1, 1_000_000)),
+                upload_cache=read("STUDIO_UPLOAD_CACHE", parse_size),
+                temp_max_age_s=_times(read("STUDIO_TEMP_MAX_AGE", lambda raw: _whole(raw, 1, 100_000)), 60),
+                lease_s=read("STUDIO_LEASE_SECONDS", lambda raw: _whole(raw, 2, 86_400)),
+            ),
         )
         if errors:
             raise ConfigError("\n".join(errors))
@@ -403,6 +429,11 @@ class Settings:
     @property
     def media_dir(self) -> Path:
         return self.data_dir / "media"
+
+    @property
+    def temp_dir(self) -> Path:
+        """The studio's own temporary files (exports being zipped, code downloads), swept on a schedule."""
+        return self.data_dir / "tmp"
 
 
 def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:

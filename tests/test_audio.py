@@ -11,6 +11,7 @@ import math
 import threading
 import time
 from collections.abc import Generator
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -361,7 +362,16 @@ def test_a_clip_is_stored_as_running_while_it_is_made_and_interrupted_after_a_cr
     with Session(studio.engine) as session:
         (row,) = storage.list_generations(session, include_running=True)
         assert row.status == "running" and row.tab == "speech" and row.files == []
-    assert studio.recover_interrupted() == 1  # what the next start does after a crash
+    assert studio.recover_interrupted() == 0, "a live process's leased row is left alone"
+    with Session(studio.engine) as session:  # as if its process died and the lease ran out
+        row.lease_until = storage.utcnow() - timedelta(seconds=1)
+        session.add(row)
+        session.commit()
+    restarted = Studio.from_settings(studio.settings)  # the next start (or another process)
+    try:
+        assert restarted.recover_interrupted() == 1
+    finally:
+        restarted.close()
     with Session(studio.engine) as session:
         (row,) = storage.list_generations(session)
         assert row.status == "interrupted"

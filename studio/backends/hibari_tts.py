@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from studio.backends import AudioOutput, Backend, BackendError, Event, Progress, Request, register
 from studio.backends.loading import weights_path
 from studio.backends.params import SpeechParams
+from studio.config import ModelSpec
+from studio.errors import quote
 from studio.formats.wav import join_pieces, split_sentences
 
 log = logging.getLogger(__name__)
@@ -35,12 +37,30 @@ class HibariOptions(BaseModel):
     threads: int = Field(default=1, ge=1, le=64)  # onnxruntime threads; one core runs ~130x real time
 
 
+class HibariParams(SpeechParams):
+    """Speech parameters within hibari's own pace range, so a speed it cannot speak is refused before a
+    row exists, not stored as a failed job."""
+
+    speed: float = Field(default=1.0, ge=MIN_SPEED, le=MAX_SPEED)
+
+
 @register
 class HibariTTS(Backend):
     kind = "hibari-tts"
     tabs = frozenset({"speech"})
-    Params = SpeechParams
+    Params = HibariParams
     Options = HibariOptions
+
+    @classmethod
+    def check_params(cls, spec: ModelSpec, params: Any) -> None:
+        """Refuse a voice this model does not have, before a row (the ONNX file is one voice)."""
+        own = HibariOptions.model_validate(spec.options).voice
+        voice = getattr(params, "voice", None)
+        if voice not in (None, "", own):
+            raise ValueError(
+                f"model {spec.id!r} has one voice, {own!r}, not {quote(voice)}; pick another model for "
+                "another voice"
+            )
 
     tts: Any = None
 

@@ -10,13 +10,23 @@ from __future__ import annotations
 from typing import Any, Literal, get_args
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from studio.errors import quote
 
 
 class Params(BaseModel):
-    """Base for every backend's parameters: unknown names and NaN/Inf are refused."""
+    """Base for every backend's parameters: unknown names, NaN/Inf and true/false for anything but a
+    switch are refused (pydantic's lax mode would read `temperature=True` as 1.0)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _switches_only_take_bools(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and cls.model_fields[info.field_name or ""].annotation is not bool:
+            raise ValueError("true/false is not a value for this parameter")
+        return value
 
 
 class ChatParams(Params):
@@ -99,12 +109,12 @@ def explain_validation_error(cls: type[Params], exc: ValidationError) -> str:
         name = ".".join(str(p) for p in err["loc"]) or "(parameters)"
         value: Any = err.get("input")
         if err["type"] == "extra_forbidden":
-            parts.append(f"unknown parameter {name!r}; known: {', '.join(cls.model_fields)}")
+            parts.append(f"unknown parameter {quote(name)}; known: {', '.join(cls.model_fields)}")
             continue
         rng = valid_range(cls, name)
         if err["type"] == "finite_number":
             detail = "must be a finite number"
         else:
             detail = err["msg"][0].lower() + err["msg"][1:]
-        parts.append(f"{name}={value!r}: {detail}" + (f" (valid: {rng})" if rng else ""))
+        parts.append(f"{name}={quote(value)}: {detail}" + (f" (valid: {rng})" if rng else ""))
     return "; ".join(parts)

@@ -6,8 +6,9 @@ device; a size per model (models.yaml's `memory_gb` or the weights on disk befor
 evicting least-recently-used idle models to make room; never evicting one in use or pinned; a trained variant
 loaded on its base (the base held while the variant is, the variant counted as its adapter); refusing a model
 bigger than the whole budget; one load at a time per model; the fair line of each device (in-process jobs
-start first come, first served, `jobs_per_device` at a time; remote backends skip it; a thread waiting
-behind its own running turn raises DeviceDeadlock); and the state the Models panel and the CLI show.
+start in turn by user, `jobs_per_device` at a time, at most STUDIO_QUEUED_PER_USER places each; remote
+backends skip it; a thread waiting behind its own running turn raises DeviceDeadlock); and the state
+the Models panel and the CLI show.
 Ignores: what backends do with memory, and remote backends' memory and scheduling (their server's).
 """
 
@@ -63,6 +64,7 @@ class ModelManager:
         self._load_locks: dict[str, threading.Lock] = {}
         self._jobs = jobs_per_device or settings.jobs_per_device or config.jobs_per_device
         self._lines: dict[Pool, DeviceLine] = {}
+        self._per_user = settings.queued_per_user  # places one user may hold in a device's line
         self._pools: dict[str, Pool | None] = {}  # model id -> its pool (None: remote), asked once
         self._imports_done = threading.Event()  # cleared while `warm_imports` runs
         self._imports_done.set()
@@ -155,19 +157,35 @@ class ModelManager:
         return out
 
     # -- the device's line ---------------------------------------------------------------------------
-    def line_up(self, model_id: str, *, in_generator: bool = False) -> Turn:
+    def line_up(
+        self, model_id: str, *, in_generator: bool = False, user: object = None, capped: bool = True
+    ) -> Turn:
         """Take a place in the line of the model's device now (first come, first served across every model
         and tab); a remote model's turn runs at once. Pass it to `use()`; release it if `use()` never runs.
 
         The calling thread holds the turn: waiting for another turn on the same device while it runs raises
         DeviceDeadlock. `in_generator=True` for a turn held by a generator (Gradio steps those from any
-        thread of its pool), which no thread holds."""
+        thread of its pool), which no thread holds. `user` (a user id): the line takes users in turn and
+        refuses one more place than STUDIO_QUEUED_PER_USER allows (LineFull) when `capped`."""
         pool = self._pool_for(model_id)
         if pool is None:
             return Turn.free()
         with self._lock:
-            line = self._lines.setdefault(pool, DeviceLine(pool, self._jobs))
-        return line.line_up(None if in_generator else threading.get_ident())
+            line = self._lines.get(pool)
+            if line is None:
+                line = self._lines[pool] = DeviceLine(pool, self._jobs, per_user=self._per_user)
+        return line.line_up(None if in_generator else threading.get_ident(), user=user, capped=capped)
+
+    def check_room(self, model_id: str, user: object) -> None:
+        """LineFull when `user` holds STUDIO_QUEUED_PER_USER places on the model's device already: asked
+        before a job stores its row, so a refused job leaves nothing (remote models never line up)."""
+        pool = self._pool_for(model_id)
+        if pool is None:
+            return
+        with self._lock:
+            line = self._lines.get(pool)
+        if line is not None:
+            line.check_room(user)
 
     def jobs(self, pool: Pool) -> tuple[int, int]:
         """(running, waiting) in-process jobs on a device."""

@@ -25,11 +25,11 @@ from sqlmodel import Session
 
 from studio import storage
 from studio.backends import AudioOutput, Progress, Request
-from studio.errors import StudioError
+from studio.errors import StudioError, quote, reason
 from studio.formats import wav
 from studio.service.checks import model_for, params_for, require_weights
 from studio.service.core import StudioCore
-from studio.service.runs import Loading, Run, Waiting
+from studio.service.runs import Loading, Run, Waiting, remove_quietly
 from studio.service.types import AudioUpdate, GenerationResult, Status
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class AudioTab(StudioCore):
     def check_audio(self, tab: str, model_id: str, text: Any, params: dict[str, Any] | None) -> Any:
         """Validate a request without running it (the UI refuses before queueing); returns the params."""
         if tab not in AUDIO_TABS:
-            raise StudioError(f"unknown audio tab {tab!r}; use speech or music")
+            raise StudioError(f"unknown audio tab {quote(tab)}; use speech or music")
         spec = model_for(self.config, model_id, tab)
         require_weights(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
         audio_text(text, tab)
@@ -218,11 +218,11 @@ class AudioTab(StudioCore):
                 return row, written
         except Exception as exc:  # e.g. a full disk: no file without a row, and the job is still recorded
             wait([pending])
-            for path in [temp, *written]:
-                path.unlink(missing_ok=True)
-            log.warning("could not save the %s clip: %s", row.tab, exc)
+            # A read-only or failing disk makes the clean-up fail too: it must never skip finishing the row.
+            remove_quietly([temp, *written])
+            log.warning("could not save the %s clip: %s", row.tab, reason(exc))
             row.files, row.params = [], values
-            row.status, row.error = Status.ERROR.value, f"the clip could not be saved: {exc}"
+            row.status, row.error = Status.ERROR.value, f"the clip could not be saved: {reason(exc)}"
             with Session(self.engine, expire_on_commit=False) as session:
                 return storage.finish_generation(session, generation=row), []
 

@@ -17,8 +17,15 @@ from sqlmodel import Session
 
 from studio import storage
 from studio.backends import Message, Request, TextDelta, Usage
-from studio.errors import StudioError
-from studio.service.checks import model_for, params_for, prompt_text, require_weights
+from studio.errors import StudioError, quote
+from studio.service.checks import (
+    context_tokens,
+    model_for,
+    params_for,
+    prompt_text,
+    require_weights,
+    token_limits,
+)
 from studio.service.records import Records
 from studio.service.runs import Loading, Run, Waiting
 from studio.service.types import ChatUpdate, Status
@@ -69,10 +76,12 @@ class ChatTab(Records):
         spec = model_for(self.config, model_id, tab)
         require_weights(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
         validated = params_for(spec, params, tab)
+        context = context_tokens(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent)
+        token_limits(validated, cap=self.settings.max_new_tokens, context=context)
         uid = self.user_id(user)
         turns = self._turns_for(conversation_id, uid)
         if action not in ACTIONS:
-            raise StudioError(f"unknown action {action!r}")
+            raise StudioError(f"unknown action {quote(action)}")
         if action == "send":
             prompt, index, continue_from = prompt_text(message), len(turns), None
         else:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session
 
 from studio import storage
-from studio.errors import StudioError
+from studio.errors import StudioError, quote
 from studio.formats import code as code_format
 from studio.service.chat import Action, ChatTab
 from studio.service.types import ChatUpdate
@@ -66,7 +66,7 @@ def code_settings(values: dict[str, Any] | None) -> CodeSettings:
     except ValueError as exc:
         raise StudioError(str(exc)) from None
     if settings.mode not in code_format.MODES:
-        raise StudioError(f"unknown mode {settings.mode!r}; modes: {', '.join(code_format.MODES)}")
+        raise StudioError(f"unknown mode {quote(settings.mode)}; modes: {', '.join(code_format.MODES)}")
     return settings
 
 

@@ -3,8 +3,10 @@
 Owns: `StudioCore`: the model configuration and settings, the database engine, the model manager, the
 safety stage (service/safety.py), who is
 an admin (`accounts`), the user-id cache, the registry of running jobs (what Stop and a closed tab cancel)
-and the short commits that begin and finish a generation row; media paths and the stored settings of a
-past generation, which the Image, Audio and Library parts all read.
+and the short commits that begin and finish a generation row; this process's lease on the rows it runs
+(its `owner` name, a heartbeat thread that renews the lease every third of STUDIO_LEASE_SECONDS and marks
+other processes' expired rows interrupted, so several studio processes can share one database); media
+paths and the stored settings of a past generation, which the Image, Audio and Library parts all read.
 Ignores: what a tab does with a model (each part in its own file: chat, code, image, audio, ...) and the
 run lifecycle itself (runs.py).
 """
@@ -13,7 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import socket
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +31,7 @@ from studio.config import Settings, StudioConfig
 from studio.errors import StudioError
 from studio.manager import ModelManager
 from studio.service.safety import SafetyStage
+from studio.service.tempfiles import Janitor, Swept
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +77,11 @@ class StudioCore:
         self._file_owners: dict[str, str] = {}
         # Checks on prompts and outputs (service/safety.py); runs.py calls it at its hooks.
         self.safety = SafetyStage(config, settings, self.engine)
+        # This process's name on the rows it runs, unique even when another host reuses the pid.
+        self.owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._heartbeat: threading.Thread | None = None
+        self._janitor: Janitor | None = None
+        self._closing = threading.Event()
 
     # -- users -------------------------------------------------------------------------------------
     def user_id(self, name: str | None) -> int:
@@ -112,17 +123,70 @@ class StudioCore:
     def begin_row(self, row: storage.Generation) -> None:
         """Store a job's row as "running", in a short commit of its own (a crash leaves it to be marked
         interrupted at the next start)."""
+        row.owner = self.owner
+        row.lease_until = storage.utcnow() + timedelta(seconds=self.settings.lease_s)
+        self._start_heartbeat()
         with Session(self.engine, expire_on_commit=False) as session:
             storage.begin_generation(session, generation=row)
 
     def recover_interrupted(self) -> int:
-        """At server start (not in CLI commands, which may run beside a server): mark turns a crash left
-        "running" as interrupted."""
-        with Session(self.engine) as session:
-            count = storage.mark_interrupted(session)
-        if count:
-            log.warning("%d generation(s) cut off by the last shutdown: marked interrupted", count)
+        """At server start (not in CLI commands, which may run beside a server): mark turns left "running"
+        by a process that is gone as interrupted: those whose lease expired (another live process renews
+        its own), then keep doing so from the heartbeat."""
+        count = self._recover_expired()
+        self._start_heartbeat()
         return count
+
+    def _recover_expired(self) -> int:
+        with Session(self.engine) as session:
+            gone = [o for o in storage.running_owners(session) if o != self.owner and self._gone_here(o)]
+            count = storage.interrupt_owners(session, owners=gone)  # no need to wait out their leases
+            count += storage.mark_interrupted(session, now=storage.utcnow(), keep_owner=self.owner)
+        if count:
+            log.warning("%d generation(s) cut off by a stopped studio process: marked interrupted", count)
+        return count
+
+    def _gone_here(self, owner: str) -> bool:
+        """Is `owner` a process of this host that no longer exists? (Another host's: not known here.)"""
+        parts = owner.rsplit(":", 2)  # host:pid:token
+        if len(parts) != 3 or parts[0] != socket.gethostname()[:60] or not parts[1].isdigit():
+            return False
+        try:
+            os.kill(int(parts[1]), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # alive, owned by another user
+            return False
+        return False
+
+    def _start_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            return
+        self._heartbeat = threading.Thread(target=self._beat, name="studio-lease", daemon=True)
+        self._heartbeat.start()
+
+    def _beat(self) -> None:
+        """Renew this process's leases every third of the lease; recover other processes' expired ones."""
+        every = self.settings.lease_s / 3
+        while not self._closing.wait(every):
+            try:
+                until = storage.utcnow() + timedelta(seconds=self.settings.lease_s)
+                with Session(self.engine) as session:
+                    storage.renew_leases(session, owner=self.owner, until=until)
+                self._recover_expired()
+            except Exception as exc:  # a database hiccup: the next beat tries again, well within the lease
+                log.warning("could not renew this process's leases: %s", exc)
+
+    # -- temporary files -------------------------------------------------------------------------------
+    def start_janitor(self, extra: list[Path] | None = None) -> Swept:
+        """At server start: sweep the studio's temp folder and the `extra` ones (Gradio's upload cache, the
+        code downloads) now and on a schedule, by age (STUDIO_TEMP_MAX_AGE) and size (STUDIO_UPLOAD_CACHE)."""
+        if self._janitor is None:
+            folders = [self.settings.temp_dir, *(extra or [])]
+            self._janitor = Janitor(
+                folders, max_age_s=self.settings.temp_max_age_s, cap_bytes=self.settings.upload_cache
+            )
+        return self._janitor.start()
 
     # -- media and past settings ---------------------------------------------------------------------
     def media_path(self, relative: str) -> Path:
@@ -141,6 +205,9 @@ class StudioCore:
             return {"model": row.model_id, "prompt": row.prompt, "params": dict(row.params), "tab": row.tab}
 
     def close(self) -> None:
+        self._closing.set()
+        if self._janitor is not None:
+            self._janitor.stop()
         self.manager.unload_all()
         self.safety.unload()
         self.engine.dispose()

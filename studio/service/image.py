@@ -22,12 +22,12 @@ from sqlmodel import Session
 from studio import storage
 from studio.backends import ImageOutput, Progress, Request
 from studio.config import VariantSpec
-from studio.errors import StudioError
+from studio.errors import StudioError, quote, reason
 from studio.formats import png
 from studio.service.audit import withheld_placeholder
 from studio.service.checks import model_for, params_for, prompt_text, require_weights
 from studio.service.core import StudioCore
-from studio.service.runs import Loading, Run, Waiting
+from studio.service.runs import Loading, Run, Waiting, remove_quietly
 from studio.service.types import GenerationResult, ImageUpdate, Status
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class ImageTab(StudioCore):
         lora = getattr(validated, "lora", None)
         if lora and lora not in {item.id for item in spec.loras}:
             known = ", ".join(item.id for item in spec.loras) or "none"
-            raise StudioError(f"model {model_id!r} has no LoRA {lora!r}; its LoRAs: {known}")
+            raise StudioError(f"model {quote(model_id)} has no LoRA {quote(lora)}; its LoRAs: {known}")
         init = None
         if init_image is not None and init_image != "":
             try:
@@ -82,7 +82,8 @@ class ImageTab(StudioCore):
             try:
                 saved = self._save_images(*job, outputs, run.status, run.error, run.notices, run.seconds)
             except Exception as exc:  # e.g. a full disk: the job is still recorded, with the reason
-                run.status, run.error = Status.ERROR, f"the pictures could not be saved: {exc}"
+                log.warning("could not save the pictures: %s", reason(exc))
+                run.status, run.error = Status.ERROR, f"the pictures could not be saved: {reason(exc)}"
                 outputs.clear()
                 return self._save_images(*job, outputs, run.status, run.error, run.notices, run.seconds)
             self._mark_withheld(run, outputs, saved)
@@ -178,8 +179,9 @@ class ImageTab(StudioCore):
                 session.commit()
             except Exception:
                 session.rollback()
-                for path in written:  # nothing half-written: no rows without files, no files without rows
-                    path.unlink(missing_ok=True)
+                # Nothing half-written: no rows without files, no files without rows. A failing disk makes
+                # the clean-up fail too; that is logged, and the caller still finishes the row.
+                remove_quietly(written)
                 raise
             return [(row.id or 0, path) for row, path in zip(rows, written, strict=True)]
 

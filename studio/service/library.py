@@ -21,7 +21,7 @@ from typing import Any
 from sqlmodel import Session
 
 from studio import export, storage
-from studio.errors import StudioError
+from studio.errors import StudioError, quote
 from studio.export import files as export_files
 from studio.service.audit import without_moderated
 from studio.service.ranking import Comparisons
@@ -60,7 +60,7 @@ def parse_date(value: str | date | datetime | None, what: str = "date") -> datet
     try:
         parsed = datetime.fromisoformat(str(value).strip())
     except ValueError:
-        raise StudioError(f"{what} {value!r} is not a date like 2026-11-29") from None
+        raise StudioError(f"{what} {quote(value)} is not a date like 2026-11-29") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -73,6 +73,8 @@ def feedback_fields(reason: Any, comment: Any, vote: int | None = None) -> tuple
     """Check a vote's reason tags (comma-separated; those of `reasons_for(vote)`, or any of REASONS when
     the vote is not given) and comment; blank -> None."""
     tags: list[str] = []
+    if isinstance(reason, str) and len(reason) > MAX_COMMENT:  # by size first: never split a huge value
+        raise StudioError(f"the reason is {len(reason)} characters long; the limit is {MAX_COMMENT}")
     if reason not in (None, "", []):
         items = reason if isinstance(reason, list) else str(reason).split(",")
         tags = [str(item).strip().lower() for item in items if str(item).strip()]
@@ -81,7 +83,7 @@ def feedback_fields(reason: Any, comment: Any, vote: int | None = None) -> tuple
         if unknown:
             # A reason for the other vote would make the stored data contradict itself ("liked: unsafe").
             which = "" if vote is None else f" for a {'👍 (up)' if vote > 0 else '👎 (down)'} vote"
-            raise StudioError(f"unknown reason {unknown[0]!r}{which}; reasons: {', '.join(allowed)}")
+            raise StudioError(f"unknown reason {quote(unknown[0])}{which}; reasons: {', '.join(allowed)}")
     if comment is not None and not isinstance(comment, str):
         raise StudioError("a comment must be text")
     text = (comment or "").replace("\x00", "").strip()
@@ -107,11 +109,11 @@ class LibraryTab(Comparisons):
 
     def _owned(self, session: Session, generation_id: Any, uid: int) -> storage.Generation:
         if isinstance(generation_id, bool) or not isinstance(generation_id, int | float | str):
-            raise StudioError(f"generation {generation_id!r} does not exist")
+            raise StudioError(f"generation {quote(generation_id)} does not exist")
         try:
             gid = int(generation_id)
         except ValueError:
-            raise StudioError(f"generation {generation_id!r} does not exist") from None
+            raise StudioError(f"generation {quote(generation_id)} does not exist") from None
         row = storage.get_generation(session, generation_id=gid)
         if row is None or row.user_id != uid:
             raise StudioError(f"generation {gid} does not exist")
@@ -132,7 +134,7 @@ class LibraryTab(Comparisons):
     ) -> LibraryPage:
         """One page of the user's generations, newest first, matching every filter given."""
         if rating not in (None, "", "any", "up", "down", "unrated"):
-            raise StudioError(f"rating filter is up, down, unrated or any, not {rating!r}")
+            raise StudioError(f"rating filter is up, down, unrated or any, not {quote(rating)}")
         if search is not None and not isinstance(search, str):
             raise StudioError("search must be text")
         try:
@@ -252,11 +254,11 @@ class LibraryTab(Comparisons):
         safety check flagged or blocked are left out (and counted on the card) unless `include_flagged`;
         blocked ones hold a notice, not the output, and never make a record of the training formats."""
         if fmt not in export.FORMATS:
-            raise StudioError(f"unknown export format {fmt!r}; formats: {', '.join(export.FORMATS)}")
+            raise StudioError(f"unknown export format {quote(fmt)}; formats: {', '.join(export.FORMATS)}")
         try:
             fraction = float(split)
         except (TypeError, ValueError):
-            raise StudioError(f"the test split must be a number, not {split!r}") from None
+            raise StudioError(f"the test split must be a number, not {quote(split)}") from None
         when = parse_date(since, "since")
         if all_users and not self.is_admin(user):
             raise StudioError("only an admin may export every user's data")
@@ -314,11 +316,30 @@ class LibraryTab(Comparisons):
 
     def export_archive(self, fmt: str, **options: Any) -> tuple[Path, str]:
         """Export into a fresh temporary folder and zip it, for a browser download: (zip file, summary)."""
-        folder = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"studio-{fmt}"
-        result = self.export(fmt, folder, **options)
-        # A name nobody can guess, by which only its maker may fetch it (also from Gradio's cached copy).
-        name = folder.parent / f"studio-{fmt}-{secrets.token_hex(8)}"
-        archive = shutil.make_archive(str(name), "zip", root_dir=folder)
-        shutil.rmtree(folder, ignore_errors=True)  # the zip holds it all; the folder would pile up in /tmp
+        # In the data dir's own temp folder (swept on a schedule), removed at once when refused or failed,
+        # and the zip by `discard_export` once Gradio has its copy to serve.
+        exports = self.settings.temp_dir / "exports"
+        exports.mkdir(parents=True, exist_ok=True)
+        place = Path(tempfile.mkdtemp(prefix="studio-export-", dir=exports))
+        folder = place / f"studio-{fmt}"
+        try:
+            result = self.export(fmt, folder, **options)
+            # A name nobody can guess, by which only its maker may fetch it (also from Gradio's cached copy).
+            name = place / f"studio-{fmt}-{secrets.token_hex(8)}"
+            archive = shutil.make_archive(str(name), "zip", root_dir=folder)
+        except BaseException:
+            shutil.rmtree(place, ignore_errors=True)
+            raise
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # the zip holds it all
         self.claim_file(options.get("user"), Path(archive).name)
         return Path(archive), result.summary().replace(str(folder), f"studio-{fmt}.zip")
+
+    def discard_export(self, archive: str | Path | None) -> None:
+        """Remove an export's zip (and its folder) from the temp folder; anything else is left alone."""
+        if not archive:
+            return
+        place = Path(archive).resolve().parent
+        exports = (self.settings.temp_dir / "exports").resolve()
+        if place.parent == exports and place.name.startswith("studio-"):
+            shutil.rmtree(place, ignore_errors=True)

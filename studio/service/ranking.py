@@ -19,7 +19,7 @@ from typing import Any
 from sqlmodel import Session
 
 from studio import storage
-from studio.errors import StudioError
+from studio.errors import StudioError, quote
 from studio.service.checks import prompt_text
 from studio.service.core import StudioCore
 from studio.service.types import GenerationResult, Status
@@ -121,7 +121,7 @@ class Comparisons(StudioCore):
         pair wins, whichever order it is named in). Returns the choice stored for (a, b)."""
         choice = {"both bad": "both_bad", "A": "a", "B": "b"}.get(choice, choice)
         if choice not in storage.CHOICES:
-            raise StudioError(f"a choice is one of {', '.join(storage.CHOICES)}, not {choice!r}")
+            raise StudioError(f"a choice is one of {', '.join(storage.CHOICES)}, not {quote(choice)}")
         uid = self.user_id(user)
         with Session(self.engine) as session:
             a, b = self._owned(session, generation_a, uid), self._owned(session, generation_b, uid)

@@ -14,7 +14,8 @@ from typing import Any
 from sqlmodel import Session
 
 from studio import storage
-from studio.errors import StudioError
+from studio.errors import StudioError, quote
+from studio.service.checks import whole_id
 from studio.service.core import StudioCore
 from studio.service.library import feedback_fields
 from studio.service.types import ChatTurn
@@ -141,7 +142,8 @@ class Records(StudioCore):
         reason."""
         values: dict[Any, int | None] = {"up": 1, "down": -1, 1: 1, -1: -1, None: None, "none": None}
         if isinstance(vote, bool) or not isinstance(vote, (str, int, type(None))) or vote not in values:
-            raise StudioError(f"a vote is 'up', 'down' or none, not {vote!r}")
+            raise StudioError(f"a vote is 'up', 'down' or none, not {quote(vote)}")
+        generation_id = whole_id(generation_id, "generation id")
         reason, comment = feedback_fields(reason, comment, values[vote])
         uid = self.user_id(user)
         with Session(self.engine) as session:

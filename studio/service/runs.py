@@ -4,27 +4,47 @@ Owns: `Run`, the steps and their order: begin the row ("running", a short commit
 Stop and closed tabs, take a place in the device's line and report the wait ("Waiting for the CPU: 2 jobs
 ahead"), say when the model loads, stream the backend's events (collecting its notices), turn Stop, a
 closed stream and failures into the job's status and error (a fatal accelerator error ends the process
-for its supervisor, after the save), and save in `finally`, whatever happened.
+for its supervisor, after the save), and save in `finally`, whatever happened: a `save` that raises
+still leaves the row finished (an error with the reason), never "running"; `remove_quietly` deletes a
+failed save's files, logging what it cannot.
 Ignores: what a tab streams to its caller and how it saves its outputs: each part passes its own `save`
 and translates the events `Run.events()` yields (backend events, `Waiting`, `Loading`).
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Generic, TypeVar
+
+from sqlmodel import Session
 
 from studio import storage
 from studio.backends import Event, ImageOutput, Notice, Request, TextDelta
+from studio.errors import StudioError, reason
 from studio.manager import faults
+from studio.manager.queue import LineFull
 from studio.service.core import StudioCore
 from studio.storage import Status
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 BROWSER_GONE = "the browser stopped listening"
+
+
+def remove_quietly(paths: Iterable[Path]) -> None:
+    """Delete a failed save's files; what cannot be deleted (a read-only disk) is logged, never raised: the
+    clean-up runs inside an error handler that must still finish the row."""
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not remove %s after a failed save: %s", path.name, reason(exc))
 
 
 @dataclass(frozen=True)
@@ -111,14 +131,21 @@ class Run(Generic[T]):
     def events(self) -> Generator[Event | Waiting | Loading, None, None]:
         core, stop = self.core, self.request.stop
         fatal: BaseException | None = None
-        core.begin_row(self.row)
+        # A user over the cap on queued jobs is refused before the row exists (with logins on: without
+        # them every job is the one local user's own).
+        if core.accounts is not None:
+            try:
+                core.manager.check_room(self.model_id, self.row.user_id)
+            except LineFull as exc:
+                raise StudioError(str(exc)) from None
+        core.begin_row(self.row)  # before lining up: a commit never holds the device
         if self.moderation.check_input(self.request.prompt):  # safety: a refused prompt never runs
             self._finish()
             return
+        # In turn by user on its device (remote: at once). Held by this generator, not by a thread: Gradio's
+        # pool may step it from a different thread each time.
+        turn = core.manager.line_up(self.model_id, in_generator=True, user=self.row.user_id, capped=False)
         core._runs[self.key] = stop
-        # First come, first served on its device (remote: at once). Held by this generator, not by a thread:
-        # Gradio's pool may step it from a different thread each time.
-        turn = core.manager.line_up(self.model_id, in_generator=True)
         try:
             for notice in turn.waiting(stop):
                 yield Waiting(notice)
@@ -150,6 +177,24 @@ class Run(Generic[T]):
             turn.release()  # also when the stream was closed while waiting for its turn
             core._runs.pop(self.key, None)
             core._stop_reasons.pop(self.key, None)
-            self._finish()
+            try:
+                self._finish()
+            except Exception as exc:  # the save's own fallback failed: the row must not stay "running"
+                self._finish_failed(exc)
             if fatal is not None:
                 faults.exit_for_supervisor(fatal)
+
+    def _finish_failed(self, exc: Exception) -> None:
+        """Last resort when `save` raised: finish the row as an error with the reason, then say so."""
+        why = f"the result could not be saved: {reason(exc)}"
+        log.warning("run of %s: %s", self.model_id, why)
+        self.status, self.error = Status.ERROR, why
+        try:
+            with Session(self.core.engine, expire_on_commit=False) as session:
+                row = session.get(storage.Generation, self.row.id) if self.row.id else None
+                if row is not None and row.status == Status.RUNNING.value:
+                    row.status, row.error = Status.ERROR.value, why
+                    storage.finish_generation(session, generation=row)
+        except Exception as again:  # the database too: recovery at the next start marks it
+            log.error("run of %s: could not finish its row either: %s", self.model_id, reason(again))
+        raise StudioError(why) from None

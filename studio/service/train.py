@@ -31,7 +31,7 @@ from studio import export, storage
 from studio import train as training
 from studio.backends import BackendContext, backend_class, short_error
 from studio.config import ModelSpec, VariantSpec
-from studio.errors import StudioError
+from studio.errors import StudioError, quote
 from studio.service import image_training
 from studio.service.audit import without_moderated
 from studio.service.library import parse_date
@@ -55,7 +55,9 @@ class TrainTab(Variants):
             with Session(self.engine) as session:
                 gone = storage.get_variant(session, variant_id=str(model_id))
             if gone is not None:
-                raise StudioError(f"model {model_id!r} was a trained variant and has been deleted") from None
+                raise StudioError(
+                    f"model {quote(model_id)} was a trained variant and has been deleted"
+                ) from None
             raise StudioError(exc.args[0]) from None
         if isinstance(spec, VariantSpec):
             raise StudioError(f"{spec.id} is a trained variant; train its base, {spec.base}, instead")
@@ -123,7 +125,9 @@ class TrainTab(Variants):
         """Train a LoRA variant of `model_id` on the user's votes (everyone's: admins, `all_users`).
         Bad requests raise StudioError before anything is stored; then updates stream to the end."""
         if method not in training.METHODS:
-            raise StudioError(f"unknown training method {method!r}; methods: {', '.join(training.METHODS)}")
+            raise StudioError(
+                f"unknown training method {quote(method)}; methods: {', '.join(training.METHODS)}"
+            )
         spec = self._trainable_base(model_id, method)
         hp = training.hyperparams(method, params)
         image = method == image_training.METHOD

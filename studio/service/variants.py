@@ -24,7 +24,7 @@ from sqlmodel import Session
 
 from studio import storage
 from studio.config import ModelSpec, Settings, StudioConfig, VariantSpec
-from studio.errors import StudioError
+from studio.errors import StudioError, quote
 from studio.service.models import ModelsPanel
 from studio.service.types import GenerationResult, ModelInfo
 
@@ -131,9 +131,9 @@ class Variants(ModelsPanel):
     def _variant_row(self, session: Session, variant_id: Any, user: str | None) -> storage.Variant:
         row = storage.get_variant(session, variant_id=str(variant_id))
         if row is None or row.deleted:
-            raise StudioError(f"variant {variant_id!r} does not exist")
+            raise StudioError(f"variant {quote(variant_id)} does not exist")
         if row.user_id != self.user_id(user) and not self.is_admin(user):
-            raise StudioError(f"variant {variant_id!r} belongs to another user")
+            raise StudioError(f"variant {quote(variant_id)} belongs to another user")
         return row
 
     def delete_variant(self, variant_id: str, *, user: str | None = None) -> str:
@@ -156,7 +156,7 @@ class Variants(ModelsPanel):
             row = self._variant_row(session, variant_id, user)
             spec = next((s for s in self.config.models if s.id == row.id), None)
             if spec is None or tab not in spec.tabs:
-                raise StudioError(f"variant {variant_id!r} does not serve the {tab} tab")
+                raise StudioError(f"variant {quote(variant_id)} does not serve the {tab} tab")
             vid = row.id
             storage.set_default_variant(session, variant_id=vid, tab=tab)
         self._tab_defaults[tab] = vid
@@ -199,7 +199,7 @@ class Variants(ModelsPanel):
         try:
             rid = int(run_id)
         except (TypeError, ValueError):
-            raise StudioError(f"run {run_id!r} does not exist") from None
+            raise StudioError(f"run {quote(run_id)} does not exist") from None
         with Session(self.engine) as session:
             row = storage.get_train_run(session, run_id=rid)
             if row is None or (row.user_id != self.user_id(user) and not self.is_admin(user)):

@@ -28,6 +28,7 @@ from studio.storage.records import (
     get_conversation,
     get_generation,
     get_or_create_user,
+    interrupt_owners,
     kept_turns,
     list_conversations,
     list_generations,
@@ -35,6 +36,8 @@ from studio.storage.records import (
     ratings_for,
     record_generation,
     rename_conversation,
+    renew_leases,
+    running_owners,
     set_rating,
 )
 from studio.storage.safety import (
@@ -103,6 +106,7 @@ __all__ = [
     "get_train_run",
     "get_variant",
     "install_index",
+    "interrupt_owners",
     "kept_turns",
     "list_conversations",
     "list_generations",
@@ -121,6 +125,8 @@ __all__ = [
     "ratings_for",
     "record_generation",
     "rename_conversation",
+    "renew_leases",
+    "running_owners",
     "set_default_variant",
     "set_preference",
     "set_rating",

@@ -82,8 +82,11 @@ def _training(conn: Connection) -> None:
     create_table("variant")(conn)
 
 
-def _reserved(conn: Connection) -> None:
-    """Version 5 belongs to another branch's change; the lead renumbers at merge (this one stays a no-op)."""
+def _leases(conn: Connection) -> None:
+    """Version 5 (several studio processes on one database): a running generation's owner and lease."""
+    generation = SQLModel.metadata.tables["generation"]
+    for name in ("owner", "lease_until"):
+        add_column(conn, "generation", Column(name, generation.c[name].type, nullable=True))
 
 
 def _safety(conn: Connection) -> None:
@@ -96,7 +99,7 @@ MIGRATIONS: list[Migration] = [
     Migration(2, "preference table; full-text search index", _preferences_and_search),
     Migration(3, "PostgreSQL: search words in a stored column (SQLite: nothing to do)", _search_column),
     Migration(4, "train_run and variant tables (training runs and their LoRA variants)", _training),
-    Migration(5, "reserved for another branch's change (renumbered at merge)", _reserved),
+    Migration(5, "generation.owner and lease_until: running rows leased by their studio process", _leases),
     Migration(6, "safety_event table (the safety stage's audit trail)", _safety),
 ]
 

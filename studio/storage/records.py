@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
-from sqlalchemy import func, text, update
+from sqlalchemy import func, or_, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
@@ -217,12 +218,49 @@ def finish_generation(
     return record_generation(session, generation=generation, supersede_from=supersede_from)
 
 
-def mark_interrupted(session: Session) -> int:
-    """At start-up: generations still "running" were cut off by a crash or a kill; say so."""
+def mark_interrupted(session: Session, *, now: datetime | None = None, keep_owner: str | None = None) -> int:
+    """Generations still "running" that nobody runs any more: say they were interrupted.
+
+    Without `now`, every running row (one process per database: at its start, nothing else runs). With
+    `now`, only rows whose lease expired before it, or that never had one (made before leases), and
+    never `keep_owner`'s own (several processes on one database: each recovers only the dead ones')."""
+    query = update(Generation).where(col(Generation.status) == Status.RUNNING.value)
+    if now is not None:
+        query = query.where(or_(col(Generation.lease_until).is_(None), col(Generation.lease_until) < now))
+    if keep_owner is not None:
+        query = query.where(or_(col(Generation.owner).is_(None), col(Generation.owner) != keep_owner))
+    result = session.exec(
+        query.values(status=Status.INTERRUPTED.value, error="the server stopped while this was generating")
+    )
+    session.commit()
+    return int(result.rowcount or 0)
+
+
+def interrupt_owners(session: Session, *, owners: list[str]) -> int:
+    """Mark the running rows of these processes (known to be gone) interrupted, whatever their lease."""
+    if not owners:
+        return 0
     result = session.exec(
         update(Generation)
-        .where(col(Generation.status) == Status.RUNNING.value)
+        .where(col(Generation.status) == Status.RUNNING.value, col(Generation.owner).in_(owners))
         .values(status=Status.INTERRUPTED.value, error="the server stopped while this was generating")
+    )
+    session.commit()
+    return int(result.rowcount or 0)
+
+
+def running_owners(session: Session) -> list[str]:
+    """The processes that hold running rows."""
+    query = select(Generation.owner).where(col(Generation.status) == Status.RUNNING.value).distinct()
+    return [owner for owner in session.exec(query).all() if owner]
+
+
+def renew_leases(session: Session, *, owner: str, until: datetime) -> int:
+    """The heartbeat: extend the lease of every row `owner` is running; how many it holds."""
+    result = session.exec(
+        update(Generation)
+        .where(col(Generation.status) == Status.RUNNING.value, col(Generation.owner) == owner)
+        .values(lease_until=until)
     )
     session.commit()
     return int(result.rowcount or 0)

@@ -90,6 +90,10 @@ class Generation(SQLModel, table=True):
     first_token_ms: float | None = None
     duration_ms: float | None = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
+    # While "running": the studio process that runs it and until when its lease holds (renewed by that
+    # process's heartbeat). Another process marks the row interrupted only once the lease has expired.
+    owner: str | None = Field(default=None, max_length=120)
+    lease_until: datetime | None = None
 
 
 class Rating(SQLModel, table=True):

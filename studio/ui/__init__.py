@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -21,6 +23,7 @@ from studio.service import Studio
 from studio.ui.audio import build_audio_tab
 from studio.ui.chat import build_chat_tab
 from studio.ui.code import build_code_tab
+from studio.ui.entry import guard_inputs
 from studio.ui.image import build_image_tab
 from studio.ui.library import build_library_tab
 from studio.ui.models import build_models_tab
@@ -55,6 +58,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 build_library_tab(studio, app, tabs)
     # Model-running events share the "generation" id (ui/conversation.py); the manager serialises each device.
     app.queue(default_concurrency_limit=1, max_size=64)
+    guard_inputs(app)  # every event's raw values: size and type first (ui/entry.py)
     return app
 
 
@@ -79,6 +83,8 @@ def launch(
     """
     studio.accounts = accounts
     studio.recover_interrupted()
+    # The studio's temp files and Gradio's upload cache: swept now and on a schedule (by age and size).
+    studio.start_janitor([Path(gr.utils.get_upload_folder()), Path(tempfile.gettempdir()) / "studio-code"])
     if queue_size is not None:
         app.queue(default_concurrency_limit=1, max_size=queue_size)
     exposed = share or host not in ("127.0.0.1", "localhost", "::1")

@@ -194,7 +194,7 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
                         f"{update.step}/{update.total}",
                     )
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         assert final is not None
         choices = gr.Dropdown(choices=_clip_choices(studio, tab, user), value=final.generation_id)
         if final.status != "ok":
@@ -212,7 +212,7 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
         try:
             studio.check_audio(tab, model_id, text, _params(names, values))
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
 
     melody_input = [melody] if melody is not None else [gr.State(None)]
     generate_btn.click(check, [prompt, model, *controls], None, **PRIVATE).success(
@@ -244,7 +244,7 @@ def _section(studio: Studio, app: gr.Blocks, tab: str) -> None:
         user = user_of(request)
         files = [c for c in studio.recent_clips(tab, user=user, limit=200) if c.generation_id == gid]
         if not files:
-            raise gr.Error(f"clip {gid} is not available")
+            raise gr.Error(f"clip {gid} is not available", print_exception=False)
         clip = files[0]
         picture_path = str(clip.picture) if clip.picture else None
         return str(clip.file), picture_path, gid, _describe(studio, gid, user)

@@ -18,6 +18,7 @@ import gradio as gr
 import pandas as pd
 
 from studio.service import GenerationResult, ModelInfo, Status, Studio, StudioError
+from studio.service.checks import quote
 from studio.ui.conversation import GENERATION_QUEUE, PRIVATE, default_model, model_choices, user_of
 
 AUDIO_TABS = ("audio", "speech", "music")
@@ -106,7 +107,7 @@ def compare_panel(studio: Studio, tab: str) -> None:
         # seed 0 would give one model the same answer twice.
         text = str(seed if seed is not None else "").strip()
         if text and not text.lstrip("-").isdigit():
-            raise gr.Error(f"a seed is a whole number, not {text!r}")
+            raise gr.Error(f"a seed is a whole number, not {quote(text)}", print_exception=False)
         params: dict[str, Any] = {"seed": int(text)} if text else {}
         if kind == "text":
             params["do_sample"] = bool(sampled)
@@ -120,7 +121,7 @@ def compare_panel(studio: Studio, tab: str) -> None:
                 tab=tab, prompt=text, a=side(a, sa, sampled), b=side(b, sb, sampled), user=user_of(request)
             )
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         ids = [res_a.generation_id, res_b.generation_id]
         unfinished = [
             f"{side} {r.error or r.status}" for side, r in zip("AB", (res_a, res_b), strict=True)
@@ -155,11 +156,11 @@ def compare_panel(studio: Studio, tab: str) -> None:
     def vote(choice: str) -> Any:
         def handler(ids: list[int], request: gr.Request) -> str:
             if len(ids) != 2:
-                raise gr.Error("Generate A and B first.")
+                raise gr.Error("Generate A and B first.", print_exception=False)
             try:
                 studio.prefer(ids[0], ids[1], choice, user=user_of(request))
             except StudioError as exc:
-                raise gr.Error(str(exc)) from None
+                raise gr.Error(str(exc), print_exception=False) from None
             label = dict((v, k) for k, v in VERDICTS)[choice]
             return f"Recorded: {label.lower()} (#{ids[0]} vs #{ids[1]}). A new vote on this pair replaces it."
 

@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Studio, StudioError
+from studio.service.checks import whole_id
 from studio.service.library import MAX_COMMENT, NEGATIVE_REASONS, reasons_for
 from studio.ui.conversation import PRIVATE, user_of
 
@@ -119,7 +120,7 @@ def feedback_panel(studio: Studio, prefix: str) -> FeedbackPanel:
                 raise StudioError("vote 👍 or 👎 first; the reason goes with the vote")
             studio.rate(gid, VOTES[vote], user=user, reason=why, comment=text)
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         return f"Saved with your vote on this {noun}."
 
     save.click(store, [panel.gid, reasons, comment], note, **PRIVATE)
@@ -136,14 +137,14 @@ def rate_api(studio: Studio) -> Any:
         try:
             vote = None if value in ("", "none") else value
             studio.rate(
-                int(generation_id),
+                whole_id(generation_id, "generation id"),
                 vote,
                 user=user_of(request),
                 reason=reason if vote else None,
                 comment=comment if vote else None,
             )
         except (StudioError, ValueError) as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         return "ok"
 
     return rate

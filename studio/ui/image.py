@@ -191,7 +191,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
                     progress((update.step, update.total), desc="Denoising", unit="steps")
                     yield gr.skip(), gr.skip(), f"Step {update.step}/{update.total}"
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         pictures, ids = refreshed_gallery(user)
         if final.status == "error":
             gr.Warning(final.error or "generation failed")
@@ -220,7 +220,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
                 image_params(strength_value, lora_id, scale, values),
             )
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
 
     generate_btn.click(
         check, [prompt, model, strength, lora, lora_scale, *controls], None, **PRIVATE

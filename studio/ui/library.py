@@ -172,7 +172,7 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
                 user=user_of(request),
             )  # fmt: skip
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         rows = [
             [i["generation_id"], i["created_at"].replace("T", " ")[:16], i["tab"], i["model"], status_text(i),
              VOTE_WORDS.get(i["rating"], ""), _short(i["prompt"]),
@@ -208,7 +208,7 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
         try:
             item = studio.library_item(gid, user=user_of(request))
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         files = item["files"]
         is_audio = bool(files) and files[0].rsplit(".", 1)[-1] in ("wav", "mp3", "flac", "ogg")
         return (
@@ -236,15 +236,15 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
 
     def rerun(gid: int | None, request: gr.Request) -> dict[Any, Any]:
         if gid is None:
-            raise gr.Error("Select a row first.")
+            raise gr.Error("Select a row first.", print_exception=False)
         try:
             settings = studio.rerun_settings(gid, user=user_of(request))
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         values = rerun_values(settings)
         missing = [k for k in values if k not in found]
         if f"{settings['tab']}-prompt" in missing or (settings["tab"] == "chat" and "message" in missing):
-            raise gr.Error(f"the {settings['tab']} tab is not available here")
+            raise gr.Error(f"the {settings['tab']} tab is not available here", print_exception=False)
         gr.Info(f"Settings of #{gid} are in the {settings['tab']} tab: edit and run.")
         updates = {
             found[k]: gr.Tabs(selected=v) if isinstance(found[k], gr.Tabs) else v
@@ -259,12 +259,15 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
 
     def open_conversation(gid: int | None, request: gr.Request) -> dict[Any, Any]:
         if gid is None:
-            raise gr.Error("Select a row first.")
+            raise gr.Error("Select a row first.", print_exception=False)
         user = user_of(request)
         settings = studio.rerun_settings(gid, user=user)
         cid, tab_ = settings["conversation_id"], settings["tab"]
         if cid is None or tab_ not in CONVERSATION_IDS or CONVERSATION_IDS[tab_][0] not in found:
-            raise gr.Error("Only Chat and Code turns belong to a conversation (A/B comparisons do not).")
+            raise gr.Error(
+                "Only Chat and Code turns belong to a conversation (A/B comparisons do not).",
+                print_exception=False,
+            )
         dropdown, chatbot = (found[k] for k in CONVERSATION_IDS[tab_])
         return {
             tabs: gr.Tabs(selected=tab_),
@@ -276,11 +279,11 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
 
     def delete(request: gr.Request, gid: int | None, *values: Any) -> tuple[Any, ...]:
         if gid is None:
-            raise gr.Error("Select a row first.")
+            raise gr.Error("Select a row first.", print_exception=False)
         try:
             studio.delete_generations([gid], user=user_of(request))
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         gr.Info(f"Deleted #{gid} and its files.")
         return (None, *show(None, request), *listing(request, *values))
 
@@ -294,7 +297,7 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
     def vote(value: str | None) -> Any:
         def handler(gid: int | None, why: list[str], note: str, request: gr.Request) -> Any:
             if gid is None:
-                raise gr.Error("Select a row first.")
+                raise gr.Error("Select a row first.", print_exception=False)
             try:
                 studio.rate(
                     gid,
@@ -304,7 +307,7 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
                     comment=note if value else None,
                 )
             except StudioError as exc:
-                raise gr.Error(str(exc)) from None
+                raise gr.Error(str(exc), print_exception=False) from None
             return show(gid, request)[0], [], ""
 
         return handler
@@ -321,7 +324,11 @@ def build_library_tab(studio: Studio, app: gr.Blocks, tabs: gr.Tabs) -> None:
             )
         except StudioError as exc:
             return str(exc), None
-        return f"Exported {summary}", str(archive)
+        try:  # Gradio's cached copy is what the browser downloads: the studio's own is removed at once
+            served = export_file.move_resource_to_block_cache(archive)
+        finally:
+            studio.discard_export(archive)
+        return f"Exported {summary}", served
 
     export_btn.click(
         run_export, [fmt, ex_tab, ex_since, split, parquet], [export_note, export_file], api_name="export"

@@ -49,7 +49,7 @@ class Selection:
 
     def require(self, gid: int | None) -> int:
         if gid is None:
-            raise gr.Error(self.missing)
+            raise gr.Error(self.missing, print_exception=False)
         return gid
 
     def thumbs(
