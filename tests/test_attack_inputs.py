@@ -275,6 +275,7 @@ def test_hibari_voice_from_the_cli_is_refused(
     assert rows(studio) == before
 
 
+@pytest.mark.tiny
 def test_max_new_tokens_beyond_the_context_is_refused_before_a_row(tiny_studio: Studio) -> None:
     with pytest.raises(StudioError, match="does not fit the model's context of"):
         list(tiny_studio.chat(model_id="tiny", message="hi", params={"max_new_tokens": 4096}))

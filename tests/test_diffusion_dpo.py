@@ -264,20 +264,6 @@ def test_bad_requests_are_refused_before_anything_is_stored(place: tuple[Setting
     assert len(studio.train_runs()) == runs
 
 
-def test_pictures_of_mixed_sizes_are_resized_and_deleted_ones_skipped_in_the_loop(tmp_path: Path) -> None:
-    from studio.train.diffusion_files import load_picture
-
-    wide = tmp_path / "wide.png"
-    Image.fromarray(np.full((40, 90, 3), 200, dtype=np.uint8)).save(wide)
-    tensor = load_picture(str(wide), 64)
-    assert tuple(tensor.shape) == (3, 64, 64) and abs(float(tensor.mean()) - (200 / 127.5 - 1)) < 1e-4
-    with pytest.raises(OSError):
-        load_picture(str(tmp_path / "gone.png"), 64)
-    (tmp_path / "text.png").write_text("not a picture")
-    with pytest.raises(OSError):
-        load_picture(str(tmp_path / "text.png"), 64)
-
-
 def test_the_loop_stops_on_a_nan_loss_and_counts_pictures_gone_since_the_check(
     place: tuple[Settings, Studio, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

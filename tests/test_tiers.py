@@ -15,7 +15,8 @@ def test_every_collected_test_carries_the_tiny_marker_exactly_when_it_runs_a_tin
     request: pytest.FixtureRequest,
 ) -> None:
     """Checked over every test this session collected (all of them in CI), before `-m` deselects any."""
-    assert request.config.stash[TIER_MISMATCHES] == []
+    mismatches = request.config.stash[TIER_MISMATCHES]
+    assert not mismatches, "\n".join(mismatches)
 
 
 def _item(func: Any, fixtures: dict[str, Any], marks: list[str]) -> Any:
