@@ -21,8 +21,10 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-Tab = Literal["chat", "code", "image", "speech", "music"]
-TABS: tuple[str, ...] = ("chat", "code", "image", "speech", "music")
+# "scorer" is not a tab of its own: it marks reward models (backend transformers-reward) that Best of n in
+# Chat and Code picks an answer with.
+Tab = Literal["chat", "code", "image", "speech", "music", "scorer"]
+TABS: tuple[str, ...] = ("chat", "code", "image", "speech", "music", "scorer")
 
 # The models.yaml shipped next to app.py; `STUDIO_MODELS` or `--models` picks another one.
 DEFAULT_MODELS_FILE = Path(__file__).resolve().parent.parent / "models.yaml"

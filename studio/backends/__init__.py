@@ -241,6 +241,7 @@ from studio.backends import (  # noqa: E402
     musicgen,
     openai_chat,
     transformers_chat,
+    transformers_reward,
     transformers_tts,
 )
 
@@ -270,6 +271,7 @@ __all__ = [
     "release_accelerator_memory",
     "short_error",
     "transformers_chat",
+    "transformers_reward",
     "transformers_tts",
     "validate_params",
 ]

@@ -33,7 +33,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, param_type: Any) -> N
         description="Train a LoRA variant of a chat model on your votes; it is then a model like any other.",
     )
     run.add_argument(
-        "--method", choices=METHODS, help="sft: liked answers; dpo: A/B winners; kto: every thumb"
+        "--method",
+        choices=METHODS,
+        help="sft: liked answers; dpo: A/B winners; kto: every thumb; reward: a scorer for Best of n",
     )
     run.add_argument("--model", help="the base model id (a local chat model)")
     run.add_argument("--epochs", type=int)

@@ -16,6 +16,7 @@ from studio import storage
 from studio.config import Settings, load_config
 from studio.errors import StudioError
 from studio.service.audio import AudioTab
+from studio.service.best_of import BestOfN, best_of_fields
 from studio.service.chat import Action
 from studio.service.code import CodeTab, code_fields
 from studio.service.image import ImageTab
@@ -48,12 +49,14 @@ __all__ = [
 ]
 
 
-class Studio(CodeTab, ImageTab, AudioTab, TrainTab, ModelsPanel, LibraryTab):
+class Studio(BestOfN, CodeTab, ImageTab, AudioTab, TrainTab, ModelsPanel, LibraryTab):
     """The service. Its public methods, by the file that holds them (all under studio/service/):
 
     - core.py: `user_id`, `is_admin`, `cancel` (Stop, closed tabs), `recover_interrupted`, `media_path`,
       `generation_settings`, `close`
     - chat.py: `chat` (send, regenerate, edit, continue)
+    - best_of.py: `chat` with `best_of` and `scorer` (n candidates, the scorer's best shown); `rate` (a vote
+      against the scorer's choice is also a preference)
     - records.py: `conversation`, `conversations`, `rename_conversation`, `delete_conversation`, `rate`,
       `rating`, `history`
     - code.py: `code`, `code_result`, `code_file`, `split_code_params`
@@ -122,5 +125,5 @@ class Studio(CodeTab, ImageTab, AudioTab, TrainTab, ModelsPanel, LibraryTab):
                 params=dict(row.params),
                 notices=list(row.notices),
                 conversation_id=row.conversation_id,
-                fields=code_fields(row) if row.tab == "code" else {},
+                fields=(code_fields(row) if row.tab == "code" else {}) | best_of_fields(row.params),
             )

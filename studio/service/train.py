@@ -78,7 +78,8 @@ class TrainTab(Variants):
         fmt = training.FORMAT[method]
         with Session(self.engine) as session, export.paused_gc():
             rated = storage.rated_rows(session, user_id=uid, tab=tab, since=when)
-            prefs = storage.preference_rows(session, user_id=uid, tab=tab, since=when) if fmt == "dpo" else []
+            pairs = fmt in ("dpo", "reward")  # A/B votes make pairs too
+            prefs = storage.preference_rows(session, user_id=uid, tab=tab, since=when) if pairs else []
             data = export.build(fmt, rated, prefs)
         return data.records, data.keys
 

@@ -34,6 +34,7 @@ from studio.storage.records import (
     mark_interrupted,
     ratings_for,
     record_generation,
+    record_scores,
     rename_conversation,
     set_rating,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "rating_detail",
     "ratings_for",
     "record_generation",
+    "record_scores",
     "rename_conversation",
     "set_default_variant",
     "set_preference",

@@ -82,11 +82,27 @@ def _training(conn: Connection) -> None:
     create_table("variant")(conn)
 
 
+def _reserved(conn: Connection) -> None:
+    """Versions 5 and 6 are other branches' (numbers handed out per branch; the lead renumbers at merge):
+    nothing here, so that this branch's version 7 can be numbered in order."""
+
+
+def _generation_score(conn: Connection) -> None:
+    """Version 7 (Best of n): a scorer's score on each candidate answer."""
+    from sqlalchemy import Float
+
+    if "score" not in {c["name"] for c in inspect(conn).get_columns("generation")}:
+        add_column(conn, "generation", Column("score", Float, nullable=True))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "baseline: user, conversation, generation, rating", _baseline),
     Migration(2, "preference table; full-text search index", _preferences_and_search),
     Migration(3, "PostgreSQL: search words in a stored column (SQLite: nothing to do)", _search_column),
     Migration(4, "train_run and variant tables (training runs and their LoRA variants)", _training),
+    Migration(5, "reserved for another branch", _reserved),
+    Migration(6, "reserved for another branch", _reserved),
+    Migration(7, "generation.score: a scorer's score on a Best-of-n candidate", _generation_score),
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import func, text, update
 from sqlalchemy.exc import IntegrityError
@@ -327,3 +328,14 @@ def ratings_for(session: Session, *, generation_ids: list[int], user_id: int) ->
         select(Rating).where(col(Rating.generation_id).in_(generation_ids), Rating.user_id == user_id)
     )
     return {r.generation_id: r.value for r in rows}
+
+
+def record_scores(session: Session, *, scores: dict[int, float | None], best_of: dict[str, Any]) -> None:
+    """Best of n: each candidate's score, and the round's summary (`best_of`: n, scorer, chosen,
+    candidates) in every candidate's parameters, in one commit."""
+    for row in session.exec(select(Generation).where(col(Generation.id).in_(list(scores)))):
+        row.score = scores[row.id or 0]
+        # A new dict: SQLAlchemy sees a JSON column change only when the value is replaced.
+        row.params = {**row.params, "best_of": {**row.params.get("best_of", {}), **best_of}}
+        session.add(row)
+    session.commit()

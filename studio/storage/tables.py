@@ -86,6 +86,7 @@ class Generation(SQLModel, table=True):
     completion_tokens: int | None = None
     first_token_ms: float | None = None
     duration_ms: float | None = None
+    score: float | None = None  # a scorer's (reward model's) score, for a Best-of-n candidate
     created_at: datetime = Field(default_factory=utcnow, index=True)
 
 

@@ -26,11 +26,12 @@ METHODS = [
     ("DPO: A/B winners (and liked vs disliked answers to one prompt)", "dpo"),
     ("KTO: every thumb up or down", "kto"),
     ("SFT: liked answers", "sft"),
+    ("Reward model: a scorer from A/B winners and liked vs disliked (Best of n)", "reward"),
 ]
 # (label, hyperparameter, default shown). A browser's Number shows a blank as 0, so 0 (or blank, from the
 # API) means "the default" for the three that have no fixed one.
 SETTINGS = [
-    ("Learning rate (0: 2e-4 for SFT, 5e-4 for DPO/KTO)", "learning_rate", 0),
+    ("Learning rate (0: 2e-4 for SFT, 5e-4 for DPO/KTO, 1e-3 for a reward model)", "learning_rate", 0),
     ("Beta (DPO, KTO)", "beta", 0.1),
     ("LoRA rank", "lora_r", 8),
     ("LoRA alpha (0: 2 x rank)", "lora_alpha", 0),
@@ -47,6 +48,8 @@ SHOWN = (
     "rewards/margins",
     "rewards/accuracies",
     "kl",
+    "accuracy",
+    "margin",
     "tokens_per_second",
     "learning_rate",
 )
@@ -71,6 +74,8 @@ def progress_text(u: TrainUpdate) -> str:
         return f"**Run {u.run_id}:** {u.notices[0]}"
     if u.done:
         head = f"**Run {u.run_id} {u.status}** in {u.elapsed_s:.1f} s, {u.step}/{u.total} steps"
+        if u.variant and u.method == "reward":
+            return f"{head}: the scorer **{u.variant}** is ready for Best of n in the Chat and Code tabs."
         if u.variant:
             return f"{head}: **{u.variant}** is ready in the Chat and Code tabs."
         return f"{head}. {u.error or 'No variant was registered.'}"
@@ -92,7 +97,9 @@ def metrics_text(u: TrainUpdate) -> str:
     out = ("Latest: " + ", ".join(latest)) if latest else ""
     held = {k.removeprefix("eval_"): v for k, v in u.eval_metrics.items() if "runtime" not in k}
     held_shown = [
-        f"{k} {held[k]:.4g}" for k in ("loss", "rewards/accuracies", "rewards/margins", "kl") if k in held
+        f"{k} {held[k]:.4g}"
+        for k in ("loss", "accuracy", "margin", "rewards/accuracies", "rewards/margins", "kl")
+        if k in held
     ]
     if held_shown:
         out += f"\n\nHeld out ({u.eval_records} records): " + ", ".join(held_shown)

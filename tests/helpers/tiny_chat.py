@@ -264,3 +264,24 @@ def build_tiny_lora(folder: str | Path, pipeline_folder: str | Path, *, rank: in
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=layers, safe_serialization=True)
     return folder
+
+
+def build_tiny_reward_model(
+    folder: str | Path, tiny_model_dir: str | Path, *, labels: int = 1, seed: int = 0
+) -> Path:
+    """A tiny random sequence-classification checkpoint (a "reward model" with `labels` outputs) on the tiny
+    chat model's tokenizer and shape, saved into `folder`: what a Hub scorer looks like, offline."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, LlamaForSequenceClassification
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in Path(tiny_model_dir).iterdir():
+        if name.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(name, folder / name.name)
+    config = AutoConfig.from_pretrained(tiny_model_dir, num_labels=labels)
+    torch.manual_seed(seed)
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    return folder
