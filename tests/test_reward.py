@@ -214,3 +214,28 @@ def test_too_few_pairs_to_train_a_reward_model(make_studio, tiny_model_dir: Path
         StudioError, match=r"not enough data to train reward: [01] preference pairs, at least 4 needed"
     ):
         list(studio.train(method="reward", model_id="tiny"))
+
+
+def test_the_chat_tab_runs_best_of_n_and_lists_scorers(place: tuple[Settings, Studio]) -> None:
+    from gradio_client import Client
+
+    from tests.helpers.served import serving
+
+    _, studio = place
+    sampling = [True, 0.7, 0.95, 50, 1.0, 6, 1, 7]  # do_sample ... max_new_tokens, beams, seed
+    with serving(studio) as server:
+        client = Client(server.url, verbose=False)
+        _chat, conversation, _box, notice = client.predict(
+            "Hi tab", None, "tiny", "", *sampling, 2, "judge", api_name="/chat"
+        )
+        assert notice.startswith("best of 2 by judge: candidate")
+        [turn] = studio.conversation(
+            conversation["value"] if isinstance(conversation, dict) else conversation
+        )
+        assert turn.answers == 2 and turn.seed in (7, 8)
+        with pytest.raises(Exception, match="it is not a scorer"):
+            client.predict("Hi tab", None, "tiny", "", *sampling, 2, "tiny", api_name="/chat")
+    from studio.ui.best_of import NO_SCORER, with_best_of
+
+    assert with_best_of({"seed": 1}, 1, "judge") == {"seed": 1}  # one candidate: an ordinary turn
+    assert with_best_of({}, 3, NO_SCORER) == {"best_of": 3, "scorer": None}  # the service then refuses

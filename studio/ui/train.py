@@ -19,6 +19,7 @@ import gradio as gr
 import pandas as pd
 
 from studio.service import Studio, StudioError, TrainUpdate
+from studio.ui.best_of import NO_SCORER, scorer_choices
 from studio.ui.conversation import GENERATION_QUEUE, PRIVATE, model_choices, user_of
 from studio.ui.session import StopOnClose, run_key_state, stop_button
 
@@ -190,11 +191,19 @@ def build_train_tab(studio: Studio, app: gr.Blocks) -> None:
         verdict_note = gr.Markdown(elem_id="train-variant-note")
 
     found = {b.elem_id: b for b in app.blocks.values() if getattr(b, "elem_id", None)}
-    lists = [found[i] for i in ("model", "code-model") if i in found]  # the Chat and Code model dropdowns
+    # The Chat and Code model dropdowns, and their Best-of-n scorer pickers (a reward run adds a scorer).
+    listed = [i for i in ("model", "code-model", "chat-scorer", "code-scorer") if i in found]
+    lists = [found[i] for i in listed]
     closing = StopOnClose(studio, app)
 
     def model_lists() -> list[Any]:
-        return [gr.Dropdown(choices=model_choices(studio.models(t))) for t in ("chat", "code")[: len(lists)]]
+        tabs = {"model": "chat", "code-model": "code"}
+        return [
+            gr.Dropdown(choices=model_choices(studio.models(tabs[i])))
+            if i in tabs
+            else gr.Dropdown(choices=[NO_SCORER, *scorer_choices(studio)])
+            for i in listed
+        ]
 
     @closing.track
     def train(
