@@ -43,7 +43,7 @@ def best_of_round(
     *_, final = studio.chat(model_id=model, message=prompt, params={**params, "best_of": N, "scorer": scorer})
     with Session(studio.engine) as session:
         row = storage.get_generation(session, generation_id=final.generation_id)
-        candidates = row.params["best_of"]["candidates"]
+        candidates = row.params["best_of_round"]["candidates"]
         texts = [
             storage.get_generation(session, generation_id=c["generation_id"]).output_text for c in candidates
         ]

@@ -92,7 +92,7 @@ def test_best_of_n_stores_every_candidate_and_shows_the_best(place: tuple[Settin
     assert {"candidate 1 of 3", "candidate 2 of 3", "candidate 3 of 3"} <= set(shown)
     assert any(n.startswith("scoring 3 candidate(s) with judge") for n in shown)
     [row] = _rows(studio, [final.generation_id])
-    round_ = row.params["best_of"]
+    round_ = row.params["best_of_round"]
     candidates = round_["candidates"]
     assert [c["seed"] for c in candidates] == [40, 41, 42] and round_["chosen"] == final.generation_id
     scores = {c["generation_id"]: c["score"] for c in candidates}
@@ -119,7 +119,7 @@ def test_best_of_n_in_the_code_tab_and_the_cli(place: tuple[Settings, Studio], c
     asked = {**BEST, "best_of": 2, "scorer": "judge"}
     final, _ = _run(studio.code(model_id="tiny", text="add two numbers", params=asked))
     [row] = _rows(studio, [final.generation_id or 0])
-    assert row.tab == "code" and len(row.params["best_of"]["candidates"]) == 2
+    assert row.tab == "code" and len(row.params["best_of_round"]["candidates"]) == 2
 
     from studio.cli import main
 
@@ -155,7 +155,7 @@ def test_best_of_n_refuses_bad_input_and_survives_a_failing_scorer(place: tuple[
     assert final.status == "ok"
     assert any("the scorer two-labels failed" in n and "2 labels" in n for n in final.notices)
     [row] = _rows(studio, [final.generation_id or 0])
-    candidates = row.params["best_of"]["candidates"]
+    candidates = row.params["best_of_round"]["candidates"]
     assert candidates[0]["generation_id"] == final.generation_id and all(
         c["score"] is None for c in candidates
     )

@@ -37,7 +37,7 @@ SCORER_TAB = "scorer"
 
 def best_of_fields(params: dict[str, Any]) -> dict[str, Any]:
     """What `studio generate --json` adds for a Best-of-n turn: candidates and the chosen one."""
-    round_ = params.get("best_of") or {}
+    round_ = params.get("best_of_round") or {}
     if "candidates" not in round_:
         return {}
     return {"candidates": round_["candidates"], "chosen": round_.get("chosen")}
@@ -115,7 +115,7 @@ class BestOfN(ChatTab):
                 conversation_id=conversation_id,
                 action=action if k == 1 else "regenerate",
                 turn_index=turn_index if k == 1 else None,
-                extras={**(extras or {}), "best_of": {"n": n, "k": k, "scorer": scorer}},
+                extras={**(extras or {}), "best_of_round": {"n": n, "k": k, "scorer": scorer}},
                 **kwargs,
             )
             final = None
@@ -204,7 +204,7 @@ class BestOfN(ChatTab):
         uid = self.user_id(user)
         with Session(self.engine) as session:
             row = storage.get_generation(session, generation_id=generation_id)
-            round_ = (row.params.get("best_of") or {}) if row is not None else {}
+            round_ = (row.params.get("best_of_round") or {}) if row is not None else {}
             chosen = round_.get("chosen")
             if row is None or not isinstance(chosen, int) or chosen == row.id:
                 return

@@ -331,11 +331,11 @@ def ratings_for(session: Session, *, generation_ids: list[int], user_id: int) ->
 
 
 def record_scores(session: Session, *, scores: dict[int, float | None], best_of: dict[str, Any]) -> None:
-    """Best of n: each candidate's score, and the round's summary (`best_of`: n, scorer, chosen,
-    candidates) in every candidate's parameters, in one commit."""
+    """Best of n: each candidate's score, and the round's summary (`best_of`: chosen, candidates, cost) under
+    `best_of_round` in every candidate's parameters, in one commit."""
     for row in session.exec(select(Generation).where(col(Generation.id).in_(list(scores)))):
         row.score = scores[row.id or 0]
         # A new dict: SQLAlchemy sees a JSON column change only when the value is replaced.
-        row.params = {**row.params, "best_of": {**row.params.get("best_of", {}), **best_of}}
+        row.params = {**row.params, "best_of_round": {**row.params.get("best_of_round", {}), **best_of}}
         session.add(row)
     session.commit()
