@@ -239,3 +239,35 @@ def test_the_chat_tab_runs_best_of_n_and_lists_scorers(place: tuple[Settings, St
 
     assert with_best_of({"seed": 1}, 1, "judge") == {"seed": 1}  # one candidate: an ordinary turn
     assert with_best_of({}, 3, NO_SCORER) == {"best_of": 3, "scorer": None}  # the service then refuses
+
+
+def test_the_image_tab_puts_the_picture_an_image_scorer_rates_best_first(make_studio, tmp_path: Path) -> None:
+    from tests.helpers.tiny_chat import build_tiny_clip
+
+    clip = build_tiny_clip(tmp_path / "clip")
+    studio = make_studio(
+        "models:\n"
+        "  - {id: painter, tabs: [image], backend: fake-image, source: fake/painter}\n"
+        "  - {id: fake, tabs: [chat], backend: fake-chat, source: fake/fake-model}\n"
+        f"  - {{id: clip, tabs: [scorer], backend: transformers-clip, source: '{clip}'}}\n"
+        f"  - {{id: not-clip, tabs: [scorer], backend: transformers-clip, source: '{tmp_path}'}}\n"
+    )
+    *_, final = studio.image(
+        model_id="painter", prompt="a red dog", params={"num_images": 3, "scorer": "clip"}
+    )
+    assert final.status == "ok" and len(final.generation_ids) == 3
+    assert final.notices[0].startswith("best of 3 by clip: picture")
+    rows = {r.id: r for r in _rows(studio, final.generation_ids)}
+    scores = [rows[i].score for i in final.generation_ids]
+    assert all(isinstance(s, float) for s in scores) and scores == sorted(scores, reverse=True)  # best first
+    assert rows[final.generation_ids[0]].params["best_of_round"]["chosen"] == final.generation_ids[0]
+    # Each scorer on its own kind of output; a broken one keeps the pictures, with a notice.
+    with pytest.raises(StudioError, match="scores pictures"):
+        list(studio.chat(model_id="fake", message="x", params={"best_of": 2, "scorer": "clip"}))
+    with pytest.raises(StudioError, match="needs an image scorer"):
+        list(studio.image(model_id="painter", prompt="x", params={"scorer": "fake"}))
+    *_, failed = studio.image(
+        model_id="painter", prompt="a dog", params={"num_images": 2, "scorer": "not-clip"}
+    )
+    assert failed.status == "ok" and len(failed.files) == 2
+    assert "the scorer not-clip failed" in failed.notices[0]

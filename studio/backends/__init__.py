@@ -236,6 +236,7 @@ def check_models(config: StudioConfig) -> None:
 
 # Registering the built-in kinds is importing their modules; each imports torch only in load().
 from studio.backends import (  # noqa: E402
+    clip_scorer,
     diffusers_image,
     hibari_tts,
     musicgen,
@@ -262,6 +263,7 @@ __all__ = [
     "Usage",
     "backend_class",
     "check_models",
+    "clip_scorer",
     "diffusers_image",
     "hibari_tts",
     "known_kinds",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from studio.backends import (
     Backend,
@@ -34,6 +34,7 @@ class TransformersReward(Backend):
     kind = "transformers-reward"
     tabs = frozenset({"scorer"})
     Params = Params
+    judges: ClassVar[str] = "text"  # what it scores: answers (the CLIP backend scores pictures)
 
     model: Any = None
     tokenizer: Any = None

@@ -19,7 +19,7 @@ from studio.service.audio import AudioTab
 from studio.service.best_of import BestOfN, best_of_fields
 from studio.service.chat import Action
 from studio.service.code import CodeTab, code_fields
-from studio.service.image import ImageTab
+from studio.service.image_best_of import ImageBestOf
 from studio.service.library import LibraryTab
 from studio.service.models import ModelsPanel
 from studio.service.train import TrainTab
@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 
-class Studio(BestOfN, CodeTab, ImageTab, AudioTab, TrainTab, ModelsPanel, LibraryTab):
+class Studio(BestOfN, CodeTab, ImageBestOf, AudioTab, TrainTab, ModelsPanel, LibraryTab):
     """The service. Its public methods, by the file that holds them (all under studio/service/):
 
     - core.py: `user_id`, `is_admin`, `cancel` (Stop, closed tabs), `recover_interrupted`, `media_path`,
@@ -60,6 +60,7 @@ class Studio(BestOfN, CodeTab, ImageTab, AudioTab, TrainTab, ModelsPanel, Librar
     - records.py: `conversation`, `conversations`, `rename_conversation`, `delete_conversation`, `rate`,
       `rating`, `history`
     - code.py: `code`, `code_result`, `code_file`, `split_code_params`
+    - image_best_of.py: `image` with a `scorer` (an image scorer puts the best picture first)
     - image.py: `image`, `recent_images`, `generation_file`, `media_access`, `generate_image_result`
     - audio.py: `speech`, `music`, `check_audio`, `recent_clips`, `generate_audio_result`
     - models.py: `models`, `model_status`, `default_params`, `model_rows`, `memory_summary`, `load_model`,

@@ -27,6 +27,7 @@ from studio.backends import Message, short_error
 from studio.errors import StudioError
 from studio.service.chat import Action, ChatTab
 from studio.service.checks import require_weights
+from studio.service.image_best_of import scorer_judges
 from studio.service.types import ChatUpdate, Status
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,11 @@ class BestOfN(ChatTab):
                 spec = self.config.model(scorer)
             except KeyError as exc:
                 raise StudioError(exc.args[0]) from None
+            if SCORER_TAB in spec.tabs and scorer_judges(spec) != "text":
+                raise StudioError(
+                    f"model {scorer!r} scores pictures (an image scorer); Chat and Code need a reward model "
+                    "that scores text answers"
+                )
             if SCORER_TAB not in spec.tabs:
                 raise StudioError(
                     f"model {scorer!r} serves the {', '.join(spec.tabs)} tab, it is not a scorer; pick a "

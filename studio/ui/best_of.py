@@ -17,8 +17,32 @@ from studio.service import Studio
 NO_SCORER = "(no scorer)"
 
 
-def scorer_choices(studio: Studio) -> list[str]:
-    return [m.id for m in studio.models("scorer")]
+IMAGE_SCORERS = ("transformers-clip",)  # backends that score pictures; the others score text
+
+
+def scorer_choices(studio: Studio, *, pictures: bool = False) -> list[str]:
+    """The scorers for text answers (Chat, Code) or, with `pictures`, for the Image tab."""
+    return [m.id for m in studio.models("scorer") if (m.backend in IMAGE_SCORERS) == pictures]
+
+
+def image_scorer_control(studio: Studio) -> Any:
+    """The Image tab's scorer dropdown: with one, the job's best picture is named and stored first."""
+    scorers = scorer_choices(studio, pictures=True)
+    ready = [m.id for m in studio.models("scorer") if m.id in scorers and m.status in ("ready", "loaded")]
+    control = gr.Dropdown(
+        choices=[NO_SCORER, *scorers],
+        value=NO_SCORER,
+        label="Best picture by (an image scorer, CLIP-style)",
+        allow_custom_value=True,
+        elem_id="image-scorer",
+    )
+    if not ready:
+        gr.Markdown(
+            "No image scorer is on this machine: CLIP weights do not ship with the studio. With the "
+            "internet, `studio models pull ID` fetches one listed in models.yaml (tab scorer, backend "
+            "transformers-clip)."
+        )
+    return control
 
 
 def best_of_controls(studio: Studio, prefix: str) -> list[Any]:
