@@ -13,7 +13,7 @@ the scorer ranks answers as the users would and picks their preferred style more
      scorer's pick): Best of n helps when the second is higher.
    Wall time of each part.
 
-  .venv/bin/python benchmarks/reward.py [--train-prompts 24] [--eval-prompts 10] [--epochs 3] [--tokens 24]
+  .venv/bin/python benchmarks/reward.py [--train-prompts 40] [--eval-prompts 8] [--epochs 4] [--tokens 32]
   .venv/bin/python benchmarks/reward.py --smoke      # the tiny random model, a few prompts, 2 steps
 """
 
@@ -73,10 +73,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--train-prompts", type=int, default=24)
-    parser.add_argument("--eval-prompts", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--tokens", type=int, default=24, help="new tokens per answer")
+    parser.add_argument("--train-prompts", type=int, default=40)
+    parser.add_argument("--eval-prompts", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--tokens", type=int, default=32, help="new tokens per answer")
     add_smoke(parser)
     args = parser.parse_args()
     import torch
