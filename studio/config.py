@@ -21,8 +21,10 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-Tab = Literal["chat", "code", "image", "speech", "music", "safety"]
-# The tabs that generate; "safety" is the tab of the checker models (used by models.yaml's `safety:`).
+# "safety" is the tab of the checker models (used by models.yaml's `safety:`); "scorer" is not a tab of its
+# own either: it marks reward models (backend transformers-reward) that Best of n in Chat and Code picks an
+# answer with. Neither generates, so neither is in TABS.
+Tab = Literal["chat", "code", "image", "speech", "music", "safety", "scorer"]
 TABS: tuple[str, ...] = ("chat", "code", "image", "speech", "music")
 
 # What the safety stage can name (studio/service/safety.py): every checker maps its labels onto these, and

@@ -1,9 +1,11 @@
-"""The A/B panel, the leaderboard chart and the Speech controls as the built app defines them (no browser):
-model B starts on a model that is ready, the verdict buttons start disabled, the chart groups tabs on an
-honest axis (also through the served `/leaderboard` endpoint), and the voice preset shows only for Bark."""
+"""The A/B panel, the leaderboard plot and the Speech controls as the built app defines them (no browser):
+model B starts on a model that is ready, the verdict buttons start disabled, the leaderboard draws one
+interval per model and one plot per tab (also through the served `/leaderboard` endpoint), and the voice
+preset shows only for Bark."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,27 +51,60 @@ def test_model_b_is_model_a_when_no_other_model_is_ready(make_studio, tmp_path: 
     assert components(studio)["chat-compare-model-b"]["value"] == "only"  # two seeds of one model
 
 
-def test_the_chart_groups_tabs_on_an_honest_axis() -> None:
-    from studio.ui.compare import leaderboard_chart
+def test_the_plot_draws_one_interval_per_model_and_one_plot_per_tab() -> None:
+    from studio.ui.leaderboard import leaderboard_view
 
     rows = [
-        {"tab": "chat", "model": "m", "elo": 1016.0},
-        {"tab": "chat", "model": "n", "elo": 984.0},
-        {"tab": "code", "model": "m", "elo": 1000.0},
+        {
+            "tab": "chat",
+            "model": "m",
+            "rank": 1,
+            "bt": 1016.0,
+            "ci_low": 990.0,
+            "ci_high": 1040.0,
+            "elo": 1016.0,
+        },
+        {
+            "tab": "chat",
+            "model": "n",
+            "rank": 1,
+            "bt": 984.0,
+            "ci_low": 960.0,
+            "ci_high": 1010.0,
+            "elo": 984.0,
+        },
+        {
+            "tab": "code",
+            "model": "m",
+            "rank": 1,
+            "bt": 1000.0,
+            "ci_low": 980.0,
+            "ci_high": 1020.0,
+            "elo": 1000.0,
+        },
+        {
+            "tab": "code",
+            "model": "t",
+            "rank": None,
+            "bt": None,
+            "ci_low": None,
+            "ci_high": None,
+            "elo": 1000.0,
+        },
     ]
-    frame, plot = leaderboard_chart(rows)
-    value = plot.value
-    assert list(frame["model"]) == ["m", "n", "m"]  # the table keeps every column
-    # One bar per tab and model: the two "m" bars never stack on one x position.
-    assert value["data"] and len({row[0] for row in value["data"]}) == 3
-    heights = {row[0]: row[2] for row in value["data"]}
-    assert heights == {"chat · m": 16.0, "chat · n": -16.0, "code · m": 0.0}  # gained or lost since 1000
-    low, high = plot.y_lim
-    assert low < -16 and high > 16 and low == -high  # zero in the middle: bar lengths compare honestly
-    assert leaderboard_chart([])[1] is None
+    frame, html = leaderboard_view(rows)
+    assert list(frame["model"]) == ["m", "n", "m", "t"]  # the table keeps every row and column
+    assert list(frame.columns[:6]) == ["tab", "rank", "model", "bt", "ci_low", "ci_high"]
+    assert html.count("<svg") == 2 and 'data-tab="chat"' in html and 'data-tab="code"' in html
+    assert html.count('class="ci"') == 3 and html.count('class="bt"') == 3  # thumbs-only models: no bar
+    chat = html[: html.index('data-tab="code"')]
+    xs = [float(v) for v in re.findall(r'class="ci" x1="([\d.]+)" x2="([\d.]+)"', chat)[0]]
+    dot = float(re.findall(r'class="bt" cx="([\d.]+)"', chat)[0])
+    assert xs[0] < dot < xs[1]  # the rating sits inside its interval
+    assert "No votes yet" in leaderboard_view([])[1]
 
 
-def test_the_leaderboard_endpoint_draws_one_bar_per_tab_and_model(tmp_path: Path) -> None:
+def test_the_leaderboard_endpoint_ranks_each_tab_with_intervals(tmp_path: Path) -> None:
     models = (
         "models:\n"
         "  - {id: fake, tabs: [chat, code], backend: fake-chat, source: fake/a}\n"
@@ -79,11 +114,15 @@ def test_the_leaderboard_endpoint_draws_one_bar_per_tab_and_model(tmp_path: Path
         for tab, winner in (("chat", "a"), ("code", "b")):
             a, b = studio.compare(tab=tab, prompt="p", a={"model": "fake"}, b={"model": "fake-2"})
             studio.prefer(a.generation_id, b.generation_id, winner)
-        board, plot = Client(url, verbose=False).predict(api_name="/leaderboard")
+        board, html = Client(url, verbose=False).predict("", api_name="/leaderboard")
     assert len(board["data"]) == 4
-    bars = {row[0]: row[2] for row in plot["value"]["data"]}
-    assert bars == {"chat · fake": 16.0, "chat · fake-2": -16.0, "code · fake-2": 16.0, "code · fake": -16.0}
-    assert plot["y_lim"][0] < -16 < 16 < plot["y_lim"][1]
+    rows = [dict(zip(board["headers"], row, strict=True)) for row in board["data"]]
+    best = {
+        r["tab"]: r["model"] for r in rows if r["bt"] == max(x["bt"] for x in rows if x["tab"] == r["tab"])
+    }
+    assert best == {"chat": "fake", "code": "fake-2"}
+    assert all(r["ci_low"] <= r["bt"] <= r["ci_high"] and r["rank"] == 1 for r in rows)  # one vote: overlap
+    assert html.count("<svg") == 2
 
 
 def test_the_voice_preset_shows_only_for_bark(make_studio) -> None:

@@ -47,7 +47,7 @@ def test_compare_vote_list_leaderboard_and_export(served) -> None:
     table, count, page = client.predict("colour", "", "", "", "", 1, api_name="/library")
     assert [row[0] for row in table["data"]] == sorted(ids, reverse=True)  # newest first
     assert count.startswith("2 generation(s)") and page == 1
-    board, _plot = client.predict(api_name="/leaderboard")
+    board, _plot = client.predict("", api_name="/leaderboard")
     models = {row[board["headers"].index("model")]: row for row in board["data"]}
     assert set(models) == {"fake", "fake-2", "painter", "painter-2"}
     note, archive = client.predict("pickapic", "image", "", 0, False, api_name="/export")

@@ -26,7 +26,7 @@ def test_migration_4_adds_the_training_tables_to_a_version_3_database(database_u
     engine = storage.make_engine(database_url)  # start-up migrates
     try:
         with engine.connect() as conn:
-            assert migrations.current_version(conn) == 4 == migrations.latest_version()
+            assert migrations.current_version(conn) == migrations.latest_version() >= 4
         tables = inspect(engine).get_table_names()
         assert {"train_run", "variant"} <= set(tables)
         columns = {c["name"] for c in inspect(engine).get_columns("train_run")}

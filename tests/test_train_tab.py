@@ -45,10 +45,13 @@ def _choices(update: dict) -> list[str]:
 def test_a_run_from_the_tab_registers_a_variant_the_chat_tab_lists_at_once(served) -> None:
     studio, client = served
     out = client.predict("sft", "tiny", "", "", False, *SETTINGS, api_name="/train")
-    progress, loss, _extra, metrics, runs, variant, _note, chat_models, code_models = out
+    progress, loss, _extra, metrics, runs, variant, _note, chat_models, code_models, *scorers = out
     name = variant["value"]
     assert name.startswith("tiny+sft-") and f"**{name}** is ready" in progress
     assert name in _choices(chat_models) and name in _choices(code_models)
+    assert len(scorers) == 2 and all(
+        name not in _choices(s) for s in scorers
+    )  # an SFT variant scores nothing
     assert [(step, metric) for step, metric, _value in loss["data"]] == [
         (1, "loss"),
         (2, "loss"),
@@ -78,7 +81,7 @@ def test_compare_promote_and_discard(served, tiny_model_dir: Path) -> None:
     a, b = studio.compare_with_base(name, prompt="Hello, how are you?")
     assert {a.model, b.model} == {name, "tiny"} and a.params["seed"] == b.params["seed"]
     assert studio.prefer(a.generation_id, b.generation_id, "a") == "a"
-    note, chat_models, _code = client.predict(name, api_name="/promote_variant")
+    note, chat_models, _code, *_scorers = client.predict(name, api_name="/promote_variant")
     assert "is now the chat tab's default" in note and _choices(chat_models)[0] == name
     assert studio.models("chat")[0].id == name and studio.models("code")[0].id == "tiny"
     again = Studio.from_settings(studio.settings)
@@ -86,6 +89,6 @@ def test_compare_promote_and_discard(served, tiny_model_dir: Path) -> None:
         assert again.models("chat")[0].id == name  # promoted for good
     finally:
         again.close()
-    note, variants, chat_models, _code = client.predict(name, api_name="/discard_variant")
+    note, variants, chat_models, _code, *_scorers = client.predict(name, api_name="/discard_variant")
     assert "deleted" in note and name not in _choices(chat_models) and name not in _choices(variants)
     assert not Path(final.adapter).exists() and studio.models("chat")[0].id == "tiny"

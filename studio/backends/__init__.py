@@ -236,6 +236,7 @@ def check_models(config: StudioConfig) -> None:
 
 # Registering the built-in kinds is importing their modules; each imports torch only in load().
 from studio.backends import (  # noqa: E402
+    clip_scorer,
     diffusers_image,
     hibari_tts,
     musicgen,
@@ -243,6 +244,7 @@ from studio.backends import (  # noqa: E402
     safety_bundled,
     safety_hub,
     transformers_chat,
+    transformers_reward,
     transformers_tts,
 )
 
@@ -263,6 +265,7 @@ __all__ = [
     "Usage",
     "backend_class",
     "check_models",
+    "clip_scorer",
     "diffusers_image",
     "hibari_tts",
     "known_kinds",
@@ -274,6 +277,7 @@ __all__ = [
     "safety_hub",
     "short_error",
     "transformers_chat",
+    "transformers_reward",
     "transformers_tts",
     "validate_params",
 ]

@@ -1,4 +1,4 @@
-"""The Library's commands: `studio history`, `studio export`, `studio prefer`.
+"""The Library's commands: `studio history`, `studio export`, `studio prefer`, `studio leaderboard`.
 
 Owns: their sub-parsers (`add_parsers`) and running them against a `Studio` (`run`); output for people
 (text) and scripts (`--json`). Ignores: everything the service decides (validation, storage, formats).
@@ -12,7 +12,11 @@ from typing import Any
 
 from studio.export import FORMATS
 
-COMMANDS = ("history", "export", "prefer")
+COMMANDS = ("history", "export", "prefer", "leaderboard")
+LEADERBOARD_HEADER = (
+    f"{'TAB':<6} {'RANK':>4} {'MODEL':<24} {'BT':>7} {'95% CI':>15} {'ELO':>7} {'BATTLES':>7}"
+)
+LEADERBOARD_HEADER += f" {'WIN%':>5} UP/DOWN"
 # The columns of `studio history`'s lines (widths as in `_history`).
 HISTORY_HEADER = f"{'ID':>6} {'CREATED':<25} {'TAB':<5} {'MODEL':<20} {'STATUS':<7} {'VOTE':<4} PROMPT"
 
@@ -47,11 +51,20 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     verdict.add_argument("--tie", action="store_true", help="equally good")
     verdict.add_argument("--both-bad", action="store_true", help="neither is acceptable")
 
+    board = sub.add_parser(
+        "leaderboard", help="models ranked by A/B votes (Bradley-Terry, 95 % intervals)", parents=[common]
+    )
+    board.add_argument("--tab", help="one tab only (chat, code, image, ...)")
+    board.add_argument("--votes-of", help="one user's votes (an admin may name anyone); default everyone's")
+    board.add_argument("--json", action="store_true")
+
 
 def run(studio: Any, args: argparse.Namespace) -> int:
     """Run one Library command; StudioError propagates to the caller (exit code 2 there)."""
     if args.command == "history":
         return _history(studio, args)
+    if args.command == "leaderboard":
+        return _leaderboard(studio, args)
     if args.command == "export":
         result = studio.export(
             args.format,
@@ -107,4 +120,25 @@ def _history(studio: Any, args: argparse.Namespace) -> int:
         print(f"{head} {r['status']:<7} {vote:<4} {text}")
     if page.total > len(page.items):
         print(f"({len(page.items)} of {page.total_text}; --limit shows more)")
+    return 0
+
+
+def _leaderboard(studio: Any, args: argparse.Namespace) -> int:
+    rows = studio.leaderboard(tab=args.tab, votes_of=args.votes_of)
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no votes yet: A/B votes and thumbs fill the leaderboard")
+        return 0
+    print(LEADERBOARD_HEADER)
+    for r in rows:
+        ci = "" if r["bt"] is None else f"{r['ci_low']:.0f}-{r['ci_high']:.0f}"
+        bt = "" if r["bt"] is None else f"{r['bt']:.0f}"
+        win = "" if r["win_rate"] is None else f"{100 * r['win_rate']:.0f}"
+        rank = "" if r["rank"] is None else str(r["rank"])
+        print(
+            f"{r['tab']:<6} {rank:>4} {r['model']:<24} {bt:>7} {ci:>15} {r['elo']:>7.0f} {r['battles']:>7} "
+            f"{win:>5} {r['thumbs_up']}/{r['thumbs_down']}"
+        )
     return 0

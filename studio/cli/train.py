@@ -37,7 +37,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, param_type: Any) -> N
         "--method",
         choices=METHODS,
         help="sft: liked answers; dpo: A/B winners; kto: every thumb; diffusion-dpo: the Image tab's A/B "
-        "winners (an image model)",
+        "winners (an image model); reward: a scorer for Best of n",
     )
     run.add_argument("--model", help="the base model id (a local chat model; diffusion-dpo: a diffusers one)")
     run.add_argument("--epochs", type=int)

@@ -17,9 +17,10 @@ from studio.config import Settings, load_config
 from studio.errors import StudioError
 from studio.service.audio import AudioTab
 from studio.service.audit import SafetyAdmin
+from studio.service.best_of import BestOfN, best_of_fields
 from studio.service.chat import Action
 from studio.service.code import CodeTab, code_fields
-from studio.service.image import ImageTab
+from studio.service.image_best_of import ImageBestOf
 from studio.service.library import LibraryTab
 from studio.service.models import ModelsPanel
 from studio.service.train import TrainTab
@@ -49,15 +50,18 @@ __all__ = [
 ]
 
 
-class Studio(CodeTab, ImageTab, AudioTab, TrainTab, ModelsPanel, LibraryTab, SafetyAdmin):
+class Studio(BestOfN, CodeTab, ImageBestOf, AudioTab, TrainTab, ModelsPanel, LibraryTab, SafetyAdmin):
     """The service. Its public methods, by the file that holds them (all under studio/service/):
 
     - core.py: `user_id`, `is_admin`, `require_admin`, `claim_file` / `file_owner` (uploads, export zips),
       `cancel` (Stop, closed tabs), `recover_interrupted`, `media_path`, `generation_settings`, `close`
     - chat.py: `chat` (send, regenerate, edit, continue)
+    - best_of.py: `chat` with `best_of` and `scorer` (n candidates, the scorer's best shown); `rate` (a vote
+      against the scorer's choice is also a preference)
     - records.py: `conversation`, `conversations`, `rename_conversation`, `delete_conversation`, `rate`,
       `rating`, `history`
     - code.py: `code`, `code_result`, `code_file`, `split_code_params`
+    - image_best_of.py: `image` with a `scorer` (an image scorer puts the best picture first)
     - image.py: `image`, `recent_images`, `generation_file`, `media_access`, `generate_image_result`
     - audio.py: `speech`, `music`, `check_audio`, `recent_clips`, `generate_audio_result`
     - models.py: `models`, `model_status`, `default_params`, `model_rows`, `memory_summary`, `load_model`,
@@ -125,5 +129,5 @@ class Studio(CodeTab, ImageTab, AudioTab, TrainTab, ModelsPanel, LibraryTab, Saf
                 params=dict(row.params),
                 notices=list(row.notices),
                 conversation_id=row.conversation_id,
-                fields=code_fields(row) if row.tab == "code" else {},
+                fields=(code_fields(row) if row.tab == "code" else {}) | best_of_fields(row.params),
             )

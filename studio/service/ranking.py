@@ -1,10 +1,13 @@
-"""Ranking: A/B comparisons and the leaderboard per tab they feed (Elo, win rates, thumbs-up rate).
+"""Ranking: A/B comparisons and the leaderboard per tab they feed (Bradley-Terry with 95 % intervals and
+rank, Elo, win rates, thumbs-up rate).
 
 Owns: the arithmetic (`leaderboard`, pure functions over plain tuples) and the service's A/B part
 (`Comparisons`: `compare`, `prefer`, `leaderboard`). Elo starts every model at 1000 and replays the votes
 oldest first with K = 32; a tie and "both bad" each count as a draw (as LMSYS's arena does). A pair of
 answers from the same model (two seeds) says nothing about models and is not counted. Only two finished
 answers can be compared: a side that failed, was stopped or is still running takes no vote and no rank.
+The Bradley-Terry fit over the same votes (bradley_terry.py) gives the order: it does not depend on the
+order of the votes, and its bootstrap intervals say how sure the order is.
 Ignores: running a side (the facade's `generate`), SQL details (storage) and how the table and chart are
 shown (ui/compare.py).
 """
@@ -20,11 +23,13 @@ from sqlmodel import Session
 
 from studio import storage
 from studio.errors import StudioError, quote
+from studio.service import bradley_terry
 from studio.service.checks import prompt_text
 from studio.service.core import StudioCore
 from studio.service.types import GenerationResult, Status
 
 START, K = 1000.0, 32.0
+BOOTSTRAP_ROUNDS = 100  # resamples behind each 95 % interval (LMArena uses 100 too)
 UNFINISHED: dict[str, str] = {  # why a generation cannot take part in an A/B vote, by its status
     Status.ERROR: "failed",
     Status.STOPPED: "was stopped",
@@ -44,6 +49,10 @@ class Standing:
     draws: int = 0
     up: int = 0
     down: int = 0
+    bt: float | None = None  # the Bradley-Terry rating (Elo scale, mean 1000); None with no battle
+    ci_low: float | None = None
+    ci_high: float | None = None
+    rank: int | None = None  # 1 + the models whose interval lies wholly above this one's
 
     @property
     def battles(self) -> int:
@@ -63,6 +72,10 @@ class Standing:
         return {
             "tab": self.tab,
             "model": self.model,
+            "rank": self.rank,
+            "bt": _round(self.bt),
+            "ci_low": _round(self.ci_low),
+            "ci_high": _round(self.ci_high),
             "elo": round(self.elo, 1),
             "battles": self.battles,
             "wins": self.wins,
@@ -75,12 +88,20 @@ class Standing:
         }
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 def leaderboard(
-    battles: Iterable[tuple[str, str, str, str]], thumbs: Iterable[tuple[str, str, int, int]]
+    battles: Iterable[tuple[str, str, str, str]],
+    thumbs: Iterable[tuple[str, str, int, int]],
+    *,
+    rounds: int = BOOTSTRAP_ROUNDS,
 ) -> list[Standing]:
     """battles: (tab, model_a, model_b, choice) oldest first; thumbs: (tab, model, up, down).
-    Sorted by tab, then Elo (highest first), then thumbs-up rate."""
+    Sorted by tab, then rank, Bradley-Terry rating (highest first), Elo, then thumbs-up rate."""
     table: dict[tuple[str, str], Standing] = {}
+    per_tab: dict[str, list[tuple[str, str, float]]] = defaultdict(list)
 
     def standing(tab: str, model: str) -> Standing:
         return table.setdefault((tab, model), Standing(tab, model))
@@ -90,6 +111,7 @@ def leaderboard(
             continue
         a, b = standing(tab, model_a), standing(tab, model_b)
         score = SCORES[choice]
+        per_tab[tab].append((model_a, model_b, score))
         expected = 1 / (1 + 10 ** ((b.elo - a.elo) / 400))
         a.elo, b.elo = a.elo + K * (score - expected), b.elo - K * (score - expected)
         if score == 1.0:
@@ -105,7 +127,21 @@ def leaderboard(
     for (tab, model), (up, down) in totals.items():
         item = standing(tab, model)
         item.up, item.down = up, down
-    return sorted(table.values(), key=lambda s: (s.tab, -s.elo, -(s.up_rate or 0), s.model))
+    for tab, tab_battles in per_tab.items():
+        for rating in bradley_terry.bootstrap(tab_battles, rounds=rounds):
+            item = table[(tab, rating.model)]
+            item.bt, item.ci_low, item.ci_high, item.rank = (
+                rating.bt,
+                rating.ci_low,
+                rating.ci_high,
+                rating.rank,
+            )
+    unranked = 1 << 30  # models with thumbs only come after every ranked one
+
+    def order(s: Standing) -> tuple[Any, ...]:
+        return (s.tab, s.rank or unranked, -(s.bt or 0), -s.elo, -(s.up_rate or 0), s.model)
+
+    return sorted(table.values(), key=order)
 
 
 class Comparisons(StudioCore):
@@ -181,10 +217,17 @@ class Comparisons(StudioCore):
             results.append(result)
         return results[0], results[1]
 
-    def leaderboard(self, *, tab: str | None = None, user: str | None = None) -> list[dict[str, Any]]:
-        """Per tab and model: Elo, battles, win rate (A/B votes), thumbs up/down and thumbs-up rate.
-        Everyone's votes count (user=None), or one user's."""
-        uid = None if user is None else self.user_id(user)
+    def leaderboard(
+        self, *, tab: str | None = None, votes_of: str | None = None, user: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Per tab and model: the Bradley-Terry rating with its 95 % interval and rank, Elo, battles, win rate
+        (A/B votes), thumbs up/down and thumbs-up rate. Everyone's votes count (votes_of=None), or one
+        user's: anyone may narrow it to their own votes, an admin to anyone's."""
+        uid = None
+        if votes_of is not None:
+            if votes_of != user and not self.is_admin(user):
+                raise StudioError("only an admin may rank by another user's votes")
+            uid = self.user_id(votes_of)
         with Session(self.engine) as session:
             prefs = storage.preference_rows(session, user_id=uid, tab=tab)
             thumbs = storage.rating_counts(session, user_id=uid, tab=tab)

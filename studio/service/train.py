@@ -92,7 +92,7 @@ class TrainTab(Variants):
         """The export's records for `method` (the same builders as `studio export`), their vote keys and
         the pairs left out by reason (diffusion-dpo: pictures deleted, ties)."""
         fmt = training.FORMAT[method]
-        paired = fmt in ("dpo", "pickapic")
+        paired = fmt in ("dpo", "reward", "pickapic")  # A/B votes make pairs too
         with Session(self.engine) as session, export.paused_gc():
             rated = storage.rated_rows(session, user_id=uid, tab=tab, since=when)
             prefs = storage.preference_rows(session, user_id=uid, tab=tab, since=when) if paired else []

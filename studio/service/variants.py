@@ -44,6 +44,17 @@ def variant_spec(base: ModelSpec, variant: storage.Variant) -> VariantSpec:
         method=variant.method,
         run_id=variant.run_id,
     )
+    if variant.method == "reward":
+        # A scorer, not a chat model: its base's weights with a score head and LoRA adapter, run by the
+        # reward backend; it serves no tab of its own, only Best of n (the base's chat settings do not apply).
+        fields.update(
+            backend="transformers-reward",
+            tabs=["scorer"],
+            defaults={},
+            options={},
+            loras=[],
+            description=f"reward model (scorer) trained from votes on {base.id} (run {variant.run_id})",
+        )
     return VariantSpec(**fields)
 
 
@@ -170,6 +181,10 @@ class Variants(ModelsPanel):
         on them an ordinary A/B preference (`prefer`): the leaderboard and the next run count it."""
         with Session(self.engine) as session:
             row = self._variant_row(session, variant_id, user)
+            if row.method == "reward":
+                raise StudioError(
+                    f"{row.id} is a scorer: it scores answers (Best of n), it does not write them"
+                )
             run = storage.get_train_run(session, run_id=row.run_id)
             held_out = list((run.data if run else {}).get("held_out_prompts") or [])
         if not prompt:

@@ -94,6 +94,14 @@ def _safety(conn: Connection) -> None:
     create_table("safety_event")(conn)
 
 
+def _generation_score(conn: Connection) -> None:
+    """Version 7 (Best of n): a scorer's score on each candidate answer."""
+    from sqlalchemy import Float
+
+    if "score" not in {c["name"] for c in inspect(conn).get_columns("generation")}:
+        add_column(conn, "generation", Column("score", Float, nullable=True))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "baseline: user, conversation, generation, rating", _baseline),
     Migration(2, "preference table; full-text search index", _preferences_and_search),
@@ -101,6 +109,7 @@ MIGRATIONS: list[Migration] = [
     Migration(4, "train_run and variant tables (training runs and their LoRA variants)", _training),
     Migration(5, "generation.owner and lease_until: running rows leased by their studio process", _leases),
     Migration(6, "safety_event table (the safety stage's audit trail)", _safety),
+    Migration(7, "generation.score: a scorer's score on a Best-of-n candidate", _generation_score),
 ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, or_, text, update
 from sqlalchemy.exc import IntegrityError
@@ -365,3 +366,14 @@ def ratings_for(session: Session, *, generation_ids: list[int], user_id: int) ->
         select(Rating).where(col(Rating.generation_id).in_(generation_ids), Rating.user_id == user_id)
     )
     return {r.generation_id: r.value for r in rows}
+
+
+def record_scores(session: Session, *, scores: dict[int, float | None], best_of: dict[str, Any]) -> None:
+    """Best of n: each candidate's score, and the round's summary (`best_of`: chosen, candidates, cost) under
+    `best_of_round` in every candidate's parameters, in one commit."""
+    for row in session.exec(select(Generation).where(col(Generation.id).in_(list(scores)))):
+        row.score = scores[row.id or 0]
+        # A new dict: SQLAlchemy sees a JSON column change only when the value is replaced.
+        row.params = {**row.params, "best_of_round": {**row.params.get("best_of_round", {}), **best_of}}
+        session.add(row)
+    session.commit()

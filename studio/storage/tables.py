@@ -89,6 +89,7 @@ class Generation(SQLModel, table=True):
     completion_tokens: int | None = None
     first_token_ms: float | None = None
     duration_ms: float | None = None
+    score: float | None = None  # a scorer's (reward model's) score, for a Best-of-n candidate
     created_at: datetime = Field(default_factory=utcnow, index=True)
     # While "running": the studio process that runs it and until when its lease holds (renewed by that
     # process's heartbeat). Another process marks the row interrupted only once the lease has expired.

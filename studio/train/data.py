@@ -3,7 +3,8 @@
 Owns: which export format each method reads (`FORMAT`), the fewest records a run needs and the message
 that says how many there are, how many are needed and how to get more (`check_enough`), the held-out
 split (the export's hash split, so a record stays on its side as votes are added), the dataset hash a
-run records, and `for_trainer`: every record conversational (a plain-text prompt becomes one user
+run records, and `for_trainer`: every record conversational (reward: chosen and rejected as whole
+conversations, the export's `reward` format) (a plain-text prompt becomes one user
 message, as the Chat tab sends it through the chat template) and SFT's `messages` as prompt/completion,
 so the loss falls on the answer only.
 Ignores: where the records come from (the service reads them from storage) and training (runner.py).
@@ -19,9 +20,21 @@ from typing import Any
 from studio.errors import StudioError
 from studio.export import split
 
-FORMAT = {"sft": "sft", "dpo": "dpo", "kto": "kto", "diffusion-dpo": "pickapic"}  # method -> export format
-MIN_RECORDS = {"sft": 4, "dpo": 4, "kto": 4, "diffusion-dpo": 4}
-_WHAT = {"sft": "liked answers", "dpo": "preference pairs", "kto": "votes", "diffusion-dpo": "picture pairs"}
+FORMAT = {
+    "sft": "sft",
+    "dpo": "dpo",
+    "kto": "kto",
+    "reward": "reward",
+    "diffusion-dpo": "pickapic",
+}  # method -> export format
+MIN_RECORDS = {"sft": 4, "dpo": 4, "kto": 4, "reward": 4, "diffusion-dpo": 4}
+_WHAT = {
+    "sft": "liked answers",
+    "dpo": "preference pairs",
+    "kto": "votes",
+    "reward": "preference pairs",
+    "diffusion-dpo": "picture pairs",
+}
 _HOW = {
     "sft": "press thumbs up on good answers in the Chat or Code tab",
     "dpo": "compare two answers to one prompt (A/B) and pick a winner, or like one answer and dislike "
@@ -29,6 +42,8 @@ _HOW = {
     "kto": "press thumbs up or down on answers in the Chat or Code tab",
     "diffusion-dpo": "compare two pictures of one prompt in the Image tab (A/B) and pick a winner, or like "
     "one picture and dislike another of the same prompt (ties and both bad teach nothing)",
+    "reward": "compare two answers to one prompt (A/B) and pick a winner, or like one answer and dislike "
+    "another to the same prompt",
 }
 
 
@@ -119,6 +134,8 @@ def for_trainer(method: str, records: list[dict[str, Any]]) -> list[dict[str, An
         ]
     if method == "diffusion-dpo":  # already {prompt, chosen, rejected} picture paths (the service's)
         return list(records)
+    if method == "reward":  # whole conversations already (the export's implicit-prompt preference format)
+        return [{"chosen": list(r["chosen"]), "rejected": list(r["rejected"])} for r in records]
     if method in _COLUMNS:  # dpo, kto: each column turned into the shape the trainer expects
         columns = _COLUMNS[method]
         return [{name: shape(r[name]) for name, shape in columns.items()} for r in records]

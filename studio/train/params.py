@@ -19,11 +19,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from studio.errors import StudioError
 
-METHODS: tuple[str, ...] = ("sft", "dpo", "kto", "diffusion-dpo")  # diffusion-dpo: diffusion_params.py
+METHODS: tuple[str, ...] = (
+    "sft",
+    "dpo",
+    "kto",
+    "reward",
+    "diffusion-dpo",
+)  # diffusion-dpo: diffusion_params.py
 
 # Learning rates that move a LoRA adapter of a small model in one epoch (PLATFORM_NOTES: DPO at 5e-4 on
 # SmolLM2-135M reached a reward accuracy of 1.0 on 16 pairs).
-DEFAULT_LR = {"sft": 2e-4, "dpo": 5e-4, "kto": 5e-4}
+# A reward model's fresh score head needs a bolder rate than an adapter nudging a language model.
+DEFAULT_LR = {"sft": 2e-4, "dpo": 5e-4, "kto": 5e-4, "reward": 1e-3}
 _MODULE = re.compile(r"^[A-Za-z0-9_.]+$")
 
 

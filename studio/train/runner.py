@@ -1,11 +1,11 @@
 """Running one training: records in, a LoRA adapter folder and metrics events out (TRL + peft).
 
-Owns: loading the base for training (float32 on the CPU), the peft LoRA config, TRL's SFTTrainer,
-DPOTrainer or KTOTrainer (with a LoRA adapter TRL's reference model is the base with the adapter off: no
-second copy in memory), a callback that reports each optimizer step (`Step`: metrics, tokens/s, ETA),
-stops within one optimizer step when the stop flag is set and on a NaN or infinite loss, held-out
-metrics at the end, and saving the adapter atomically (into `<out>.partial`, renamed when complete: a
-full disk leaves no half adapter behind).
+Owns: loading the base for training (float32 on the CPU; a sequence-classification head for a reward model),
+the peft LoRA config, TRL's SFTTrainer, DPOTrainer, KTOTrainer or RewardTrainer (with a LoRA adapter TRL's
+reference model is the base with the adapter off: no second copy in memory), a callback that reports each
+optimizer step (`Step`: metrics, tokens/s, ETA), stops within one optimizer step when the stop flag is set
+and on a NaN or infinite loss, held-out metrics at the end, and saving the adapter atomically (into
+`<out>.partial`, renamed when complete: a full disk leaves no half adapter behind).
 Ignores: where records come from and where results are stored (the service), the device line (the
 service holds its turn while this runs). torch, transformers, trl and peft are imported inside `run`.
 """
@@ -136,6 +136,7 @@ _TRAINERS = {
     "sft": ("SFTTrainer", "SFTConfig"),
     "dpo": ("DPOTrainer", "DPOConfig"),
     "kto": ("KTOTrainer", "KTOConfig"),
+    "reward": ("RewardTrainer", "RewardConfig"),
 }
 
 
@@ -171,7 +172,13 @@ def run(
     import torch
     import trl
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, ProgressCallback
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        PrinterCallback,
+        ProgressCallback,
+    )
     from transformers.utils import logging as hf_logging
 
     bars = not datasets.are_progress_bars_disabled(), hf_logging.is_progress_bar_enabled()
@@ -181,7 +188,11 @@ def run(
         emit(Phase("loading"))
         bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
         tokenizer = AutoTokenizer.from_pretrained(base)
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if bf16 else torch.float32)
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        if method == "reward":  # a score head (one number) on the base: TRL's RewardTrainer trains it
+            model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=dtype)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
         context = getattr(model.config, "max_position_embeddings", None)
         kwargs = trainer_kwargs(method, params, device=device, bf16=bf16)
         if context:
@@ -191,7 +202,8 @@ def run(
             lora_alpha=params.lora_alpha,
             lora_dropout=params.lora_dropout,
             target_modules=params.targets(),
-            task_type="CAUSAL_LM",
+            # SEQ_CLS: peft trains and saves the new score head in full next to the LoRA weights.
+            task_type="SEQ_CLS" if method == "reward" else "CAUSAL_LM",
         )
         if stop.is_set():
             return Outcome("stopped")

@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 
 from studio.service import Action, Studio, StudioError
+from studio.ui.best_of import best_of_controls, with_best_of
 from studio.ui.compare import compare_panel
 from studio.ui.conversation import (
     GENERATION_QUEUE,
@@ -108,10 +109,11 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
                 regen_btn = gr.Button("Regenerate", interactive=runnable, elem_id="regenerate")
                 continue_btn = gr.Button("Continue", interactive=runnable, elem_id="continue")
             sampling = sampling_panel(defaults, "chat")
+            best = best_of_controls(studio, "chat")
             compare_panel(studio, "chat")
 
     follow_model_defaults(studio, model, sampling, "chat", [send_btn, regen_btn, continue_btn])
-    run_inputs = [conversation, model, system_prompt, run_key, *sampling]
+    run_inputs = [conversation, model, system_prompt, run_key, *sampling, *best]
     run_outputs = [chatbot, conversation, message, notice]
     closing = StopOnClose(studio, app)  # a closed tab stops its run at once
 
@@ -138,7 +140,7 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
             updates = studio.chat(
                 model_id=model_id,
                 message=text,
-                params=params_from(values, system),
+                params=with_best_of(params_from(values[: len(sampling)], system), *values[len(sampling) :]),
                 conversation_id=conv,
                 action=action,
                 turn_index=turn,

@@ -16,6 +16,7 @@ import gradio as gr
 
 from studio.service import Action, Studio, StudioError
 from studio.service.code import MODES, code_prompt, code_settings
+from studio.ui.best_of import best_of_controls, with_best_of
 from studio.ui.code_controls import (
     LANGUAGE_CHOICES,
     MODE_CHOICES,
@@ -117,6 +118,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
                 with gr.Column(visible=False):
                     explanation = gr.Markdown(label="Explanation", elem_id="code-explanation")
             sampling = sampling_panel(defaults, "code")
+            best = best_of_controls(studio, "code")
             compare_panel(studio, "code")
 
     mode_outputs = [text, error, source_language, template]  # what mode_controls sets
@@ -124,7 +126,9 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
     mode.input(mode_controls, mode, mode_outputs, **PRIVATE)
     follow_model_defaults(studio, model, sampling, "code", [run_btn, regen_btn, continue_btn])
 
-    run_inputs = [conversation, model, mode, language, source_language, error, template, run_key, *sampling]
+    run_inputs = [
+        conversation, model, mode, language, source_language, error, template, run_key, *sampling, *best,
+    ]  # fmt: skip
     run_outputs = [
         chatbot,
         conversation,
@@ -165,7 +169,7 @@ def build_code_tab(studio: Studio, app: gr.Blocks) -> None:
                 model_id=model_id,
                 text=text_value,
                 settings=settings,
-                params=params_from(values, ""),
+                params=with_best_of(params_from(values[: len(sampling)], ""), *values[len(sampling) :]),
                 conversation_id=conv,
                 action=action,
                 user=user,

@@ -1,13 +1,12 @@
-"""The A/B compare panel every tab includes with one call (`compare_panel(studio, tab)`), and the
-leaderboard its votes feed (`leaderboard_panel(studio)`, in the Library tab).
+"""The A/B compare panel every tab includes with one call (`compare_panel(studio, tab)`); the leaderboard
+its votes feed is ui/leaderboard.py.
 
 Owns: two candidates for one prompt side by side (two models, or one model with two seeds: the user picks;
 B starts on a second model that is ready) and the vote on them: A, B, tie or both bad, offered only once
 both sides have finished (the buttons stay disabled while a pair runs and when a side failed or stopped).
 Text tabs show Markdown, the Image tab pictures, audio tabs players. `gr.State` keeps the pair's generation
-ids only. The leaderboard's table and its chart: one bar per tab and model, grouped by tab, each the Elo
-gained or lost since the 1000 every model starts at (bars from zero, so their lengths compare honestly).
-Ignores: running, storing and validating (the service's `compare`, `prefer` and `leaderboard`).
+ids only.
+Ignores: running, storing and validating (the service's `compare` and `prefer`).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
-import pandas as pd
 
 from studio.service import GenerationResult, ModelInfo, Status, Studio, StudioError
 from studio.service.checks import quote
@@ -168,45 +166,3 @@ def compare_panel(studio: Studio, tab: str) -> None:
 
     for button, (_, value) in zip(buttons, VERDICTS, strict=True):
         button.click(vote(value), pair, status, **PRIVATE)
-
-
-def leaderboard_chart(rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, Any]:
-    """The leaderboard's table and its chart update from `Studio.leaderboard()` rows.
-
-    One bar per tab and model (each its own x position, coloured by tab: bars of two tabs never stack), in
-    tab order, its height the Elo gained or lost since the start (1000): bars grow from zero, so their
-    lengths compare honestly, on an axis symmetric around it."""
-    frame = pd.DataFrame(rows)
-    if not len(frame):
-        return frame, None
-    chart = pd.DataFrame(
-        {
-            "model": [f"{t} · {m}" for t, m in zip(frame["tab"], frame["model"], strict=True)],
-            "tab": frame["tab"],
-            "elo_change": (frame["elo"] - 1000).round(1),
-        }
-    )
-    reach = max(10.0, float(chart["elo_change"].abs().max()) * 1.2)
-    plot = gr.BarPlot(value=chart, sort=list(chart["model"]), y_lim=[-reach, reach])
-    return frame, plot
-
-
-def leaderboard_panel(studio: Studio) -> None:
-    """The Library's Leaderboard accordion: Refresh, the table and the chart (`/leaderboard`)."""
-    with gr.Accordion("Leaderboard", open=False, elem_id="library-leaderboard"):
-        board_btn = gr.Button("Refresh", size="sm", elem_id="library-board-refresh")
-        board = gr.Dataframe(interactive=False, elem_id="library-board")
-        plot = gr.BarPlot(
-            x="model",
-            y="elo_change",
-            color="tab",
-            title="Elo gained or lost since the start (1000), from A/B votes",
-            x_title="tab · model",
-            y_title="Elo − 1000",
-            elem_id="library-plot",
-        )
-
-    def refresh() -> tuple[pd.DataFrame, Any]:
-        return leaderboard_chart(studio.leaderboard())  # everyone's votes
-
-    board_btn.click(refresh, None, [board, plot], api_name="leaderboard")

@@ -14,6 +14,7 @@ import gradio as gr
 
 from studio.service import Studio, StudioError
 from studio.service.checks import model_for, params_for
+from studio.ui.best_of import NO_SCORER, image_scorer_control
 from studio.ui.compare import compare_panel
 from studio.ui.conversation import (
     GENERATION_QUEUE,
@@ -144,6 +145,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
                 thumbs = thumb_buttons("image")
                 reuse_btn = gr.Button("Reuse settings", size="sm", elem_id="image-reuse")
                 init_btn = gr.Button("Use as init image", size="sm", elem_id="image-use-init")
+            image_scorer = image_scorer_control(studio)
             feedback = feedback_panel(studio, "image")
 
     compare_panel(studio, "image")
@@ -176,7 +178,10 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented way to get a progress bar
     ) -> Iterator[Any]:
         user = user_of(request)
+        values, scorer = values[: len(IMAGE_PARAMS)], values[len(IMAGE_PARAMS) :]
         params = image_params(strength_value, lora_id, scale, values)
+        if scorer and scorer[0] not in (None, "", NO_SCORER):
+            params["scorer"] = scorer[0]
         try:
             updates = studio.image(
                 model_id=model_id, prompt=text, params=params, init_image=init or None, user=user, run_key=key
@@ -226,7 +231,7 @@ def build_image_tab(studio: Studio, app: gr.Blocks) -> None:
         check, [prompt, model, strength, lora, lora_scale, *controls], None, **PRIVATE
     ).success(
         generate,
-        [prompt, model, init_image, strength, lora, lora_scale, run_key, *controls],
+        [prompt, model, init_image, strength, lora, lora_scale, run_key, *controls, image_scorer],
         [gallery, gallery_ids, notice],
         api_name="image",
         **GENERATION_QUEUE,

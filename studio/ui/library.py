@@ -17,8 +17,8 @@ import pandas as pd
 
 from studio.service import Studio, StudioError
 from studio.service.library import FORMATS, REASONS
-from studio.ui.compare import leaderboard_panel
 from studio.ui.conversation import PARAM_NAMES, conversation_choices, render, user_of
+from studio.ui.leaderboard import leaderboard_panel
 
 COLUMNS = ["#", "when", "tab", "model", "status", "vote", "prompt", "output"]
 # A row's status in words: a failed or stopped run must not look like an answer.

@@ -19,6 +19,7 @@ import gradio as gr
 import pandas as pd
 
 from studio.service import Studio, StudioError, TrainUpdate
+from studio.ui.best_of import NO_SCORER, scorer_choices
 from studio.ui.conversation import GENERATION_QUEUE, PRIVATE, model_choices, user_of
 from studio.ui.session import StopOnClose, run_key_state, stop_button
 
@@ -26,12 +27,13 @@ METHODS = [
     ("DPO: A/B winners (and liked vs disliked answers to one prompt)", "dpo"),
     ("KTO: every thumb up or down", "kto"),
     ("SFT: liked answers", "sft"),
+    ("Reward model: a scorer from A/B winners and liked vs disliked (Best of n)", "reward"),
     ("Diffusion-DPO: the Image tab's A/B winners (image models)", "diffusion-dpo"),
 ]
 # (label, hyperparameter, default shown). A browser's Number shows a blank as 0, so 0 (or blank, from the
 # API) means "the default" for the three that have no fixed one.
 SETTINGS = [
-    ("Learning rate (0: 2e-4 for SFT, 5e-4 for DPO/KTO)", "learning_rate", 0),
+    ("Learning rate (0: 2e-4 for SFT, 5e-4 for DPO/KTO, 1e-3 for a reward model)", "learning_rate", 0),
     ("Beta (DPO, KTO)", "beta", 0.1),
     ("LoRA rank", "lora_r", 8),
     ("LoRA alpha (0: 2 x rank)", "lora_alpha", 0),
@@ -51,6 +53,8 @@ SHOWN = (
     "rewards/margins",
     "rewards/accuracies",
     "kl",
+    "accuracy",
+    "margin",
     "tokens_per_second",
     "learning_rate",
 )
@@ -82,6 +86,8 @@ def progress_text(u: TrainUpdate) -> str:
         return f"**Run {u.run_id}:** {u.notices[0]}"
     if u.done:
         head = f"**Run {u.run_id} {u.status}** in {u.elapsed_s:.1f} s, {u.step}/{u.total} steps"
+        if u.variant and u.method == "reward":
+            return f"{head}: the scorer **{u.variant}** is ready for Best of n in the Chat and Code tabs."
         if u.variant:
             where = "Image tab" if u.method == "diffusion-dpo" else "Chat and Code tabs"
             return f"{head}: **{u.variant}** is ready in the {where}.{_left_out(u)}"
@@ -106,7 +112,9 @@ def metrics_text(u: TrainUpdate) -> str:
     out = ("Latest: " + ", ".join(latest)) if latest else ""
     held = {k.removeprefix("eval_"): v for k, v in u.eval_metrics.items() if "runtime" not in k}
     held_shown = [
-        f"{k} {held[k]:.4g}" for k in ("loss", "rewards/accuracies", "rewards/margins", "kl") if k in held
+        f"{k} {held[k]:.4g}"
+        for k in ("loss", "accuracy", "margin", "rewards/accuracies", "rewards/margins", "kl")
+        if k in held
     ]
     if held_shown:
         out += f"\n\nHeld out ({u.eval_records} records): " + ", ".join(held_shown)
@@ -210,12 +218,20 @@ def build_train_tab(studio: Studio, app: gr.Blocks) -> None:
         verdict_note = gr.Markdown(elem_id="train-variant-note")
 
     found = {b.elem_id: b for b in app.blocks.values() if getattr(b, "elem_id", None)}
-    tabs = [t for t, i in (("chat", "model"), ("code", "code-model"), ("image", "image-model")) if i in found]
-    lists = [found[i] for i in ("model", "code-model", "image-model") if i in found]  # the tabs' model lists
+    # The Chat, Code and Image model dropdowns, and the Chat and Code Best-of-n scorer pickers (a reward run
+    # adds a scorer).
+    tabs_of = {"model": "chat", "code-model": "code", "image-model": "image"}
+    listed = [i for i in ("model", "code-model", "image-model", "chat-scorer", "code-scorer") if i in found]
+    lists = [found[i] for i in listed]
     closing = StopOnClose(studio, app)
 
     def model_lists() -> list[Any]:
-        return [gr.Dropdown(choices=model_choices(studio.models(t))) for t in tabs]
+        return [
+            gr.Dropdown(choices=model_choices(studio.models(tabs_of[i])))
+            if i in tabs_of
+            else gr.Dropdown(choices=[NO_SCORER, *scorer_choices(studio)])
+            for i in listed
+        ]
 
     @closing.track
     def train(

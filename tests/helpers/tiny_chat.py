@@ -339,3 +339,48 @@ def build_tiny_sdxl_pipeline(folder: str | Path, *, seed: int = 0) -> Path:
     )
     pipe.save_pretrained(folder)
     return folder
+
+
+def build_tiny_reward_model(
+    folder: str | Path, tiny_model_dir: str | Path, *, labels: int = 1, seed: int = 0
+) -> Path:
+    """A tiny random sequence-classification checkpoint (a "reward model" with `labels` outputs) on the tiny
+    chat model's tokenizer and shape, saved into `folder`: what a Hub scorer looks like, offline."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, LlamaForSequenceClassification
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in Path(tiny_model_dir).iterdir():
+        if name.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(name, folder / name.name)
+    config = AutoConfig.from_pretrained(tiny_model_dir, num_labels=labels)
+    torch.manual_seed(seed)
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def build_tiny_clip(folder: str | Path, *, seed: int = 0) -> Path:
+    """A tiny random CLIPModel with its processor (the hand-written CLIP tokenizer, 32-pixel pictures) saved
+    into `folder`: what an image scorer (PickScore-like) looks like, offline."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    folder = Path(folder)
+    vocab = _write_tiny_clip_tokenizer(folder)
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config={"vocab_size": vocab, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 77},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )  # fmt: skip
+    CLIPModel(config).save_pretrained(folder)
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=images, tokenizer=CLIPTokenizer.from_pretrained(folder)).save_pretrained(
+        folder
+    )
+    return folder
