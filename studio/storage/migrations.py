@@ -51,7 +51,13 @@ def create_table(name: str) -> Callable[[Connection], None]:
 
 
 def add_column(conn: Connection, table: str, column: Column[Any]) -> None:
-    """ALTER TABLE ... ADD COLUMN on either database; give NOT NULL columns a `server_default`."""
+    """ALTER TABLE ... ADD COLUMN on either database; give NOT NULL columns a `server_default`.
+
+    A column already there is left alone, like `create_table`'s `checkfirst`: a database taken back to an
+    older version number (tests do) or a step re-run after a crash between the ALTER and the version stamp
+    then migrates instead of failing on a duplicate column."""
+    if column.name in {c["name"] for c in inspect(conn).get_columns(table)}:
+        return
     ddl = CreateColumn(column).compile(dialect=conn.dialect)
     quoted = conn.dialect.identifier_preparer.quote(table)
     conn.execute(text(f"ALTER TABLE {quoted} ADD COLUMN {ddl}"))
@@ -98,8 +104,7 @@ def _generation_score(conn: Connection) -> None:
     """Version 7 (Best of n): a scorer's score on each candidate answer."""
     from sqlalchemy import Float
 
-    if "score" not in {c["name"] for c in inspect(conn).get_columns("generation")}:
-        add_column(conn, "generation", Column("score", Float, nullable=True))
+    add_column(conn, "generation", Column("score", Float, nullable=True))
 
 
 MIGRATIONS: list[Migration] = [
