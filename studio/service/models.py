@@ -75,9 +75,7 @@ def _loading_word(spec: ModelSpec, cache: Path, base_dir: Path) -> str:
 def converts_first(spec: ModelSpec, cache: Path, base_dir: Path) -> bool:
     """Whether loading converts a GGUF file first: transformers does once; llama.cpp reads it as it is."""
     reads_gguf = getattr(backend_class(spec.backend), "reads_gguf", False)
-    return not reads_gguf and sources.needs_conversion(
-        spec, cache=cache, base_dir=base_dir
-    )
+    return not reads_gguf and sources.needs_conversion(spec, cache=cache, base_dir=base_dir)
 
 
 def _memory_text(state: ModelState, spec: ModelSpec) -> str:

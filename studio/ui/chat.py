@@ -17,6 +17,7 @@ from studio.service import Action, Studio, StudioError
 from studio.ui.compare import compare_panel
 from studio.ui.conversation import (
     GENERATION_QUEUE,
+    PARAM_NAMES,
     PRIVATE,
     conversation_choices,
     model_choices,
@@ -280,4 +281,4 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
             None,  # blank seed = random: Gradio's Number would otherwise start at 0
         )
 
-    app.load(on_load, None, [conversation, chatbot, model, sampling[-1]], **PRIVATE)
+    app.load(on_load, None, [conversation, chatbot, model, sampling[PARAM_NAMES.index("seed")]], **PRIVATE)

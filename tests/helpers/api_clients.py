@@ -21,7 +21,7 @@ import httpx
 
 from tests.helpers.threads import together
 
-SAMPLING = [False, 0.7, 0.9, 50, 1.0, 8, 1, None]  # the Sampling panel, in PARAM_NAMES order
+SAMPLING = [False, 0.7, 0.9, 50, 1.0, 8, 1, None, 0.0, 1.0, 0]  # the Sampling panel, in PARAM_NAMES order
 
 
 def endpoint(url: str, api_name: str) -> int:
