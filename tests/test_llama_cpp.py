@@ -84,6 +84,35 @@ def test_sampling_reproduces_with_the_same_seed(backend: LlamaCpp) -> None:
     assert a == b and a != c
 
 
+def test_max_new_tokens_holds_even_through_broken_utf8(backend: LlamaCpp) -> None:
+    # Random weights emit stray byte tokens; llama-cpp-python's create_completion stopped counting while a
+    # character was incomplete and ran into the end of the context. Counting tokens ourselves holds.
+    for seed in range(3):
+        _, _, usage = collect(backend, do_sample=True, seed=seed, temperature=2.0, max_new_tokens=100)
+        assert usage.completion_tokens <= 100
+
+
+def test_switching_conversations_reuses_the_kept_state_and_answers_the_same(backend: LlamaCpp) -> None:
+    a = [
+        Message("user", "The capital of France is Paris."),
+        Message("assistant", "Hello, how are you today?"),
+    ]
+    b = [Message("user", "Write a function that adds two numbers."), Message("assistant", "def add(a, b):")]
+    first_a, _, _ = collect(backend, prompt="And Japan?", history=a, do_sample=False, max_new_tokens=12)
+    collect(backend, prompt="In Python?", history=b, do_sample=False, max_new_tokens=12)
+    assert len(backend._cache.cache_state) >= 2, "both conversations' states are kept"
+    again_a, _, _ = collect(backend, prompt="And Japan?", history=a, do_sample=False, max_new_tokens=12)
+    assert again_a == first_a
+    fresh = make_backend(Path(backend.spec.source), n_threads=1, prefix_cache=False)
+    fresh.load()
+    try:
+        assert (
+            collect(fresh, prompt="And Japan?", history=a, do_sample=False, max_new_tokens=12)[0] == first_a
+        )
+    finally:
+        fresh.unload()
+
+
 def test_stop_ends_generation_between_tokens(backend: LlamaCpp) -> None:
     request = Request(prompt="Hello", params=LlamaCppParams(do_sample=True, seed=1, max_new_tokens=200))
     pieces = 0

@@ -12,6 +12,7 @@ imported inside `load()`: the extra `[llamacpp]` may not be installed (`availabl
 
 from __future__ import annotations
 
+import codecs
 import importlib.util
 import logging
 import random
@@ -90,6 +91,7 @@ class LlamaCpp(Backend):
     reads_gguf = True  # no one-time conversion (transformers-chat dequantises a GGUF to safetensors first)
 
     llm: Any = None
+    _cache: Any = None  # llama_cpp's LlamaRAMCache of conversations' states (None: options.prefix_cache off)
     _template: Any = None  # llama_cpp's Jinja2ChatFormatter for the GGUF's chat template
     _cache_bytes = 0
     _file_bytes = 0
@@ -149,7 +151,7 @@ class LlamaCpp(Backend):
         self._file_bytes = path.stat().st_size
         if options.prefix_cache:
             self._cache_bytes = options.prefix_cache_mb * MB
-            llm.set_cache(LlamaRAMCache(capacity_bytes=self._cache_bytes))
+            self._cache = LlamaRAMCache(capacity_bytes=self._cache_bytes)
         self.llm = llm
 
     def _gguf_file(self) -> Path:
@@ -187,6 +189,7 @@ class LlamaCpp(Backend):
         if self.llm is not None:
             self.llm.close()  # frees the model, the context and its KV cache now, not at garbage collection
         self.llm = None
+        self._cache = None
 
     def memory_bytes(self) -> int:
         """The weights (mapped from the file), the KV cache of the context, and the prompt cache's bound."""
@@ -218,7 +221,7 @@ class LlamaCpp(Backend):
         cont = request.continue_from
         if cont is not None:
             msgs.append({"role": "assistant", "content": cont})
-        formatter = self._formatter(
+        formatter: Any = self._formatter(
             self._template, eos_token=self._eos, bos_token=self._bos, add_generation_prompt=cont is None
         )
         text: str = formatter(messages=msgs).prompt
@@ -276,25 +279,38 @@ class LlamaCpp(Backend):
 
     # -- generation --------------------------------------------------------------------------------
     def sampling(self, params: ChatParams) -> dict[str, Any]:
-        """create_completion's sampling arguments; temperature 0 is llama.cpp's greedy decoding."""
-        out: dict[str, Any] = {
-            "repeat_penalty": params.repetition_penalty,
-            "max_tokens": params.max_new_tokens,
-        }
+        """`Llama.generate`'s sampling arguments; temperature 0 is llama.cpp's greedy decoding."""
+        out: dict[str, Any] = {"repeat_penalty": params.repetition_penalty}
         if not params.do_sample:
-            return {**out, "temperature": 0.0, "top_k": 1, "top_p": 1.0, "min_p": 0.0, "typical_p": 1.0}
-        seed = params.seed if params.seed is not None else random.randrange(2**31)
+            return {**out, "temp": 0.0, "top_k": 1, "top_p": 1.0, "min_p": 0.0, "typical_p": 1.0}
         return {
             **out,
-            "temperature": params.temperature,
+            "temp": params.temperature,
             "top_p": params.top_p,
             "top_k": params.top_k,
             "min_p": params.min_p,
             "typical_p": params.typical_p,
-            "seed": seed,
         }
 
+    def _restore_prefix(self, tokens: list[int]) -> None:
+        """Load the kept state sharing the longest prefix with `tokens` when it beats what llama.cpp holds
+        now (another conversation ran in between); llama.cpp then evaluates only the rest."""
+        llm, cache = self.llm, self._cache
+        if cache is None:
+            return
+        try:
+            state = cache[tokens]  # the entry with the longest common prefix; KeyError when none
+        except KeyError:
+            return
+        held = llm.longest_token_prefix(llm._input_ids[: llm.n_tokens].tolist(), tokens)
+        if llm.longest_token_prefix(state.input_ids.tolist(), tokens) > held:
+            llm.load_state(state)
+
     def generate(self, request: Request) -> Generator[Event, None, None]:
+        """Tokens one at a time from `Llama.generate` (not `create_completion`: it stops counting toward
+        max_tokens while a character's bytes are incomplete, and detokenises the whole answer per token)."""
+        import llama_cpp
+
         if self.llm is None:
             raise BackendError("backend used before load()")
         params = request.params
@@ -302,20 +318,31 @@ class LlamaCpp(Backend):
         tokens, notices = self.fit_to_context(request)
         for notice in notices:
             yield Notice(notice)
+        llm = self.llm
+        self._restore_prefix(tokens)
+        llm.set_seed(params.seed if params.seed is not None else random.randrange(2**31))
+        vocab = llm._model.vocab
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         produced = 0
         try:
-            stream = self.llm.create_completion(tokens, stream=True, **self.sampling(params))
+            stream = llm.generate(tokens, **self.sampling(params))
             try:
-                for chunk in stream:
-                    text = chunk["choices"][0]["text"]
-                    if chunk["choices"][0].get("finish_reason") is None:
-                        produced += 1
+                for token in stream:
+                    if llama_cpp.llama_vocab_is_eog(vocab, token):
+                        break
+                    produced += 1
+                    text = decoder.decode(bytes(llm.detokenize([token])))
                     if text:
                         yield TextDelta(text)
-                    if request.stop.is_set():
+                    if produced >= params.max_new_tokens or request.stop.is_set():
                         break
             finally:
                 stream.close()  # between tokens: llama.cpp's loop runs in this generator, so it ends here
         except (RuntimeError, ValueError) as exc:
             raise BackendError(f"generation failed: {short_error(exc)}") from exc
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield TextDelta(tail)
+        if self._cache is not None:
+            self._cache[llm._input_ids[: llm.n_tokens].tolist()] = llm.save_state()
         yield Usage(len(tokens), produced)
