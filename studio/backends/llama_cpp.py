@@ -70,7 +70,7 @@ class LlamaCppOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     n_ctx: int | None = Field(default=None, ge=64, le=1_048_576)  # default: the trained one, at most 4096
-    n_threads: int | None = Field(default=None, ge=1, le=512)  # default: llama.cpp's (half the cores)
+    n_threads: int | None = Field(default=None, ge=1, le=512)  # decoding and prompts; default: llama.cpp's
     n_batch: int = Field(default=512, ge=1, le=65536)  # prompt tokens evaluated per step
     n_gpu_layers: int | None = Field(default=None, ge=-1)  # default: all when device is cuda or auto
     prefix_cache: bool = True  # keep conversations' KV state between turns (LlamaRAMCache)
@@ -120,6 +120,7 @@ class LlamaCpp(Backend):
                 model_path=str(path),
                 n_ctx=options.n_ctx or 0,  # 0 = the model's own; capped below when not set
                 n_threads=options.n_threads,
+                n_threads_batch=options.n_threads,  # else all cores for prompts: slow on busy ones
                 n_batch=options.n_batch,
                 n_gpu_layers=gpu_layers,
                 verbose=False,
@@ -130,6 +131,7 @@ class LlamaCpp(Backend):
                     model_path=str(path),
                     n_ctx=4096,
                     n_threads=options.n_threads,
+                    n_threads_batch=options.n_threads,
                     n_batch=options.n_batch,
                     n_gpu_layers=gpu_layers,
                     verbose=False,
