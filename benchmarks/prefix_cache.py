@@ -105,7 +105,7 @@ def set_cache(name: str, backend: Any, on: bool) -> None:
         from llama_cpp import LlamaRAMCache
 
         backend.llm.reset()  # forget the evaluated tokens llama.cpp would reuse on its own
-        backend.llm.set_cache(LlamaRAMCache(capacity_bytes=256 * 1024**2) if on else None)
+        backend._cache = LlamaRAMCache(capacity_bytes=256 * 1024**2) if on else None
         return
     from studio.backends.prefix_cache import PrefixCache
 
