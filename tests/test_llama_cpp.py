@@ -193,3 +193,56 @@ def test_service_turns_continue_and_rows(make_studio, tiny_gguf: Path) -> None:
     assert [t.reply for t in studio.conversation(first.conversation_id)][-1] == second.text
     with pytest.raises(StudioError, match="invalid parameters: num_beams=2: beam search is not available"):
         list(studio.chat(model_id="tinyg", message="Hi", params={"num_beams": 2}))
+
+
+def test_a_trained_variant_of_a_llama_cpp_model_runs_on_its_own_transformers_copy(
+    backend: LlamaCpp, tiny_gguf: Path, tmp_path: Path
+) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaForCausalLM
+
+    from studio.backends.transformers_chat import TransformersChat
+    from studio.config import VariantSpec
+
+    reference = LlamaForCausalLM.from_pretrained(
+        tiny_gguf.parent, gguf_file=tiny_gguf.name, dtype=torch.float32
+    )
+    lora = get_peft_model(reference, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    lora.save_pretrained(tmp_path / "adapter")
+    spec = VariantSpec(
+        id="tinyg+dpo-1",
+        tabs=["chat"],
+        backend="transformers-chat",
+        source=str(tmp_path / "adapter"),
+        base="tinyg",
+        method="dpo",
+        run_id=1,
+    )
+    variant = TransformersChat(spec, BackendContext(model_cache=tmp_path / "cache", base_dir=tmp_path))
+    variant.share_base(backend)  # the base is served by llama.cpp: LoRA needs a transformers copy
+    variant.load()
+    try:
+        request = Request(prompt="Hello", params=LlamaCppParams(do_sample=False, max_new_tokens=4))
+        assert any(isinstance(e, Usage) for e in variant.generate(request))
+        assert variant.memory_bytes() > variant._adapter_bytes > 0, "its own base copy is counted"
+    finally:
+        variant.unload()
+    assert backend.llm is not None, "the llama.cpp base stays loaded"
+
+
+def test_a_variant_entry_of_a_preference_list_model_names_transformers_chat() -> None:
+    from types import SimpleNamespace
+
+    from studio.service.variants import variant_spec
+
+    base = ModelSpec(
+        id="tinyg",
+        tabs=["chat"],
+        backend="llama-cpp, transformers-chat",
+        source="x.gguf",
+        options={"n_ctx": 512},
+    )
+    row = SimpleNamespace(id="tinyg+dpo-2", adapter_path="/tmp/adapter", method="dpo", run_id=2)
+    spec = variant_spec(base, row)  # type: ignore[arg-type]
+    assert spec.backend == "transformers-chat" and spec.options == {} and spec.base == "tinyg"
