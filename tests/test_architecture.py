@@ -95,6 +95,8 @@ def violations(relative: str, source: str) -> list[str]:
             "studio.backends.adapters",
             "studio.backends.safety_base",  # the checkers' shared contract, like params
             "studio.backends.diffusers_loras",  # LoRA handling of the diffusers kind, not a kind
+            "studio.backends.chat_prompt",
+            "studio.backends.prefix_cache",
         }
         kinds = {n for n in imported(source) if n.startswith("studio.backends.") and n not in shared}
         bad += [f"{n} (backend kinds never import each other)" for n in sorted(kinds)]

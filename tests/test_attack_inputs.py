@@ -23,6 +23,7 @@ from studio.service import Studio, StudioError
 from studio.ui import build_app
 from studio.ui.entry import MAX_FIELD_CHARS, check_inputs
 from tests.conftest import FAKE_MODELS
+from tests.helpers.sampling import SAMPLING
 from tests.helpers.served import served_studio, studio_at
 from tests.test_audio import MODELS as AUDIO_MODELS
 
@@ -33,7 +34,6 @@ MODELS = (
     + "  - id: hibari-heart\n    tabs: [speech]\n    backend: hibari-tts\n"
     + "    source: pip:hibari-tts==0.2.1#hibari/assets/hibari.onnx\n"
 )
-SAMPLING = [False, 0.7, 0.9, 50, 1.0, 16, 1, None]
 
 
 def rows(studio: Studio) -> int:

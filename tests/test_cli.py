@@ -67,6 +67,29 @@ def test_generate_json_rate_and_history(capsys, tmp_path: Path, tiny_model_dir: 
     assert code == 0 and "Hello" in out and "+1" in out
 
 
+def test_generate_continues_a_conversation_and_reports_speed(
+    capsys, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    models = write_models(tmp_path, tiny_models_yaml(tiny_model_dir))
+    args = ["--models", str(models), "--data-dir", str(tmp_path / "d"), "--model", "tiny", "--json"]
+    code, out, _ = run_cli(capsys, "generate", "chat", "Hello", *args, "--param", "max_new_tokens=6")
+    first = json.loads(out)
+    assert code == 0 and first["tokens"] >= 1 and first["ttft_ms"] > 0
+    assert first["tokens_per_s"] is None or first["tokens_per_s"] > 0
+    conv = str(first["conversation_id"])
+    code, out, _ = run_cli(capsys, "generate", "chat", "And then?", *args, "--conversation", conv)
+    second = json.loads(out)
+    assert code == 0 and second["conversation_id"] == first["conversation_id"]
+    code, out, _ = run_cli(
+        capsys, "history", "--json", "--models", str(models), "--data-dir", str(tmp_path / "d")
+    )
+    assert sorted(r["prompt"] for r in json.loads(out)) == ["And then?", "Hello"]
+    code, _, err = run_cli(capsys, "generate", "chat", "Hi", *args, "--conversation", "999")
+    assert code == 2 and "999" in err
+    code, _, err = run_cli(capsys, "generate", "image", "a cat", *args, "--conversation", conv)
+    assert code == 2 and "--conversation continues a chat or code conversation" in err
+
+
 def test_models_list_shows_status(capsys, fake_args: list[str]) -> None:
     code, out, _ = run_cli(capsys, "models", "list", "--json", *fake_args)
     assert code == 0

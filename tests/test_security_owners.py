@@ -30,9 +30,9 @@ from studio.errors import StudioError
 from studio.security.accounts import UsersError, UserStore, add_user
 from studio.service import Studio
 from tests.conftest import FAKE_MODELS
+from tests.helpers.sampling import SAMPLING
 from tests.helpers.served import serving, studio_at
 
-SAMPLING = [False, 0.7, 0.9, 50, 1.0, 16, 1, None]
 SLOW = [False, 0.7, 0.9, 50, 1.0, 4096, 1, None]  # the fake's SLOW words: about 20 s unless stopped
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22", "carol": "carol-password-3"}
 IMAGE_MODEL = """

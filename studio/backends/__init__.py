@@ -148,6 +148,11 @@ class Backend(ABC):
     def memory_bytes(self) -> int:
         return 0
 
+    @classmethod
+    def available(cls) -> bool:
+        """Whether this kind's library is installed (an optional extra such as llama.cpp may not be)."""
+        return True
+
     def share_base(self, base: Backend) -> None:
         """Serve this model, a trained variant (a `VariantSpec`: its base plus the LoRA adapter folder in
         `spec.source`), on `base`, the loaded backend of its base model, instead of loading weights of its
@@ -190,11 +195,26 @@ def known_kinds() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def preferred_kinds(backend: str) -> list[str]:
+    """models.yaml's `backend:` as a list: one kind, or several in order of preference
+    ("llama-cpp, transformers-chat": llama.cpp when its extra is installed, else transformers)."""
+    return [kind.strip() for kind in backend.split(",") if kind.strip()] or [backend]
+
+
 def backend_class(kind: str) -> type[Backend]:
-    try:
-        return _REGISTRY[kind]
-    except KeyError:
-        raise KeyError(f"unknown backend {kind!r}; known backends: {', '.join(known_kinds())}") from None
+    """The class of a kind, or of the first installed one of a preference list (else the list's last)."""
+    classes: list[type[Backend]] = []
+    for name in preferred_kinds(kind):
+        try:
+            classes.append(_REGISTRY[name])
+        except KeyError:
+            raise KeyError(f"unknown backend {name!r}; known backends: {', '.join(known_kinds())}") from None
+    return next((cls for cls in classes if cls.available()), classes[-1])
+
+
+def engine(backend: str) -> str:
+    """The kind that runs a model whose `backend:` is `backend` on this installation."""
+    return backend_class(backend).kind
 
 
 def validate_params(cls: type[Backend], values: dict[str, Any]) -> Params:
@@ -210,28 +230,38 @@ def check_models(config: StudioConfig) -> None:
     problems: list[str] = []
     for spec in config.models:
         try:
-            cls = backend_class(spec.backend)
+            chosen = backend_class(spec.backend)
         except KeyError as exc:
             problems.append(f"{config.where(spec, 'backend')}: field 'backend': {exc.args[0]}")
             continue
-        extra_tabs = sorted(set(spec.tabs) - cls.tabs)
-        if extra_tabs:
-            problems.append(
-                f"{config.where(spec, 'tabs')}: field 'tabs': backend {spec.backend!r} cannot serve "
-                f"{', '.join(extra_tabs)} (it serves {', '.join(sorted(cls.tabs))})"
-            )
-        problems += [f"{config.where(spec)}: {problem}" for problem in cls.check_spec(spec)]
-        try:
-            validate_params(cls, spec.defaults)
-        except ValueError as exc:
-            problems.append(f"{config.where(spec, 'defaults')}: field 'defaults': {exc}")
-        try:
-            cls.Options.model_validate(spec.options)
-        except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            problems.append(f"{config.where(spec, 'options')}: field 'options': {detail}")
+        # Every kind of a preference list must accept the entry: the one chosen depends on the installation.
+        for cls in [backend_class(kind) for kind in preferred_kinds(spec.backend)]:
+            problems += _spec_problems(config, spec, cls, options=cls is chosen)
     if problems:
         raise ConfigError("invalid models file:\n  " + "\n  ".join(problems))
+
+
+def _spec_problems(config: StudioConfig, spec: ModelSpec, cls: type[Backend], *, options: bool) -> list[str]:
+    """Problems of one models.yaml entry for one backend kind (its options only when `options`)."""
+    problems: list[str] = []
+    extra_tabs = sorted(set(spec.tabs) - cls.tabs)
+    if extra_tabs:
+        problems.append(
+            f"{config.where(spec, 'tabs')}: field 'tabs': backend {spec.backend!r} cannot serve "
+            f"{', '.join(extra_tabs)} (it serves {', '.join(sorted(cls.tabs))})"
+        )
+    problems += [f"{config.where(spec)}: {problem}" for problem in cls.check_spec(spec)]
+    try:
+        validate_params(cls, spec.defaults)
+    except ValueError as exc:
+        problems.append(f"{config.where(spec, 'defaults')}: field 'defaults': {exc}")
+    try:
+        if options:
+            cls.Options.model_validate(spec.options)
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems.append(f"{config.where(spec, 'options')}: field 'options': {detail}")
+    return problems
 
 
 # Registering the built-in kinds is importing their modules; each imports torch only in load().
@@ -239,6 +269,7 @@ from studio.backends import (  # noqa: E402
     clip_scorer,
     diffusers_image,
     hibari_tts,
+    llama_cpp,
     musicgen,
     openai_chat,
     safety_bundled,
@@ -267,10 +298,13 @@ __all__ = [
     "check_models",
     "clip_scorer",
     "diffusers_image",
+    "engine",
     "hibari_tts",
     "known_kinds",
+    "llama_cpp",
     "musicgen",
     "openai_chat",
+    "preferred_kinds",
     "register",
     "release_accelerator_memory",
     "safety_bundled",

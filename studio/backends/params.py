@@ -39,6 +39,13 @@ class ChatParams(Params):
     max_new_tokens: int = Field(default=256, ge=1, le=4096)
     num_beams: int = Field(default=1, ge=1, le=8)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    # Sampling filters beside top-p/top-k: min-p keeps tokens at least this fraction as likely as the best
+    # one (0 = off); typical-p keeps the locally typical set (1 = off).
+    min_p: float = Field(default=0.0, ge=0.0, le=1.0)
+    typical_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    # Prompt-lookup decoding: draft this many tokens by copying from the prompt (0 = off). It pays only
+    # where the answer copies the input (Code's fix and translate modes; benchmarks/README.md).
+    prompt_lookup_num_tokens: int = Field(default=0, ge=0, le=32)
 
 
 # Scheduler names the image tab offers; "default" is the one the model was saved with.
@@ -114,6 +121,8 @@ def explain_validation_error(cls: type[Params], exc: ValidationError) -> str:
         rng = valid_range(cls, name)
         if err["type"] == "finite_number":
             detail = "must be a finite number"
+        elif err["type"] == "value_error":  # a validator's own sentence, already worded for the user
+            detail = str(err.get("ctx", {}).get("error", err["msg"]))
         else:
             detail = err["msg"][0].lower() + err["msg"][1:]
         parts.append(f"{name}={quote(value)}: {detail}" + (f" (valid: {rng})" if rng else ""))

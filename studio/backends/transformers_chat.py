@@ -16,13 +16,14 @@ import shutil
 import threading
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from studio.backends import (
     Backend,
     BackendError,
     Event,
-    Message,
     Notice,
     Request,
     TextDelta,
@@ -31,17 +32,36 @@ from studio.backends import (
     release_accelerator_memory,
 )
 from studio.backends.adapters import SharedAdapters
+from studio.backends.chat_prompt import ChatPrompting
 from studio.backends.loading import device_and_dtype, parameter_bytes, unreadable_weights, weights_path
 from studio.backends.params import ChatParams
+from studio.backends.prefix_cache import PrefixCache
+from studio.config import ModelSpec
 
 log = logging.getLogger(__name__)
+MB = 1024**2
+
+
+class TransformersChatOptions(BaseModel):
+    """models.yaml `options:` of a transformers-chat model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Keep conversations' KV caches between turns (backends/prefix_cache.py), at most this many MB in all
+    # (counted in the memory budget as soon as the model loads).
+    prefix_cache: bool = True
+    prefix_cache_mb: int = Field(default=256, ge=1, le=1_048_576)
+    # int8: dynamic int8 linear layers on the CPU (torch.ao quantize_dynamic), about 2x faster decoding with
+    # slightly different text (benchmarks/README.md has its quality figures).
+    quantize: Literal["int8"] | None = None
 
 
 @register
-class TransformersChat(Backend):
+class TransformersChat(ChatPrompting, Backend):
     kind = "transformers-chat"
     tabs = frozenset({"chat", "code"})
     Params = ChatParams
+    Options = TransformersChatOptions
 
     model: Any = None
     tokenizer: Any = None
@@ -49,13 +69,30 @@ class TransformersChat(Backend):
     _base: TransformersChat | None = None  # a variant: the loaded backend of its base
     _adapter: str | None = None  # a variant: its adapter's name (its model id)
     _adapter_bytes = 0
+    _own_base: TransformersChat | None = None  # a variant whose base runs on another engine: its own copy
+    prefix: PrefixCache | None = None  # conversations' KV caches kept between turns (None: off)
     device: str = "cpu"
+
+    @classmethod
+    def check_spec(cls, spec: ModelSpec) -> list[str]:
+        problems = super().check_spec(spec)
+        if spec.options.get("quantize") == "int8" and spec.device != "cpu":
+            problems.append("field 'options': quantize: int8 runs on the CPU only; set device: cpu")
+        return problems
 
     # -- loading -----------------------------------------------------------------------------------
     def share_base(self, base: Backend) -> None:
-        if not isinstance(base, TransformersChat) or base.model is None:
+        if base.spec.options.get("quantize"):
+            raise BackendError(f"the variant {self.spec.id!r} cannot run on a quantized base")
+        if isinstance(base, TransformersChat) and base.model is not None:
+            self._base = base
+            return
+        if base.remote or base.spec.options.get("quantize"):
             raise BackendError(f"the variant {self.spec.id!r} needs its base loaded by {self.kind}")
-        self._base = base
+        # The base runs on another engine (llama.cpp, for a GGUF): LoRA needs transformers, so the variant
+        # loads a transformers copy of the base weights of its own (and counts it in its memory).
+        spec = base.spec.model_copy(update={"backend": self.kind, "options": {}})
+        self._own_base = self._base = TransformersChat(spec, base.context)
 
     def training_weights(self) -> Path | str:
         """The folder (or Hub id) training loads the base from: a GGUF file is converted once first."""
@@ -69,6 +106,8 @@ class TransformersChat(Backend):
 
         if self._base is not None:  # a variant: the base's weights plus its adapter
             base = self._base
+            if self._own_base is not None and base.model is None:
+                base.load()
             assert base.adapters is not None
             folder = weights_path(self.spec, self.context)
             if isinstance(folder, str) or not folder.is_dir():
@@ -89,7 +128,12 @@ class TransformersChat(Backend):
             raise BackendError(f"model {self.spec.id!r} has no chat template; it is not a chat model")
         self.model.eval()
         self.device = device
+        options = TransformersChatOptions.model_validate(self.spec.options)
+        if options.quantize == "int8":
+            self.model = quantized_int8(self.model)
         self.adapters = SharedAdapters(self.model)
+        if options.prefix_cache:
+            self.prefix = PrefixCache(options.prefix_cache_mb * MB)
 
     def _converted_gguf(self, gguf: Path) -> Path:
         """Dequantise a GGUF file once and keep a safetensors copy: later loads take a second, not 20."""
@@ -118,6 +162,11 @@ class TransformersChat(Backend):
     def unload(self) -> None:
         if self._adapter is not None and self.adapters is not None:
             self.adapters.detach(self._adapter)  # the base stays loaded: only the adapter goes
+        if self._own_base is not None:
+            self._own_base.unload()
+        if self.prefix is not None:
+            self.prefix.clear()
+        self.prefix = None
         self.model = None
         self.tokenizer = None
         self.adapters = None
@@ -125,83 +174,12 @@ class TransformersChat(Backend):
 
     def memory_bytes(self) -> int:
         """The weights this model adds: a variant's adapter only (its base is counted once, as itself)."""
+        if self._own_base is not None:
+            return self._adapter_bytes + self._own_base.memory_bytes()
         if self._base is not None:
             return self._adapter_bytes
-        return parameter_bytes(self.model)
-
-    @property
-    def context_length(self) -> int:
-        cfg = self.model.config
-        length: Any = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 2048)
-        return int(length)
-
-    # -- prompting ---------------------------------------------------------------------------------
-    def _messages(self, request: Request, history: list[Message], prompt: str) -> list[dict[str, str]]:
-        params = request.params
-        assert isinstance(params, ChatParams)
-        msgs = [{"role": "system", "content": params.system_prompt}] if params.system_prompt else []
-        msgs += [{"role": m.role, "content": m.content} for m in history]
-        msgs.append({"role": "user", "content": prompt})
-        if request.continue_from is not None:
-            msgs.append({"role": "assistant", "content": request.continue_from})
-        return msgs
-
-    def _encode(self, msgs: list[dict[str, str]], cont: bool) -> Any:
-        return self.tokenizer.apply_chat_template(
-            msgs,
-            add_generation_prompt=not cont,
-            continue_final_message=cont,
-            return_tensors="pt",
-            return_dict=True,
-        )
-
-    def fit_to_context(self, request: Request) -> tuple[Any, list[str]]:
-        """Encode the conversation so it fits the context: drop the oldest turns, then (when the request
-        allows it) cut the message itself. Returns the inputs and notices saying what was left out."""
-        params = request.params
-        assert isinstance(params, ChatParams)
-        budget = self.context_length - params.max_new_tokens
-        history = list(request.history)
-        prompt = request.prompt
-        dropped = 0
-        notices: list[str] = []
-        cont = request.continue_from is not None
-        while True:
-            inputs = self._encode(self._messages(request, history, prompt), cont)
-            n = int(inputs["input_ids"].shape[1])
-            if n <= budget:
-                if dropped:
-                    notices.insert(0, f"{dropped} oldest message(s) were left out to fit the model's context")
-                return inputs, notices
-            if not history and request.truncate_prompt and prompt == request.prompt:
-                prompt, kept, total = self._truncated(prompt, n - budget)
-                notices.append(
-                    f"the input was cut to fit the model's context ({self.context_length} tokens): "
-                    f"{kept} of its {total} tokens were kept"
-                )
-                continue
-            if not history:
-                raise BackendError(
-                    f"the message is too long for model {self.spec.id!r}: {n} tokens plus max_new_tokens="
-                    f"{params.max_new_tokens} exceed its context of {self.context_length} tokens; shorten it "
-                    "or lower max_new_tokens"
-                )
-            # Drop a whole exchange (user + assistant) so roles keep alternating.
-            drop = 2 if len(history) >= 2 and history[1].role == "assistant" else 1
-            history = history[drop:]
-            dropped += drop
-
-    def _truncated(self, prompt: str, overflow: int) -> tuple[str, int, int]:
-        """Keep the head of an over-long prompt (templates put the instructions first)."""
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        marker = "\n[... the rest of the input was cut to fit the context]"
-        keep = len(ids) - overflow - len(self.tokenizer(marker, add_special_tokens=False)["input_ids"]) - 8
-        if keep <= 0:
-            raise BackendError(
-                f"model {self.spec.id!r} cannot fit this request even with its input cut; "
-                "lower max_new_tokens"
-            )
-        return self.tokenizer.decode(ids[:keep]) + marker, keep, len(ids)
+        reserved = self.prefix.max_bytes if self.prefix is not None else 0  # the kept KV caches' bound
+        return parameter_bytes(self.model) + packed_bytes(self.model) + reserved
 
     # -- generation --------------------------------------------------------------------------------
     def generate(self, request: Request) -> Generator[Event, None, None]:
@@ -238,11 +216,17 @@ class TransformersChat(Backend):
         }
         if params.do_sample:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+            kwargs.update(min_p=params.min_p or None, typical_p=params.typical_p)
         else:  # keep greedy runs free of the model's sampling defaults (and their warnings)
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        if params.prompt_lookup_num_tokens:  # drafts copied from the prompt, checked by the model in one pass
+            kwargs["prompt_lookup_num_tokens"] = params.prompt_lookup_num_tokens
         if params.do_sample and params.seed is not None:  # greedy and beam search do not draw
             torch.manual_seed(params.seed)
 
+        keep = None
+        if self.prefix is not None and params.num_beams == 1 and not params.prompt_lookup_num_tokens:
+            keep = self._reuse_prefix(kwargs)
         assert self.adapters is not None
         with self.adapters.active(self._adapter):  # this variant's adapter on; for a base, every one off
             if params.num_beams > 1:
@@ -253,10 +237,29 @@ class TransformersChat(Backend):
                 yield TextDelta(self.tokenizer.decode(new_ids, skip_special_tokens=True))
                 yield Usage(prompt_len, int(new_ids.shape[0]))
                 return
-            yield from self._stream(kwargs, prompt_len, abandoned)
+            yield from self._stream(kwargs, prompt_len, abandoned, keep)
+
+    def _reuse_prefix(self, kwargs: dict[str, Any]) -> Any:
+        """Start from the KV cache of the longest kept prefix of this prompt (a fresh cache when none);
+        returns what to call with the finished sequence so its cache is kept for the next turn."""
+        from transformers import DynamicCache
+
+        assert self.prefix is not None
+        prefix = self.prefix
+        ids = kwargs["input_ids"][0].tolist()
+        cache, _reused = prefix.take(self._adapter, ids)
+        cache = cache if cache is not None else DynamicCache(config=self.model.config)
+        kwargs["cache"] = cache  # transformers 5.24 names it `cache` (`past_key_values` is deprecated)
+        scope = self._adapter
+
+        def keep(sequence: Any) -> None:
+            held = cache.get_seq_length()
+            prefix.put(scope, sequence[0][:held].tolist(), cache)
+
+        return keep
 
     def _stream(
-        self, kwargs: dict[str, Any], prompt_len: int, abandoned: threading.Event
+        self, kwargs: dict[str, Any], prompt_len: int, abandoned: threading.Event, keep: Any = None
     ) -> Generator[Event, None, None]:
         import torch
         from transformers import TextIteratorStreamer
@@ -270,6 +273,8 @@ class TransformersChat(Backend):
                 with torch.inference_mode():
                     out = self.model.generate(**kwargs, streamer=streamer)
                 counter.n = int(out.shape[1]) - prompt_len
+                if keep is not None:
+                    keep(out)
             except BaseException as exc:  # surfaced in the consumer below
                 failure.append(exc)
                 streamer.end()
@@ -291,3 +296,24 @@ class TransformersChat(Backend):
 
 class _TokenCounter:
     n = 0
+
+
+def quantized_int8(model: Any) -> Any:
+    """The model with dynamic int8 linear layers (weights int8, activations quantised per batch): about 2x
+    faster decoding on the CPU at this size, where float32 decoding is bound by memory bandwidth."""
+    import torch
+
+    model = model.float()  # quantize_dynamic takes float32 weights
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def packed_bytes(model: Any) -> int:
+    """Bytes of dynamically quantised linear weights, which `parameters()` does not list."""
+    if model is None:
+        return 0
+    total = 0
+    for module in model.modules():
+        if hasattr(module, "_packed_params") and callable(getattr(module, "weight", None)):
+            weight = module.weight()
+            total += weight.numel() * weight.element_size() + weight.shape[0] * 8  # int8 + per-row scales
+    return total

@@ -108,7 +108,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("prompt")
     gen.add_argument("--model", help="model id (default: the first model of the tab)")
     gen.add_argument("--param", action="append", type=parse_param, default=[], metavar="KEY=VALUE")
-    gen.add_argument("--json", action="store_true")
+    gen.add_argument(
+        "--conversation", type=int, metavar="ID", help="chat/code: continue this conversation (its id)"
+    )
+    gen.add_argument("--json", action="store_true", help="print the result as JSON (text turns: with speed)")
 
     info = sub.add_parser(
         "image-info",
@@ -251,7 +254,16 @@ def _with_studio(args: argparse.Namespace, settings: Settings) -> int:
             params = dict(args.param)
             if args.tab == "code" and params.get("mode") in CODE_MODE_ALIASES:
                 params["mode"] = CODE_MODE_ALIASES[params["mode"]]
-            result = studio.generate(tab=args.tab, model_id=model, prompt=args.prompt, params=params)
+            if args.conversation is not None and args.tab not in ("chat", "code"):
+                print("error: --conversation continues a chat or code conversation", file=sys.stderr)
+                return 2
+            result = studio.generate(
+                tab=args.tab,
+                model_id=model,
+                prompt=args.prompt,
+                params=params,
+                conversation_id=args.conversation,
+            )
             # Text tabs print the answer; media tabs print the saved files, one per line.
             print(
                 json.dumps(result.as_dict(), indent=2)

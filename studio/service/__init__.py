@@ -96,8 +96,10 @@ class Studio(BestOfN, CodeTab, ImageBestOf, AudioTab, TrainTab, ModelsPanel, Lib
         prompt: str,
         params: dict[str, Any] | None = None,
         user: str | None = None,
+        conversation_id: int | None = None,
     ) -> GenerationResult:
-        """One complete generation for scripts (CLI, API, A/B compare): the stored result."""
+        """One complete generation for scripts (CLI, API, A/B compare): the stored result. Chat and code
+        turns may continue a conversation (`conversation_id`), and report their speed."""
         if tab == "image":
             return self.generate_image_result(model_id=model_id, prompt=prompt, params=params, user=user)
         if tab in ("speech", "music"):
@@ -110,9 +112,23 @@ class Studio(BestOfN, CodeTab, ImageBestOf, AudioTab, TrainTab, ModelsPanel, Lib
             )
         if tab == "code":
             settings, params = self.split_code_params(params)
-            updates = self.code(model_id=model_id, text=prompt, settings=settings, params=params, user=user)
+            updates = self.code(
+                model_id=model_id,
+                text=prompt,
+                settings=settings,
+                params=params,
+                user=user,
+                conversation_id=conversation_id,
+            )
         else:
-            updates = self.chat(model_id=model_id, message=prompt, params=params, user=user, tab=tab)
+            updates = self.chat(
+                model_id=model_id,
+                message=prompt,
+                params=params,
+                user=user,
+                tab=tab,
+                conversation_id=conversation_id,
+            )
         *_, final = updates
         assert final.generation_id is not None
         with Session(self.engine) as session:
@@ -129,5 +145,21 @@ class Studio(BestOfN, CodeTab, ImageBestOf, AudioTab, TrainTab, ModelsPanel, Lib
                 params=dict(row.params),
                 notices=list(row.notices),
                 conversation_id=row.conversation_id,
-                fields=(code_fields(row) if row.tab == "code" else {}) | best_of_fields(row.params),
+                fields=(code_fields(row) if row.tab == "code" else {})
+                | best_of_fields(row.params)
+                | speed_fields(row),
             )
+
+
+def speed_fields(row: Any) -> dict[str, Any]:
+    """A text turn's speed: ms to its first token, tokens made, and tokens a second after the first one
+    (decoding speed, the prompt's prefill excluded; None when it made fewer than two tokens)."""
+    ttft, tokens, total = row.first_token_ms, row.completion_tokens, row.duration_ms
+    rate = None
+    if ttft is not None and total is not None and tokens and tokens > 1 and total > ttft:
+        rate = round((tokens - 1) / ((total - ttft) / 1000), 2)
+    return {
+        "ttft_ms": None if ttft is None else round(ttft, 1),
+        "tokens": tokens,
+        "tokens_per_s": rate,
+    }

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio import sources
-from studio.backends import backend_class, validate_params
+from studio.backends import backend_class, engine, validate_params
 from studio.config import ModelSpec, StudioConfig
 from studio.errors import StudioError
 from studio.manager.memory import format_bytes
@@ -53,7 +53,7 @@ def rows_for(config: StudioConfig, manager: ModelManager, *, cache: Path) -> lis
             ModelRow(
                 spec.id,
                 list(spec.tabs),
-                spec.backend,
+                engine(spec.backend),
                 status or weights_status(spec, cache=cache, base_dir=base),
                 _memory_text(state, spec),
                 state.memory_bytes,
@@ -69,7 +69,13 @@ CONVERTING = "converting for the first time"
 
 
 def _loading_word(spec: ModelSpec, cache: Path, base_dir: Path) -> str:
-    return CONVERTING if sources.needs_conversion(spec, cache=cache, base_dir=base_dir) else "loading"
+    return CONVERTING if converts_first(spec, cache, base_dir) else "loading"
+
+
+def converts_first(spec: ModelSpec, cache: Path, base_dir: Path) -> bool:
+    """Whether loading converts a GGUF file first: transformers does once; llama.cpp reads it as it is."""
+    reads_gguf = getattr(backend_class(spec.backend), "reads_gguf", False)
+    return not reads_gguf and sources.needs_conversion(spec, cache=cache, base_dir=base_dir)
 
 
 def _memory_text(state: ModelState, spec: ModelSpec) -> str:
@@ -86,7 +92,8 @@ class ModelsPanel(StudioCore):
     def models(self, tab: str | None = None) -> list[ModelInfo]:
         specs = self.config.for_tab(tab) if tab else self.config.models
         return [
-            ModelInfo(s.id, list(s.tabs), s.backend, self.model_status(s.id), s.description) for s in specs
+            ModelInfo(s.id, list(s.tabs), engine(s.backend), self.model_status(s.id), s.description)
+            for s in specs
         ]
 
     def model_status(self, model_id: str) -> str:
@@ -106,7 +113,7 @@ class ModelsPanel(StudioCore):
         """What to show while a model loads: a GGUF model's first load converts it (about 25 s), later
         ones take a second; the tabs show this rather than a bare wait."""
         spec = self.config.model(model_id)
-        if sources.needs_conversion(spec, cache=self.settings.model_cache, base_dir=self.config.path.parent):
+        if converts_first(spec, self.settings.model_cache, self.config.path.parent):
             return (
                 f"Converting {model_id} for the first time (GGUF to safetensors, about 25 s on 2 cores; "
                 "later loads take a second)…"
@@ -197,9 +204,7 @@ class ModelsPanel(StudioCore):
         worker = threading.Thread(target=run, name=f"load-{model_id}", daemon=True)
         worker.start()
         estimate = self.manager.estimate(self.config.model(model_id))
-        converting = sources.needs_conversion(
-            spec, cache=self.settings.model_cache, base_dir=self.config.path.parent
-        )
+        converting = converts_first(spec, self.settings.model_cache, self.config.path.parent)
         started = None
         while worker.is_alive():
             if not turn.running and turn.state == "waiting":

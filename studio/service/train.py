@@ -29,7 +29,7 @@ from sqlmodel import Session
 
 from studio import export, storage
 from studio import train as training
-from studio.backends import BackendContext, backend_class, short_error
+from studio.backends import Backend, BackendContext, backend_class, preferred_kinds, short_error
 from studio.config import ModelSpec, VariantSpec
 from studio.errors import StudioError, quote
 from studio.service import image_training
@@ -42,6 +42,15 @@ from studio.service.variants import Variants, offer
 from studio.train import diffusion_dpo
 
 log = logging.getLogger(__name__)
+
+
+def trainer_class(backend: str) -> type[Backend]:
+    """The kind that gives a model's training weights: of a preference list ("llama-cpp,
+    transformers-chat"), the first that can, whichever one serves the model on this installation."""
+    for kind in preferred_kinds(backend):
+        if hasattr(backend_class(kind), "training_weights"):
+            return backend_class(kind)
+    return backend_class(backend)
 
 
 class TrainTab(Variants):
@@ -61,7 +70,7 @@ class TrainTab(Variants):
             raise StudioError(exc.args[0]) from None
         if isinstance(spec, VariantSpec):
             raise StudioError(f"{spec.id} is a trained variant; train its base, {spec.base}, instead")
-        cls = backend_class(spec.backend)
+        cls = trainer_class(spec.backend)
         if getattr(cls, "remote", False):
             raise StudioError(
                 f"model {spec.id!r} runs on a remote server ({spec.backend}): training needs its weights on "
@@ -262,7 +271,7 @@ class TrainTab(Variants):
         try:
             events.put(training.Phase("loading"))
             context = BackendContext(model_cache=self.settings.model_cache, base_dir=self.config.path.parent)
-            backend = backend_class(spec.backend)(spec, context)
+            backend = trainer_class(spec.backend)(spec, context)
             weights = backend.training_weights()  # type: ignore[attr-defined]
             out.parent.mkdir(parents=True, exist_ok=True)
             # diffusion-dpo runs its own loop (diffusers has no trainer); the text methods run TRL's.

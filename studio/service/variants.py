@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from studio import storage
+from studio.backends import preferred_kinds
 from studio.config import ModelSpec, Settings, StudioConfig, VariantSpec
 from studio.errors import StudioError, quote
 from studio.service.models import ModelsPanel
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 def variant_spec(base: ModelSpec, variant: storage.Variant) -> VariantSpec:
     """The model entry of a variant: its base's, with the adapter folder as its source."""
     fields: dict[str, Any] = base.model_dump()
+    # A LoRA runs on transformers: of a preference list ("llama-cpp, transformers-chat") it takes that kind.
+    kinds = preferred_kinds(base.backend)
+    if len(kinds) > 1 and "transformers-chat" in kinds:
+        fields.update(backend="transformers-chat", options={})  # the other kind's options are not its own
     fields.update(
         id=variant.id,
         source=variant.adapter_path,

@@ -18,6 +18,7 @@ from studio.ui.best_of import best_of_controls, with_best_of
 from studio.ui.compare import compare_panel
 from studio.ui.conversation import (
     GENERATION_QUEUE,
+    PARAM_NAMES,
     PRIVATE,
     conversation_choices,
     model_choices,
@@ -282,4 +283,4 @@ def build_chat_tab(studio: Studio, app: gr.Blocks) -> None:
             None,  # blank seed = random: Gradio's Number would otherwise start at 0
         )
 
-    app.load(on_load, None, [conversation, chatbot, model, sampling[-1]], **PRIVATE)
+    app.load(on_load, None, [conversation, chatbot, model, sampling[PARAM_NAMES.index("seed")]], **PRIVATE)

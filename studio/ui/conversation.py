@@ -29,6 +29,10 @@ PARAM_NAMES = (
     "max_new_tokens",
     "num_beams",
     "seed",
+    # Added later, after the seed, so API callers that send the first eight keep working (defaults fill in).
+    "min_p",
+    "typical_p",
+    "prompt_lookup_num_tokens",
 )
 
 # Every event that runs a model (each tab's runs, A/B compare, the Models tab's Load) shares one Gradio queue
@@ -188,4 +192,30 @@ def sampling_panel(defaults: dict[str, Any], prefix: str = "") -> list[Any]:
         with gr.Row():
             repetition_penalty = param("repetition_penalty", (0.5, 2.0), 0.01, "Repetition penalty")
             max_new_tokens = param("max_new_tokens", (1, 4096), 1, "Max new tokens")
-    return [do_sample, temperature, top_p, top_k, repetition_penalty, max_new_tokens, num_beams, seed]
+        with gr.Row():
+            min_p = param("min_p", (0.0, 1.0), 0.01, "Min-p (0 = off)")
+            typical_p = param("typical_p", (0.01, 1.0), 0.01, "Typical-p (1 = off)")
+            # Drafts copied from the input, checked in one pass: it pays where the answer copies the input
+            # (Code's fix and translate modes) and slows free text, so Chat does not show it.
+            lookup = gr.Slider(
+                0,
+                32,
+                value=defaults["prompt_lookup_num_tokens"],
+                step=1,
+                label="Prompt lookup tokens (0 = off; for fix and translate)",
+                elem_id=ids("prompt_lookup_num_tokens"),
+                visible=prefix == "code",
+            )
+    return [
+        do_sample,
+        temperature,
+        top_p,
+        top_k,
+        repetition_penalty,
+        max_new_tokens,
+        num_beams,
+        seed,
+        min_p,
+        typical_p,
+        lookup,
+    ]

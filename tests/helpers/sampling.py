@@ -18,6 +18,9 @@ SAMPLING_NAMES = (
     "max_new_tokens",
     "num_beams",
     "seed",
+    "min_p",
+    "typical_p",
+    "prompt_lookup_num_tokens",
 )
 _DEFAULTS: dict[str, Any] = {
     "do_sample": False,
@@ -28,6 +31,9 @@ _DEFAULTS: dict[str, Any] = {
     "max_new_tokens": 16,
     "num_beams": 1,
     "seed": None,
+    "min_p": 0.0,
+    "typical_p": 1.0,
+    "prompt_lookup_num_tokens": 0,
 }
 
 
