@@ -107,9 +107,9 @@ def _last_generation(studio: Any) -> tuple[int, float]:
 
 def gradio_values(model_id: str, prompt: str, n: int) -> list[Any]:
     # text, conversation, model, system prompt, do_sample, temperature, top_p, top_k,
-    # repetition_penalty, max_new_tokens, num_beams, seed, min_p, typical_p, prompt_lookup_num_tokens
-    # (the run_key State is not part of the API).
-    return [prompt, None, model_id, "", False, 0.7, 0.95, 50, 1.0, n, 1, 0, 0.0, 1.0, 0]
+    # repetition_penalty, max_new_tokens, num_beams, seed, min_p, typical_p, prompt_lookup_num_tokens,
+    # then Best of n's n and scorer (one candidate: an ordinary turn). The run_key State is not in the API.
+    return [prompt, None, model_id, "", False, 0.7, 0.95, 50, 1.0, n, 1, 0, 0.0, 1.0, 0, 1, "(no scorer)"]
 
 
 def _assistant_text(chat_value: Any) -> str | None:

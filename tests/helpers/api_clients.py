@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from tests.helpers.sampling import sampling
+from tests.helpers.sampling import BEST_OF_OFF, sampling
 from tests.helpers.threads import together
 
 SAMPLING = sampling(max_new_tokens=8)  # short turns: many clients at once
@@ -61,7 +61,7 @@ def run_clients(url: str, model: str, clients: int, turns: int) -> tuple[list[in
                 ready()
                 for turn in range(turns):
                     # The hidden run_key State is an input over raw HTTP; the session hash serves as one.
-                    data = [f"c{n} t{turn}", conv, model, "", session, *SAMPLING]
+                    data = [f"c{n} t{turn}", conv, model, "", session, *SAMPLING, *BEST_OF_OFF]
                     update = call(http, url, fn_index, data, session)[1]
                     if isinstance(update, dict) and "value" in update:  # set on a new conversation only
                         conv = update["value"]

@@ -46,3 +46,7 @@ def sampling(**changes: Any) -> list[Any]:
 
 
 SAMPLING = sampling()  # do_sample .. seed, as the Sampling panel sends them
+
+# The Best of n row that follows the Sampling panel in Chat and Code: one candidate, no scorer (the dropdown's
+# `studio.ui.best_of.NO_SCORER`). Raw HTTP callers of the queue send every input, so they send these too.
+BEST_OF_OFF: list[Any] = [1, "(no scorer)"]
