@@ -52,7 +52,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     verdict.add_argument("--both-bad", action="store_true", help="neither is acceptable")
 
     board = sub.add_parser(
-        "leaderboard", help="models ranked by A/B votes (Bradley-Terry, 95 % intervals)", parents=[common]
+        "leaderboard", help="models ranked by A/B votes (Bradley-Terry, 95 %% intervals)", parents=[common]
     )
     board.add_argument("--tab", help="one tab only (chat, code, image, ...)")
     board.add_argument("--votes-of", help="one user's votes (an admin may name anyone); default everyone's")
