@@ -71,6 +71,23 @@ def layer_of(relative: str) -> str:
     return head.removesuffix(".py")
 
 
+# Modules of backends/ that are helpers, not kinds: any backend kind may import them (kinds never import
+# each other). tests/test_backends_loading.py checks the same rule with this set.
+SHARED_BACKEND_HELPERS = frozenset(
+    {
+        "studio.backends",
+        "studio.backends.params",
+        "studio.backends.worker",
+        "studio.backends.loading",
+        "studio.backends.adapters",
+        "studio.backends.safety_base",  # the checkers' shared contract, like params
+        "studio.backends.diffusers_loras",  # LoRA handling of the diffusers kind, not a kind
+        "studio.backends.chat_prompt",  # a transformers chat prompt fitted to the context
+        "studio.backends.prefix_cache",  # conversations' KV caches kept between turns
+    }
+)
+
+
 def violations(relative: str, source: str) -> list[str]:
     """What a module at studio/<relative> imports that its layer may not."""
     layer = layer_of(relative)
@@ -87,18 +104,8 @@ def violations(relative: str, source: str) -> list[str]:
         if target not in ALLOWED[layer]:
             bad.append(f"{name} ({layer} may import {sorted(ALLOWED[layer]) or 'nothing of the studio'})")
     if layer == "backends" and relative not in ("backends/__init__.py",):
-        shared = {
-            "studio.backends",
-            "studio.backends.params",
-            "studio.backends.worker",
-            "studio.backends.loading",
-            "studio.backends.adapters",
-            "studio.backends.safety_base",  # the checkers' shared contract, like params
-            "studio.backends.diffusers_loras",  # LoRA handling of the diffusers kind, not a kind
-            "studio.backends.chat_prompt",
-            "studio.backends.prefix_cache",
-        }
-        kinds = {n for n in imported(source) if n.startswith("studio.backends.") and n not in shared}
+        backend_modules = {n for n in imported(source) if n.startswith("studio.backends.")}
+        kinds = backend_modules - SHARED_BACKEND_HELPERS
         bad += [f"{n} (backend kinds never import each other)" for n in sorted(kinds)]
     return bad
 

@@ -19,15 +19,10 @@ from studio.backends.loading import (
     weights_path,
 )
 from studio.config import ModelSpec
+from tests.test_architecture import SHARED_BACKEND_HELPERS
 
 BACKENDS = Path(__file__).resolve().parent.parent / "studio" / "backends"
-SHARED = {
-    "studio.backends",
-    "studio.backends.params",
-    "studio.backends.worker",
-    "studio.backends.loading",
-    "studio.backends.adapters",
-}
+SHARED = SHARED_BACKEND_HELPERS
 
 
 def spec(source: str = "nobody/absent-model", **fields: str) -> ModelSpec:
