@@ -23,7 +23,7 @@ from studio.service import Studio, StudioError
 from studio.ui import build_app
 from studio.ui.entry import MAX_FIELD_CHARS, check_inputs
 from tests.conftest import FAKE_MODELS
-from tests.helpers.sampling import SAMPLING
+from tests.helpers.sampling import BEST_OF_OFF, SAMPLING, sampling
 from tests.helpers.served import served_studio, studio_at
 from tests.test_audio import MODELS as AUDIO_MODELS
 
@@ -104,8 +104,8 @@ def test_a_long_value_is_quoted_at_most_200_characters(fake_studio: Studio) -> N
         ([["x"], None, "fake", "", *SAMPLING], "must be text, not a list"),
         ([{"a": 1}, None, "fake", "", *SAMPLING], "must be text, not an object"),
         ([5, None, "fake", "", *SAMPLING], "must be text, not a number"),
-        (["hi", None, "fake", "", False, True, 0.9, 50, 1.0, 16, 1, None], "'Temperature' must be a number"),
-        (["hi", None, "fake", "", "yes", 0.7, 0.9, 50, 1.0, 16, 1, None], "must be true or false"),
+        (["hi", None, "fake", "", *sampling(temperature=True), *BEST_OF_OFF], "'Temperature' must be a"),
+        (["hi", None, "fake", "", *sampling(do_sample="yes"), *BEST_OF_OFF], "must be true or false"),
         (["hi", None, ["fake"], "", *SAMPLING], "'Model' must be one of its choices, not a list"),
     ],
 )

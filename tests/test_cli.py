@@ -67,6 +67,7 @@ def test_generate_json_rate_and_history(capsys, tmp_path: Path, tiny_model_dir: 
     assert code == 0 and "Hello" in out and "+1" in out
 
 
+@pytest.mark.tiny
 def test_generate_continues_a_conversation_and_reports_speed(
     capsys, tmp_path: Path, tiny_model_dir: Path
 ) -> None:

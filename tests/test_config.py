@@ -25,7 +25,8 @@ def test_shipped_models_file_is_valid_and_covers_every_tab() -> None:
     assert {m.id for m in bundled} >= {"smollm2-135m"}
     assert all(m.sha256 for m in bundled), "bundled files must carry a sha256"
     hub = [m for m in config.models if "/" in m.source and not m.source.startswith("pip:")]
-    assert {t for m in hub for t in m.tabs} == set(TABS), "hub models for GPU users on every tab"
+    # Every generating tab (scorers and safety checkers from the Hub may come on top).
+    assert {t for m in hub for t in m.tabs} >= set(TABS), "hub models for GPU users on every tab"
 
 
 GOOD = """models:

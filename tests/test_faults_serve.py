@@ -36,7 +36,7 @@ from tests.conftest import FAKE_MODELS, write_models
 from tests.helpers import faults_server  # noqa: F401  (registers `fatal-chat`, for the Studio made here)
 from tests.helpers.api_clients import call, endpoint
 from tests.helpers.net import free_port
-from tests.helpers.sampling import sampling
+from tests.helpers.sampling import BEST_OF_OFF, sampling
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG_SAMPLING = sampling(max_new_tokens=4000, repetition_penalty=1.5)  # greedy, visible text, 4000 tokens
@@ -106,7 +106,7 @@ def start_chat(url: str, model: str, message: str, params: list) -> threading.Th
 
     def run() -> None:
         with contextlib.suppress(Exception), httpx.Client(timeout=120) as http:
-            call(http, url, fn_index, [message, None, model, "", session, *params], session)
+            call(http, url, fn_index, [message, None, model, "", session, *params, *BEST_OF_OFF], session)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()

@@ -27,10 +27,10 @@ from studio.backends.llama_cpp import LlamaCpp, LlamaCppParams, available
 from studio.config import ModelSpec
 from studio.service import Studio, StudioError
 
-pytestmark = [
-    pytest.mark.tiny,
-    pytest.mark.skipif(not available(), reason="llama-cpp-python is not installed (the [llamacpp] extra)"),
-]
+# `tiny` is per test: the refusals and the engine choice below load no model.
+pytestmark = pytest.mark.skipif(
+    not available(), reason="llama-cpp-python is not installed (the [llamacpp] extra)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,7 @@ def collect(backend: LlamaCpp, prompt: str = "Hello", history=None, **params) ->
     return "".join(e.text for e in events if isinstance(e, TextDelta)), events, usage
 
 
+@pytest.mark.tiny
 def test_greedy_is_deterministic_and_streams(backend: LlamaCpp) -> None:
     text1, events, usage = collect(backend, do_sample=False, max_new_tokens=12)
     text2, _, _ = collect(backend, do_sample=False, max_new_tokens=12)
@@ -68,6 +69,7 @@ def test_greedy_is_deterministic_and_streams(backend: LlamaCpp) -> None:
     assert len([e for e in events if isinstance(e, TextDelta)]) >= 2, "text arrives in pieces"
 
 
+@pytest.mark.tiny
 def test_the_prompt_is_the_chat_template_from_the_gguf_metadata(backend: LlamaCpp) -> None:
     request = Request(prompt="Hello", params=LlamaCppParams(system_prompt="Be brief."))
     text = bytes(backend.llm.detokenize(backend._render(request, [], "Hello"), special=True)).decode()
@@ -77,6 +79,7 @@ def test_the_prompt_is_the_chat_template_from_the_gguf_metadata(backend: LlamaCp
     )
 
 
+@pytest.mark.tiny
 def test_sampling_reproduces_with_the_same_seed(backend: LlamaCpp) -> None:
     a, _, _ = collect(backend, do_sample=True, seed=11, temperature=1.5, max_new_tokens=16, min_p=0.01)
     b, _, _ = collect(backend, do_sample=True, seed=11, temperature=1.5, max_new_tokens=16, min_p=0.01)
@@ -84,6 +87,7 @@ def test_sampling_reproduces_with_the_same_seed(backend: LlamaCpp) -> None:
     assert a == b and a != c
 
 
+@pytest.mark.tiny
 def test_max_new_tokens_holds_even_through_broken_utf8(backend: LlamaCpp) -> None:
     # Random weights emit stray byte tokens; llama-cpp-python's create_completion stopped counting while a
     # character was incomplete and ran into the end of the context. Counting tokens ourselves holds.
@@ -92,6 +96,7 @@ def test_max_new_tokens_holds_even_through_broken_utf8(backend: LlamaCpp) -> Non
         assert usage.completion_tokens <= 100
 
 
+@pytest.mark.tiny
 def test_switching_conversations_reuses_the_kept_state_and_answers_the_same(backend: LlamaCpp) -> None:
     a = [
         Message("user", "The capital of France is Paris."),
@@ -113,6 +118,7 @@ def test_switching_conversations_reuses_the_kept_state_and_answers_the_same(back
         fresh.unload()
 
 
+@pytest.mark.tiny
 def test_stop_ends_generation_between_tokens(backend: LlamaCpp) -> None:
     request = Request(prompt="Hello", params=LlamaCppParams(do_sample=True, seed=1, max_new_tokens=200))
     pieces = 0
@@ -127,6 +133,7 @@ def test_stop_ends_generation_between_tokens(backend: LlamaCpp) -> None:
     assert unstopped.completion_tokens > 50, "without Stop the same seed runs on"
 
 
+@pytest.mark.tiny
 def test_oldest_turns_are_dropped_to_fit_the_context(backend: LlamaCpp) -> None:
     long_turn = "The capital of France is Paris. " * 8
     history = [Message(role, long_turn) for _ in range(6) for role in ("user", "assistant")]
@@ -136,6 +143,7 @@ def test_oldest_turns_are_dropped_to_fit_the_context(backend: LlamaCpp) -> None:
     assert usage.prompt_tokens + 8 <= backend.context_length == 256
 
 
+@pytest.mark.tiny
 def test_a_single_message_longer_than_the_context_is_refused_or_cut(backend: LlamaCpp) -> None:
     with pytest.raises(Exception, match=r"too long for model 'tinyg'.*context of 256 tokens"):
         collect(backend, prompt="Paris " * 400, max_new_tokens=8)
@@ -151,6 +159,7 @@ def test_beam_search_and_prompt_lookup_are_refused_with_the_reason() -> None:
         validate_params(LlamaCpp, {"prompt_lookup_num_tokens": 4})
 
 
+@pytest.mark.tiny
 def test_memory_counts_weights_kv_and_the_prompt_cache(backend: LlamaCpp, tiny_gguf: Path) -> None:
     size = tiny_gguf.stat().st_size
     assert backend.memory_bytes() >= size + 256 * 1024**2  # the prompt cache's 256 MB bound is reserved
@@ -177,6 +186,7 @@ def test_a_preference_list_runs_on_llama_cpp_when_it_is_installed() -> None:
     assert engine("llama-cpp, transformers-chat") == "llama-cpp"
 
 
+@pytest.mark.tiny
 def test_service_turns_continue_and_rows(make_studio, tiny_gguf: Path) -> None:
     studio: Studio = make_studio(
         f"models:\n  - {{id: tinyg, tabs: [chat, code], backend: 'llama-cpp, transformers-chat', "
@@ -195,6 +205,7 @@ def test_service_turns_continue_and_rows(make_studio, tiny_gguf: Path) -> None:
         list(studio.chat(model_id="tinyg", message="Hi", params={"num_beams": 2}))
 
 
+@pytest.mark.tiny
 def test_a_trained_variant_of_a_llama_cpp_model_runs_on_its_own_transformers_copy(
     backend: LlamaCpp, tiny_gguf: Path, tmp_path: Path
 ) -> None:

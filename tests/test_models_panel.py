@@ -94,8 +94,13 @@ def test_every_tabs_model_picker_shows_the_status_of_now_when_it_opens(fake_stud
 
     fake_studio.manager.unload_all()
     app = build_app(fake_studio)
-    pickers = [b for b in app.fns.values() if getattr(b.fn, "__name__", "") == "current"]
+    refreshers = [getattr(b.fn, "__qualname__", "") for b in app.fns.values()]
+    pickers = [
+        b for b in app.fns.values() if getattr(b.fn, "__qualname__", "") == "model_picker.<locals>.current"
+    ]
     assert len(pickers) == 2  # the fake models serve Chat and Code; each picker refreshes on focus
+    # So do the A/B panels' two pickers in those tabs (variants trained since the page loaded appear).
+    assert refreshers.count("compare_panel.<locals>.current") == 4
     picker = pickers[0].fn
     assert ("fake (ready)", "fake") in picker("fake").choices
     fake_studio.manager.preload("fake")  # another tab (or the Models tab) loads it meanwhile

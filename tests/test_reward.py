@@ -222,7 +222,9 @@ def test_the_chat_tab_runs_best_of_n_and_lists_scorers(place: tuple[Settings, St
     from tests.helpers.served import serving
 
     _, studio = place
-    sampling = [True, 0.7, 0.95, 50, 1.0, 6, 1, 7]  # do_sample ... max_new_tokens, beams, seed
+    from tests.helpers.sampling import sampling as panel
+
+    sampling = panel(do_sample=True, top_p=0.95, max_new_tokens=6, seed=7)  # min-p etc. at their defaults
     with serving(studio) as server:
         client = Client(server.url, verbose=False)
         _chat, conversation, _box, notice = client.predict(

@@ -266,8 +266,11 @@ def test_a_flood_of_events_from_one_user_is_slowed_down_others_are_not(served: S
     carol = login(served, "carol")
     codes = [carol.post("/gradio_api/queue/join", json={}).status_code for _ in range(60)]
     assert 429 in codes and codes.index(429) >= 30, codes
-    limited = carol.post("/gradio_api/queue/join", json={})
-    assert limited.status_code == 429 and "retry in" in limited.json()["detail"]
+    # The limit refills (120 a minute): on a loaded machine a token may come back between two posts, so
+    # take the next refusal within a few posts rather than the very next answer.
+    answers = (carol.post("/gradio_api/queue/join", json={}) for _ in range(20))
+    limited = next(a for a in answers if a.status_code == 429)
+    assert "retry in" in limited.json()["detail"]
     assert int(limited.headers["retry-after"]) >= 1
     assert login(served, "alice").post("/gradio_api/queue/join", json={}).status_code != 429
 
