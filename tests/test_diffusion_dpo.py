@@ -62,7 +62,8 @@ def place(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, 
     import torch
 
     from tests.conftest import write_models
-    from tests.helpers.tiny_chat import build_tiny_sd_pipeline, build_tiny_sdxl_pipeline
+    from tests.helpers.tiny_chat import build_tiny_sd_pipeline
+    from tests.helpers.tiny_sdxl import build_tiny_sdxl_pipeline
 
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("ddpo")
