@@ -35,6 +35,7 @@ from studio.backends import (
     register,
     short_error,
 )
+from studio.backends.chat_prompt import ContextFitting
 from studio.backends.loading import weights_path
 from studio.backends.params import ChatParams
 
@@ -83,7 +84,7 @@ def available() -> bool:
 
 
 @register
-class LlamaCpp(Backend):
+class LlamaCpp(ContextFitting, Backend):
     kind = "llama-cpp"
     tabs = frozenset({"chat", "code"})
     Params = LlamaCppParams
@@ -234,50 +235,15 @@ class LlamaCpp(Backend):
         add_bos = self._add_bos and not (self._bos and text.startswith(self._bos))
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
 
-    def fit_to_context(self, request: Request) -> tuple[list[int], list[str]]:
-        """The prompt's tokens, the oldest turns dropped until it fits with max_new_tokens (with a notice)."""
-        params = request.params
-        assert isinstance(params, ChatParams)
-        budget = self.context_length - params.max_new_tokens
-        history = list(request.history)
-        prompt = request.prompt
-        dropped = 0
-        notices: list[str] = []
-        while True:
-            tokens = self._render(request, history, prompt)
-            if len(tokens) <= budget:
-                if dropped:
-                    notices.insert(0, f"{dropped} oldest message(s) were left out to fit the model's context")
-                return tokens, notices
-            if not history and request.truncate_prompt and prompt == request.prompt:
-                prompt, kept, total = self._truncated(prompt, len(tokens) - budget)
-                notices.append(
-                    f"the input was cut to fit the model's context ({self.context_length} tokens): "
-                    f"{kept} of its {total} tokens were kept"
-                )
-                continue
-            if not history:
-                raise BackendError(
-                    f"the message is too long for model {self.spec.id!r}: {len(tokens)} tokens plus "
-                    f"max_new_tokens={params.max_new_tokens} exceed its context of {self.context_length} "
-                    "tokens; shorten it or lower max_new_tokens"
-                )
-            drop = 2 if len(history) >= 2 and history[1].role == "assistant" else 1
-            history = history[drop:]
-            dropped += drop
+    def _encode_turns(self, request: Request, history: list[Message], prompt: str) -> tuple[Any, int]:
+        tokens = self._render(request, history, prompt)
+        return tokens, len(tokens)
 
-    def _truncated(self, prompt: str, overflow: int) -> tuple[str, int, int]:
-        """Keep the head of an over-long prompt (templates put the instructions first)."""
-        ids = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=False)
-        marker = "\n[... the rest of the input was cut to fit the context]"
-        keep = len(ids) - overflow - len(self.llm.tokenize(marker.encode(), add_bos=False)) - 8
-        if keep <= 0:
-            raise BackendError(
-                f"model {self.spec.id!r} cannot fit this request even with its input cut; "
-                "lower max_new_tokens"
-            )
-        head = bytes(self.llm.detokenize(ids[:keep])).decode("utf-8", errors="ignore")
-        return head + marker, keep, len(ids)
+    def _token_ids(self, text: str) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _text_of(self, ids: list[int]) -> str:
+        return bytes(self.llm.detokenize(ids)).decode("utf-8", errors="ignore")
 
     # -- generation --------------------------------------------------------------------------------
     def sampling(self, params: ChatParams) -> dict[str, Any]:
