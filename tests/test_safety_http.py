@@ -14,10 +14,9 @@ from gradio_client import Client
 from sqlmodel import Session
 
 from studio import storage
-from studio.security.accounts import UserStore, add_user
 from studio.security.guard import RateLimiter
 from studio.service import Studio
-from tests.helpers.served import serving, studio_at
+from tests.helpers.served import served_with_logins
 from tests.test_safety import CHECKERS
 
 MODELS = f"""
@@ -39,15 +38,9 @@ PASSWORDS = {"alice": "alice-password-1", "carol": "carol-password-3"}
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Studio, str]]:
     folder = tmp_path_factory.mktemp("safety-http")
-    users = folder / "users.json"
-    for name, password in PASSWORDS.items():
-        add_user(users, name, password, admin=name == "carol")
-    studio = studio_at(folder, MODELS)
-    try:
-        with serving(studio, accounts=UserStore(users), rate_limit=RateLimiter(600, burst=40)) as server:
-            yield studio, server.url.rstrip("/")
-    finally:
-        studio.close()
+    limit = RateLimiter(600, burst=40)
+    with served_with_logins(folder, MODELS, PASSWORDS, rate_limit=limit) as (studio, server, _):
+        yield studio, server.url.rstrip("/")
 
 
 def login(url: str, name: str) -> httpx.Client:

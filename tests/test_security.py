@@ -20,12 +20,11 @@ from gradio_client import Client
 from sqlmodel import Session, select
 
 from studio import storage
-from studio.security.accounts import UserStore, add_user
 from studio.security.guard import RateLimiter
 from studio.service import Studio
 from tests.conftest import FAKE_MODELS
 from tests.helpers.sampling import SAMPLING
-from tests.helpers.served import served_studio, serving, studio_at
+from tests.helpers.served import served_studio, served_with_logins
 
 CODE_SETTINGS = ["write", "python", "python", "", ""]
 IMAGE_MODEL = """
@@ -53,15 +52,10 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("secure")
-    users = folder / "users.json"
-    for name, password in PASSWORDS.items():
-        add_user(users, name, password, admin=name == "carol")
-    studio = studio_at(folder, FAKE_MODELS + IMAGE_MODEL)
-    try:
-        with serving(studio, accounts=UserStore(users), rate_limit=RateLimiter(600, burst=40)) as server:
-            yield Served(studio, server.url.rstrip("/"), users, server.fastapi)
-    finally:
-        studio.close()
+    limit = RateLimiter(600, burst=40)
+    models = FAKE_MODELS + IMAGE_MODEL
+    with served_with_logins(folder, models, PASSWORDS, rate_limit=limit) as (studio, server, users):
+        yield Served(studio, server.url.rstrip("/"), users, server.fastapi)
 
 
 def login(served: Served, name: str) -> httpx.Client:

@@ -25,11 +25,11 @@ import httpx
 import pytest
 
 from studio import cli
-from studio.security.accounts import UserStore, add_user
+from studio.security.accounts import add_user
 from studio.security.limits import LoginGate, RateLimiter
 from studio.service import Studio
 from tests.conftest import FAKE_MODELS
-from tests.helpers.served import serving, studio_at
+from tests.helpers.served import served_with_logins as serve_logins
 
 ROOT = Path(__file__).resolve().parent.parent
 ATTACK = ["--parallel", "150", "--seconds", "4"]  # 150 parallel wrong logins, again and again for 4 s
@@ -54,16 +54,8 @@ class Served:
 def served_with_logins(
     folder: Path, settings: dict[str, Any] | None = None, **launch: Any
 ) -> Iterator[Served]:
-    users = folder / "users.json"
-    for name, password in PASSWORDS.items():
-        add_user(users, name, password, admin=name == "carol")
-    studio = studio_at(folder, FAKE_MODELS)
-    studio.settings = dataclasses.replace(studio.settings, **(settings or {}))
-    try:
-        with serving(studio, accounts=UserStore(users), rate_limit=None, **launch) as server:
-            yield Served(studio, server.url.rstrip("/"), users)
-    finally:
-        studio.close()
+    with serve_logins(folder, FAKE_MODELS, PASSWORDS, settings=settings, **launch) as (studio, server, users):
+        yield Served(studio, server.url.rstrip("/"), users)
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from studio.security.accounts import UsersError, UserStore, add_user
 from studio.service import Studio
 from tests.conftest import FAKE_MODELS
 from tests.helpers.sampling import SAMPLING
-from tests.helpers.served import serving, studio_at
+from tests.helpers.served import served_with_logins, serving, studio_at
 
 SLOW = [False, 0.7, 0.9, 50, 1.0, 4096, 1, None]  # the fake's SLOW words: about 20 s unless stopped
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22", "carol": "carol-password-3"}
@@ -54,15 +54,8 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("owners")
-    users = folder / "users.json"
-    for name, password in PASSWORDS.items():
-        add_user(users, name, password, admin=name == "carol")
-    studio = studio_at(folder, FAKE_MODELS + IMAGE_MODEL)
-    try:
-        with serving(studio, accounts=UserStore(users), rate_limit=None) as server:
-            yield Served(studio, server.url.rstrip("/"), users)
-    finally:
-        studio.close()
+    with served_with_logins(folder, FAKE_MODELS + IMAGE_MODEL, PASSWORDS) as (studio, server, users):
+        yield Served(studio, server.url.rstrip("/"), users)
 
 
 def login(served: Served, name: str) -> httpx.Client:

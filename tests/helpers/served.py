@@ -61,3 +61,33 @@ def served_studio(folder: Path, models: str, **launch_options: Any) -> Iterator[
             yield studio, server.url
     finally:
         studio.close()
+
+
+@contextmanager
+def served_with_logins(
+    folder: Path,
+    models: str,
+    passwords: dict[str, str],
+    *,
+    settings: dict[str, Any] | None = None,
+    **launch_options: Any,
+) -> Iterator[tuple[Studio, Server, Path]]:
+    """A Studio over `models` served behind logins: `passwords`' accounts in `folder`/users.json ("carol"
+    is an admin), `settings` replaced before the app is built, `rate_limit` none unless given. Yields
+    (studio, server, users file); the studio is closed at the end."""
+    import dataclasses
+
+    from studio.security.accounts import UserStore, add_user
+
+    users = folder / "users.json"
+    for name, password in passwords.items():
+        add_user(users, name, password, admin=name == "carol")
+    studio = studio_at(folder, models)
+    if settings:
+        studio.settings = dataclasses.replace(studio.settings, **settings)
+    launch_options.setdefault("rate_limit", None)
+    try:
+        with serving(studio, accounts=UserStore(users), **launch_options) as server:
+            yield studio, server, users
+    finally:
+        studio.close()
