@@ -18,6 +18,7 @@ STUDIO = Path(__file__).resolve().parent.parent / "studio"
 HEAVY = {"torch", "transformers", "diffusers", "gradio", "accelerate", "peft", "trl"}
 BELOW_SERVICE = {
     "config",
+    "settings",
     "errors",
     "sources",
     "formats",
@@ -31,23 +32,24 @@ BELOW_SERVICE = {
 # layer -> the other layers it may import (its own folder always may)
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
-    "config": set(),
-    "sources": {"config", "errors"},
+    "config": {"settings"},  # settings.py: the environment's half, re-exported by config
+    "settings": set(),
+    "sources": {"config", "settings", "errors"},
     "formats": set(),
     "storage": set(),
-    "backends": {"config", "errors", "sources", "formats"},
-    "manager": {"config", "errors", "sources", "backends"},
+    "backends": {"config", "settings", "errors", "sources", "formats"},
+    "manager": {"config", "settings", "errors", "sources", "backends"},
     "export": {"errors", "formats"},
     "train": {"errors", "formats", "export"},  # torch, trl and peft only inside functions
     "service": BELOW_SERVICE,
-    "security": {"config", "errors"},
+    "security": {"config", "settings", "errors"},
     "ui": {"service"},
     "cli": BELOW_SERVICE | {"service", "security", "ui"},
     "__init__": {"config", "errors", "service"},  # studio/__init__.py: the public names, the service lazily
 }
 # The one deliberate exception (docs/design.md): serving the web app puts the guard middleware in front.
 EXCEPTIONS = {("ui/__init__.py", "security")}
-LIGHT = {"formats", "storage", "config", "errors", "sources", "export", "security"}
+LIGHT = {"formats", "storage", "config", "settings", "errors", "sources", "export", "security"}
 
 
 def imported(source: str, *, top_level_only: bool = False) -> set[str]:
