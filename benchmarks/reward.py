@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import BUNDLED_ID, add_smoke, bundled_spec, default_model_cache, load_note, print_targets, table
-from train import STYLE_PROMPT, make_studio, prompts, styled, vote
+from _common import BUNDLED_ID, add_smoke, load_note, print_targets, table
+from train import STYLE_PROMPT, bench_model, make_studio, prompts, styled, vote
 
 N = 4
 
@@ -88,18 +88,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="studio-reward-bench-") as tmp:
         work = Path(tmp)
         params: dict[str, Any] = {"epochs": args.epochs, "max_length": 256}
+        model = bench_model(work, args)
         if args.smoke:
-            from tests.helpers.tiny_chat import build_tiny_chat_model
-
-            model = {"id": "tiny", "tabs": ["chat"], "backend": "transformers-chat"}
-            model["source"] = str(build_tiny_chat_model(work / "tiny"))
-            args.train_prompts, args.eval_prompts, args.tokens = 8, 2, 8
             params = {"max_steps": 2}
-        else:
-            import os
-
-            os.environ.setdefault("STUDIO_MODEL_CACHE", str(default_model_cache()))
-            model = bundled_spec()
         studio = make_studio(work, model)
         try:
             if model["id"] == BUNDLED_ID and studio.model_status(BUNDLED_ID) != "ready":

@@ -115,6 +115,21 @@ def prompts(n_train: int, n_eval: int) -> tuple[list[str], list[str]]:
     return asks[:n_train], asks[n_train : n_train + n_eval]
 
 
+def bench_model(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The model a run votes on and trains: the tiny checkpoint (in `work`) with --smoke, which also sets the
+    smoke's prompt counts and length on `args`; else the bundled model from the usual cache."""
+    if args.smoke:
+        from tests.helpers.tiny_chat import build_tiny_chat_model
+
+        args.train_prompts, args.eval_prompts, args.tokens = 8, 2, 8
+        tiny = {"id": "tiny", "tabs": ["chat"], "backend": "transformers-chat"}
+        return {**tiny, "source": str(build_tiny_chat_model(work / "tiny"))}
+    import os
+
+    os.environ.setdefault("STUDIO_MODEL_CACHE", str(default_model_cache()))
+    return bundled_spec()
+
+
 def make_studio(folder: Path, model: dict[str, Any]) -> Any:
     import yaml
 
@@ -200,18 +215,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="studio-train-bench-") as tmp:
         work = Path(tmp)
         params: dict[str, Any] = {"epochs": args.epochs, "learning_rate": args.lr, "max_length": 256}
+        model = bench_model(work, args)
         if args.smoke:
-            from tests.helpers.tiny_chat import build_tiny_chat_model
-
-            model = {"id": "tiny", "tabs": ["chat"], "backend": "transformers-chat"}
-            model["source"] = str(build_tiny_chat_model(work / "tiny"))
-            args.train_prompts, args.eval_prompts, args.tokens = 8, 2, 8
             params = {"max_steps": 2}
-        else:
-            import os
-
-            os.environ.setdefault("STUDIO_MODEL_CACHE", str(default_model_cache()))
-            model = bundled_spec()
         studio = make_studio(work, model)
         try:
             if model["id"] == BUNDLED_ID and studio.model_status(BUNDLED_ID) != "ready":
