@@ -11,8 +11,6 @@ Ignores: the loop (diffusion_dpo.py). torch, diffusers, peft and PIL are importe
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -63,21 +61,17 @@ def load_picture(path: str, resolution: int) -> Any:
 
 
 def save_lora(unet: Any, out: Path, family: str = "sd") -> Path:
-    """Write the UNet's LoRA into `<out>.partial` and rename it to `out` once complete; on any failure (a
-    full disk) remove the partial folder and raise: `out` then does not exist."""
+    """Write the UNet's LoRA to `out` in diffusers' layout (`pipe.load_lora_weights` reads it), atomically."""
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
+    from studio.train.runner import save_atomically
+
+    def write(folder: Path) -> None:
         layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
         layers = {k: v.detach().float().cpu().contiguous() for k, v in layers.items()}
         pipeline: Any = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
-        pipeline.save_lora_weights(str(partial), unet_lora_layers=layers, safe_serialization=True)
-        os.replace(partial, out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return out
+        pipeline.save_lora_weights(str(folder), unet_lora_layers=layers, safe_serialization=True)
+
+    return save_atomically(out, write)

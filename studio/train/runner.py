@@ -140,18 +140,23 @@ _TRAINERS = {
 }
 
 
-def save_adapter(model: Any, out: Path) -> Path:
-    """Write the adapter into `<out>.partial` and rename it to `out` once complete; on any failure (a full
-    disk) remove the partial folder and raise: `out` then does not exist."""
+def save_atomically(out: Path, write: Callable[[Path], None]) -> Path:
+    """Run `write` into `<out>.partial` and rename it to `out` once complete; on any failure (a full disk)
+    remove the partial folder and raise: `out` then does not exist, never half written."""
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        model.save_pretrained(str(partial))
+        write(partial)
         os.replace(partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return out
+
+
+def save_adapter(model: Any, out: Path) -> Path:
+    """Write a peft model's adapter to `out` (`save_atomically`)."""
+    return save_atomically(out, lambda folder: model.save_pretrained(str(folder)))
 
 
 def run(
