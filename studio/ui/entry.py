@@ -21,7 +21,8 @@ from typing import Any
 
 import gradio as gr
 
-from studio.service.checks import quote
+from studio.service import StudioError
+from studio.service.checks import quote, storable
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +157,9 @@ def _check_storable(value: Any, what: str) -> None:
     with its own words after a row began."""
     if isinstance(value, str):
         try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            bad = ord(value[exc.start])
-            raise Refused(
-                f"{what} holds a lone surrogate character (U+{bad:04X}) that cannot be stored; remove it"
-            ) from None
+            storable(value, what)
+        except StudioError as exc:
+            raise Refused(str(exc)) from None
     elif isinstance(value, list):
         for item in value:
             _check_storable(item, what)
